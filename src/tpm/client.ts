@@ -8,13 +8,7 @@
 import type { AnyCommand, CommandArgs, ResponseArgs } from "./command.ts";
 import { TPM_RC } from "./constants.ts";
 import { MarshalError, TpmResponseError } from "./errors.ts";
-import {
-  commandHandles,
-  commandName,
-  decodeResponseFrame,
-  encodeCommandFrame,
-  encodeParameters,
-} from "./frame.ts";
+import { commandHandles, commandName, decodeResponseFrame, encodeCommandFrame, encodeParameters } from "./frame.ts";
 import { decode } from "./marshal.ts";
 import { EMPTY_PASSWORD, type Session } from "./sessions.ts";
 import type { Transport } from "./transport/transport.ts";

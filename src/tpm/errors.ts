@@ -112,9 +112,7 @@ export function decodeRc(rc: number): DecodedRc {
 /** "TPM_RC_AUTH_FAIL (session 1)", "TPM_RC_VALUE (parameter 1)", "TPM_RC_INITIALIZE". */
 export function describeRc(rc: number): string {
   const d = decodeRc(rc);
-  const where = d.subject
-    ? d.index === 0 ? ` (${d.subject} unspecified)` : ` (${d.subject} ${d.index})`
-    : "";
+  const where = d.subject ? d.index === 0 ? ` (${d.subject} unspecified)` : ` (${d.subject} ${d.index})` : "";
   return `${d.name}${where}`;
 }
 

@@ -252,7 +252,11 @@ export const TPMT_TK_VERIFIED = struct("TPMT_TK_VERIFIED", {
   digest: TPM2B_DIGEST,
 });
 /** TPMT_TK_AUTH (Part 2 §10.7.5). */
-export const TPMT_TK_AUTH = struct("TPMT_TK_AUTH", { tag: TPM_ST_T, hierarchy: TPMI_RH_HIERARCHY, digest: TPM2B_DIGEST });
+export const TPMT_TK_AUTH = struct("TPMT_TK_AUTH", {
+  tag: TPM_ST_T,
+  hierarchy: TPMI_RH_HIERARCHY,
+  digest: TPM2B_DIGEST,
+});
 /** TPMT_TK_HASHCHECK (Part 2 §10.7.6). */
 export const TPMT_TK_HASHCHECK = struct("TPMT_TK_HASHCHECK", {
   tag: TPM_ST_T,
@@ -267,7 +271,10 @@ export const TPMS_ALG_PROPERTY = struct("TPMS_ALG_PROPERTY", { alg: TPM_ALG_ID, 
 /** TPMS_TAGGED_PROPERTY (Part 2 §10.8.2). */
 export const TPMS_TAGGED_PROPERTY = struct("TPMS_TAGGED_PROPERTY", { property: TPM_PT_T, value: u32 });
 /** TPMS_TAGGED_PCR_SELECT (Part 2 §10.8.3). */
-export const TPMS_TAGGED_PCR_SELECT = struct("TPMS_TAGGED_PCR_SELECT", { tag: TPM_PT_PCR_T, pcrSelect: TPMS_PCR_SELECT });
+export const TPMS_TAGGED_PCR_SELECT = struct("TPMS_TAGGED_PCR_SELECT", {
+  tag: TPM_PT_PCR_T,
+  pcrSelect: TPMS_PCR_SELECT,
+});
 /** TPMS_TAGGED_POLICY (Part 2 §10.8.4). */
 export const TPMS_TAGGED_POLICY = struct("TPMS_TAGGED_POLICY", { handle: TPM_HANDLE, policyHash: TPMT_HA });
 /** TPMS_ACT_DATA (Part 2 §10.8.5). */

@@ -19,7 +19,12 @@ import { rawHex, rawPairs, toHex, tracePairs, type VectorPair } from "../helpers
 function roundTrip(v: VectorPair) {
   const cmd = decodeCommand(v.request, COMMANDS);
   const params = encodeParameters(cmd.def, cmd.args);
-  const again = encodeCommandFrame({ code: cmd.def.code, handles: cmd.frame.handles, auths: cmd.frame.auths, parameters: params });
+  const again = encodeCommandFrame({
+    code: cmd.def.code,
+    handles: cmd.frame.handles,
+    auths: cmd.frame.auths,
+    parameters: params,
+  });
   assert.equal(toHex(again), toHex(v.request), `${v.name}: command re-encodes byte for byte`);
 
   const rsp = decodeResponseFrame(v.response, {

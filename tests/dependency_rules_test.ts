@@ -1,0 +1,108 @@
+/**
+ * The layering of DESIGN.md, checked by reading every import:
+ * - src/tpm imports only itself, node built-ins and npm packages other than Hono;
+ * - simulator/ imports src/tpm and nothing else of the project;
+ * - src/ never imports simulator/, except the composition layer (src/main.ts, src/cli/);
+ * - src/agent and src/registrar never import each other.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+
+function sources(dir: string): string[] {
+  const abs = join(ROOT, dir);
+  try {
+    statSync(abs);
+  } catch {
+    return [];
+  }
+  return readdirSync(abs, { recursive: true, encoding: "utf8" })
+    .filter((f) => /\.(ts|tsx|js|mjs)$/.test(f))
+    .map((f) => join(dir, f));
+}
+
+/** Every module specifier a file imports or re-exports, static or dynamic. */
+export function importsOf(text: string): string[] {
+  const out: string[] = [];
+  const re =
+    /(?:import|export)\s[^'"]*?from\s*["']([^"']+)["']|import\s*\(\s*["']([^"']+)["']\s*\)|import\s+["']([^"']+)["']/g;
+  for (const m of text.matchAll(re)) out.push(m[1] ?? m[2] ?? m[3]!);
+  return out;
+}
+
+interface Violation {
+  file: string;
+  spec: string;
+  rule: string;
+}
+
+function check(files: string[], rule: string, allowed: (spec: string, target: string | null) => boolean) {
+  const bad: Violation[] = [];
+  for (const file of files) {
+    for (const spec of importsOf(readFileSync(join(ROOT, file), "utf8"))) {
+      const target = spec.startsWith(".") ? relative(ROOT, resolve(ROOT, dirname(file), spec)) : null;
+      if (!allowed(spec, target)) bad.push({ file, spec, rule });
+    }
+  }
+  return bad;
+}
+
+const inside = (target: string | null, dir: string) => target !== null && (target + "/").startsWith(dir + "/");
+
+test("the import scanner sees static, dynamic and re-exports", () => {
+  const t =
+    `import a from "./a.ts";\nimport { b } from '../b.ts';\nexport * from "./c.ts";\nconst d = await import("./d.ts");\nimport "./e.ts";`;
+  assert.deepEqual(importsOf(t), ["./a.ts", "../b.ts", "./c.ts", "./d.ts", "./e.ts"]);
+});
+
+test("src/tpm stays a self-contained TPM library", () => {
+  const files = sources("src/tpm");
+  assert.ok(files.length > 5);
+  const bad = check(
+    files,
+    "src/tpm imports only src/tpm, node: built-ins and npm packages other than hono",
+    (spec, target) => {
+      if (target !== null) return inside(target, "src/tpm");
+      return !/^(hono|@hono\/)/.test(spec);
+    },
+  );
+  assert.deepEqual(bad, []);
+});
+
+test("simulator/ imports only src/tpm of the project", () => {
+  const bad = check(
+    sources("simulator"),
+    "simulator/ imports src/tpm and nothing else of the project",
+    (spec, target) =>
+      target === null ? !/^(hono|@hono\/)/.test(spec) : inside(target, "simulator") || inside(target, "src/tpm"),
+  );
+  assert.deepEqual(bad, []);
+});
+
+test("only the composition layer imports simulator/", () => {
+  const files = sources("src").filter((f) => f !== "src/main.ts" && !f.startsWith("src/cli/"));
+  const bad = check(
+    files,
+    "src/ never imports simulator/ outside src/main.ts and src/cli/",
+    (_s, target) => !inside(target, "simulator"),
+  );
+  assert.deepEqual(bad, []);
+});
+
+test("agent and registrar do not import each other", () => {
+  const a = check(
+    sources("src/agent"),
+    "src/agent never imports src/registrar",
+    (_s, t) => !inside(t, "src/registrar"),
+  );
+  const r = check(
+    sources("src/registrar"),
+    "src/registrar never imports src/agent",
+    (_s, t) => !inside(t, "src/agent"),
+  );
+  assert.deepEqual([...a, ...r], []);
+});
