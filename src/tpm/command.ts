@@ -60,9 +60,9 @@ function firstIsSized(fields: ParamFields): boolean {
 
 /** Declare a Part 3 command. */
 export function command<
-  const H extends Record<string, AuthRole>,
-  const P extends ParamFields,
-  const RP extends ParamFields,
+  const H extends Record<string, AuthRole> = Record<never, AuthRole>,
+  const P extends ParamFields = Record<never, Field<unknown>>,
+  const RP extends ParamFields = Record<never, Field<unknown>>,
   const RH extends string = never,
 >(
   name: string,

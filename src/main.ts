@@ -1,0 +1,33 @@
+#!/usr/bin/env node
+/**
+ * keylime-ts: the composition root. Parses the command line and wires configuration, the TPM and
+ * the services together. Subcommands live in src/cli/, one file each.
+ */
+import { Command } from "commander";
+import { tpmCommand } from "./cli/tpm.ts";
+import { TpmLibraryError } from "./tpm/errors.ts";
+
+export const VERSION = "0.1.0";
+
+export function buildProgram(): Command {
+  const program = new Command("keylime-ts")
+    .description("Keylime-compatible attestation agent with its own TPM 2.0 stack")
+    .version(VERSION)
+    .showHelpAfterError()
+    .configureHelp({ sortSubcommands: true });
+  tpmCommand(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv, { from: "user" });
+  } catch (e) {
+    const code = e instanceof TpmLibraryError ? ` [${e.code}]` : "";
+    process.stderr.write(`keylime-ts: ${e instanceof Error ? e.message : String(e)}${code}\n`);
+    process.exitCode = 1;
+  }
+}
+
+// No top-level await: the single-executable bundle loads this module as CommonJS.
+if ((import.meta as { main?: boolean }).main) void main(process.argv.slice(2));

@@ -1,0 +1,120 @@
+/**
+ * TPM crypto building blocks (Part 1 §11.4, §16, §24): hashes by algorithm ID, object Names, and
+ * conversion of a TPMT_PUBLIC key to standard key formats. Sessions, KDFs and credential protection
+ * join this file as they are needed.
+ */
+import { createPublicKey, type KeyObject } from "node:crypto";
+import { sha1 } from "@noble/hashes/sha1";
+import { sha256, sha384, sha512 } from "@noble/hashes/sha2";
+import { hex, nameOf, TPM_ALG, TPM_ECC_CURVE } from "./constants.ts";
+import { MarshalError } from "./errors.ts";
+import { encode } from "./marshal.ts";
+import { TPMS_NV_PUBLIC, TPMT_PUBLIC } from "./structures.ts";
+import type {
+  TPMS_ECC_PARMS,
+  TPMS_ECC_POINT,
+  TPMS_NV_PUBLIC as NvPublic,
+  TPMT_PUBLIC as Public,
+} from "./structures.ts";
+
+type HashFn = (data: Uint8Array) => Uint8Array;
+
+const HASHES: Readonly<Record<number, HashFn>> = {
+  [TPM_ALG.SHA1]: sha1,
+  [TPM_ALG.SHA256]: sha256,
+  [TPM_ALG.SHA384]: sha384,
+  [TPM_ALG.SHA512]: sha512,
+};
+
+/** "sha256" for TPM_ALG_SHA256, as tpm2-tools and Keylime spell hash names. */
+export function algName(alg: number): string {
+  return (nameOf(TPM_ALG, alg) ?? hex(alg)).toLowerCase();
+}
+
+/** The algorithm ID for a name such as "sha256" or "SHA256". */
+export function algByName(name: string): number | undefined {
+  return (TPM_ALG as Record<string, number>)[name.toUpperCase().replace(/-/g, "_")];
+}
+
+export function hashFor(alg: number): HashFn {
+  const h = HASHES[alg];
+  if (!h) throw new MarshalError(`hash algorithm ${algName(alg)} is not supported`, "value");
+  return h;
+}
+
+export function hash(alg: number, ...parts: Uint8Array[]): Uint8Array {
+  return hashFor(alg)(concat(...parts));
+}
+
+export function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+function u16be(v: number): Uint8Array {
+  return Uint8Array.of(v >>> 8, v & 0xff);
+}
+
+/** Name of an object: nameAlg ‖ H_nameAlg(TPMT_PUBLIC) (Part 1 §16). */
+export function objectName(pub: Public): Uint8Array {
+  return concat(u16be(pub.nameAlg), hash(pub.nameAlg, encode(TPMT_PUBLIC, pub)));
+}
+
+/** Name of an NV index: nameAlg ‖ H_nameAlg(TPMS_NV_PUBLIC) (Part 1 §16). */
+export function nvName(pub: NvPublic): Uint8Array {
+  return concat(u16be(pub.nameAlg), hash(pub.nameAlg, encode(TPMS_NV_PUBLIC, pub)));
+}
+
+const CURVES: Readonly<Record<number, { crv: string; bytes: number }>> = {
+  [TPM_ECC_CURVE.NIST_P256]: { crv: "P-256", bytes: 32 },
+  [TPM_ECC_CURVE.NIST_P384]: { crv: "P-384", bytes: 48 },
+  [TPM_ECC_CURVE.NIST_P521]: { crv: "P-521", bytes: 66 },
+};
+
+const b64url = (b: Uint8Array) => Buffer.from(b).toString("base64url");
+
+function leftPad(b: Uint8Array, n: number): Uint8Array {
+  if (b.length >= n) return b;
+  const out = new Uint8Array(n);
+  out.set(b, n - b.length);
+  return out;
+}
+
+/** The public key of an RSA or ECC TPMT_PUBLIC as a Node KeyObject (exponent 0 means 65537). */
+export function publicKeyOf(pub: Public): KeyObject {
+  if (pub.type === TPM_ALG.RSA) {
+    const { exponent } = pub.parameters as { exponent: number };
+    const e = exponent === 0 ? 65537 : exponent;
+    const eBytes = Uint8Array.of(e >>> 24, (e >>> 16) & 0xff, (e >>> 8) & 0xff, e & 0xff);
+    const n = pub.unique as Uint8Array;
+    if (n.length === 0) throw new MarshalError("RSA public key has an empty modulus", "value").at("TPMT_PUBLIC");
+    const jwk = { kty: "RSA", n: b64url(n), e: b64url(eBytes.subarray(eBytes.findIndex((x) => x !== 0))) };
+    return createPublicKey({ key: jwk, format: "jwk" });
+  }
+  if (pub.type === TPM_ALG.ECC) {
+    const { curveID } = pub.parameters as TPMS_ECC_PARMS;
+    const curve = CURVES[curveID];
+    if (!curve) throw new MarshalError(`ECC curve ${hex(curveID)} is not supported`, "value").at("TPMT_PUBLIC");
+    const { x, y } = pub.unique as TPMS_ECC_POINT;
+    const jwk = { kty: "EC", crv: curve.crv, x: b64url(leftPad(x, curve.bytes)), y: b64url(leftPad(y, curve.bytes)) };
+    return createPublicKey({ key: jwk, format: "jwk" });
+  }
+  throw new MarshalError(`object type ${algName(pub.type)} has no public key`, "value").at("TPMT_PUBLIC");
+}
+
+/** PEM (SubjectPublicKeyInfo) of an RSA or ECC TPMT_PUBLIC. */
+export function publicKeyPem(pub: Public): string {
+  return publicKeyOf(pub).export({ format: "pem", type: "spki" }).toString();
+}
+
+/** True when two keys are the same public key (compared as JWK members, not as DER spellings). */
+export function sameKey(a: KeyObject, b: KeyObject): boolean {
+  const ja = a.export({ format: "jwk" });
+  const jb = b.export({ format: "jwk" });
+  return ja.kty === jb.kty && ja.n === jb.n && ja.e === jb.e && ja.crv === jb.crv && ja.x === jb.x && ja.y === jb.y;
+}
