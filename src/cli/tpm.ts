@@ -101,7 +101,7 @@ export function tpmCommand(program: Command): void {
       }
       for (const [alg, m] of r.values) {
         print(`  ${algName(alg)}:`);
-        for (const [i, d] of m) print(`    ${String(i).padStart(2)} : 0x${hex(d).toUpperCase()}`);
+        for (const [i, d] of m) print(`    ${String(i).padEnd(2)}: 0x${hex(d).toUpperCase()}`); // tpm2_pcrread's layout
       }
     });
 

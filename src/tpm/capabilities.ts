@@ -86,11 +86,11 @@ export async function getPcrBanks(tpm: Tpm): Promise<PcrBank[]> {
   }));
 }
 
-/** Four ASCII characters packed in a u32 property, NULs and trailing spaces removed. */
+/** Four ASCII characters packed in a u32 property, NULs and padding spaces removed. */
 export function propertyString(value: number | undefined): string {
   if (value === undefined) return "";
   const chars = [value >>> 24, (value >>> 16) & 0xff, (value >>> 8) & 0xff, value & 0xff];
-  return String.fromCharCode(...chars.filter((c) => c !== 0)).trimEnd();
+  return String.fromCharCode(...chars.filter((c) => c !== 0)).trim();
 }
 
 export interface TpmInfo {

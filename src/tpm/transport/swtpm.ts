@@ -210,10 +210,13 @@ export function withDeadline<T>(ms: number, onExpire: () => Error, work: () => P
   });
 }
 
-/** Let already-delivered socket events (a server's FIN after its last response) be processed. */
-function settle(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 0));
+/** Let socket events due within `ms` (a server's FIN after its last response) be processed. */
+function settle(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/** How long the first reuse of a connection waits to learn whether the server closes after responding. */
+const LEARN_CLOSE_MS = 10;
 
 export interface SocketLinkOptions {
   /** Name used in messages: the TPM's canonical uri. */
@@ -232,6 +235,12 @@ export class SocketLink {
   private conn: StreamConnection | undefined;
   private connecting: net.Socket | undefined;
   private busy = false;
+  /**
+   * Whether the server keeps a connection after responding: undefined until a first reuse shows it.
+   * Servers that close after each response (swtpm `,disconnect`) then get a connection per command,
+   * so no command is ever written into a connection the server is about to close.
+   */
+  private serverKeepsConnection: boolean | undefined;
 
   constructor(readonly address: SocketAddress, private readonly options: SocketLinkOptions) {}
 
@@ -278,8 +287,12 @@ export class SocketLink {
 
   private async run(request: Uint8Array, readReply: (read: ReadExactly) => Promise<Uint8Array>): Promise<Uint8Array> {
     let conn = this.conn;
-    // A server that closes after each response (swtpm `,disconnect`) may have sent its FIN already.
-    if (conn?.reused) await settle();
+    if (conn?.reused && this.serverKeepsConnection === undefined) {
+      // First reuse: a server that closes after each response has sent its FIN by now; learn which
+      // kind this is. (A close noticed later, while idle, has already marked the connection dead.)
+      await settle(LEARN_CLOSE_MS);
+      this.serverKeepsConnection = conn.alive;
+    }
     if (conn && (!conn.alive || conn.pendingBytes > 0)) {
       // Closed, or unsolicited bytes: nothing was written on it yet, so a fresh connection is safe.
       conn.destroy();
@@ -315,7 +328,7 @@ export class SocketLink {
       );
     }
     c.reused = true;
-    if (!this.options.persistent && this.conn === c) this.drop();
+    if ((!this.options.persistent || this.serverKeepsConnection === false) && this.conn === c) this.drop();
     return reply;
   }
 }
