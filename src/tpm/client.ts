@@ -7,7 +7,7 @@
  */
 import type { AnyCommand, CommandArgs, ResponseArgs } from "./command.ts";
 import { TPM_RC } from "./constants.ts";
-import { MarshalError, TpmResponseError } from "./errors.ts";
+import { decodeRc, MarshalError, TpmResponseError } from "./errors.ts";
 import { commandHandles, commandName, decodeResponseFrame, encodeCommandFrame, encodeParameters } from "./frame.ts";
 import { decode } from "./marshal.ts";
 import { EMPTY_PASSWORD, type Session } from "./sessions.ts";
@@ -67,7 +67,7 @@ export class Tpm {
     for (let attempt = 1;; attempt++) {
       response = await this.transport.send(command);
       const rc = response.length >= 10 ? new DataView(response.buffer, response.byteOffset).getUint32(6) : 0;
-      const base = rc & 0x800 ? 0x900 | (rc & 0x7f) : rc;
+      const { base } = decodeRc(rc);
       if (!RETRYABLE.has(base) || attempt >= this.#maxAttempts) break;
       const delay = this.#retryDelayMs * 2 ** (attempt - 1) * (base === TPM_RC.TESTING ? 10 : 1);
       await sleep(delay);
