@@ -75,8 +75,10 @@ export class DeviceTransport implements Transport {
           if (fh) void fh.close().catch(() => {});
           return new TransportTimeoutError(`TPM ${this.uri} did not answer within ${this.timeoutMs} ms`);
         },
-        async () => {
+        async (deadline) => {
           fh = await this.ensureOpen();
+          // Timed out while opening: the caller has its answer, so the command must not go out.
+          if (deadline.expired) return new Uint8Array(0);
           return await this.exchange(fh, command);
         },
       );

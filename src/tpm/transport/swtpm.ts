@@ -189,26 +189,34 @@ export class StreamConnection {
 /** Reads exactly n bytes from the connection the exchange runs on. */
 export type ReadExactly = (n: number) => Promise<Buffer>;
 
+/** Tells work that outlived its deadline to stop before it does anything irrevocable (a write). */
+export interface Deadline {
+  readonly expired: boolean;
+}
+
 /** Run `work` under a deadline; on expiry call `onExpire` (which must make `work` settle) and reject. */
-export function withDeadline<T>(ms: number, onExpire: () => Error, work: () => Promise<T>): Promise<T> {
+export function withDeadline<T>(ms: number, onExpire: () => Error, work: (d: Deadline) => Promise<T>): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    let expired = false;
+    const deadline = { expired: false };
     const timer = setTimeout(() => {
-      expired = true;
+      deadline.expired = true;
       reject(onExpire());
     }, ms);
-    work().then(
+    work(deadline).then(
       (v) => {
         clearTimeout(timer);
-        if (!expired) resolve(v);
+        if (!deadline.expired) resolve(v);
       },
       (e) => {
         clearTimeout(timer);
-        if (!expired) reject(e);
+        if (!deadline.expired) reject(e);
       },
     );
   });
 }
+
+/** Thrown inside work whose deadline passed; never seen by callers (they got the timeout). */
+class Expired extends Error {}
 
 /** Let socket events due within `ms` (a server's FIN after its last response) be processed. */
 function settle(ms: number): Promise<void> {
@@ -267,9 +275,9 @@ export class SocketLink {
               `(is the server hung, or is another client holding its only connection?)`,
           );
         },
-        async () => {
+        async (deadline) => {
           if (prepare) await prepare();
-          return await this.run(request, readReply);
+          return await this.run(request, readReply, deadline);
         },
       );
     } finally {
@@ -285,12 +293,18 @@ export class SocketLink {
     this.conn = undefined;
   }
 
-  private async run(request: Uint8Array, readReply: (read: ReadExactly) => Promise<Uint8Array>): Promise<Uint8Array> {
+  private async run(
+    request: Uint8Array,
+    readReply: (read: ReadExactly) => Promise<Uint8Array>,
+    deadline: Deadline,
+  ): Promise<Uint8Array> {
+    if (deadline.expired) throw new Expired();
     let conn = this.conn;
     if (conn?.reused && this.serverKeepsConnection === undefined) {
       // First reuse: a server that closes after each response has sent its FIN by now; learn which
       // kind this is. (A close noticed later, while idle, has already marked the connection dead.)
       await settle(LEARN_CLOSE_MS);
+      if (deadline.expired) throw new Expired();
       this.serverKeepsConnection = conn.alive;
     }
     if (conn && (!conn.alive || conn.pendingBytes > 0)) {
@@ -301,9 +315,15 @@ export class SocketLink {
     if (!conn) {
       conn = await StreamConnection.open(this.address, `TPM ${this.options.uri}`, (s) => (this.connecting = s));
       this.connecting = undefined;
+      if (deadline.expired) {
+        conn.destroy();
+        throw new Expired();
+      }
       this.conn = conn;
     }
     const c = conn;
+    // The caller was told "timeout": the command must not go out after that.
+    if (deadline.expired) throw new Expired();
     c.write(request);
     let reply: Uint8Array;
     try {
@@ -477,9 +497,13 @@ export class SwtpmControl {
         conn?.destroy();
         return new TransportTimeoutError(`swtpm ${name} on ${this.where} got no answer within ${this.timeoutMs} ms`);
       },
-      async () => {
+      async (deadline) => {
         conn = await StreamConnection.open(this.address, `swtpm control channel of ${this.where}`, (s) => (socket = s));
         const c = conn;
+        if (deadline.expired) {
+          c.destroy();
+          throw new Expired();
+        }
         try {
           const req = Buffer.alloc(4 + payload.length);
           req.writeUInt32BE(cmd >>> 0, 0);
