@@ -7,7 +7,7 @@ import * as fsp from "node:fs/promises";
 import * as path from "node:path";
 import { TransportError, TransportTimeoutError } from "../errors.ts";
 import { DEFAULT_TIMEOUT_MS, RESPONSE_HEADER_BYTES, type Transport, type TransportOptions } from "./transport.ts";
-import { withDeadline } from "./swtpm.ts";
+import { withDeadline } from "./socket_link.ts";
 
 /** Read buffer: larger than any kernel TPM buffer (TPM_BUFSIZE is 4096). */
 const READ_BUFFER_BYTES = 8192;

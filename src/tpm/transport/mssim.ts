@@ -13,7 +13,7 @@ import {
   type SocketAddress,
   SocketLink,
   socketUri,
-} from "./swtpm.ts";
+} from "./socket_link.ts";
 
 /** TPM port command codes. */
 export const MSSIM_TPM_SEND_COMMAND = 8;

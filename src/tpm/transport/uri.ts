@@ -9,7 +9,8 @@
 import { TpmUriError } from "../errors.ts";
 import type { Transport, TransportOptions } from "./transport.ts";
 import { DeviceTransport } from "./device.ts";
-import { type SocketAddress, socketUri, SwtpmTransport } from "./swtpm.ts";
+import { type SocketAddress, socketUri } from "./socket_link.ts";
+import { SwtpmTransport } from "./swtpm.ts";
 import { MssimTransport } from "./mssim.ts";
 
 export type TpmUri =
