@@ -3,7 +3,8 @@
 import { readFileSync } from "node:fs";
 
 const xml = readFileSync(process.argv[2], "utf8");
-const decode = (s) => s.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&amp;/g, "&");
+const decode = (s) =>
+  s.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&amp;/g, "&");
 const cases = [...xml.matchAll(/<testcase name="([^"]*)" classname="([^"]*)"[^>]*?(\/>|>([\s\S]*?)<\/testcase>)/g)]
   .map((m) => ({ name: decode(m[1]), body: m[4] ?? "" }));
 if (cases.length === 0) {
