@@ -14,6 +14,7 @@ import {
 } from "../../src/tpm/frame.ts";
 import { decode, encode } from "../../src/tpm/marshal.ts";
 import { TPMT_PUBLIC } from "../../src/tpm/structures.ts";
+import { EK_TEMPLATES } from "../../src/tpm/keys.ts";
 import { rawHex, rawPairs, toHex, tracePairs, type VectorPair } from "../helpers/vectors.ts";
 
 function roundTrip(v: VectorPair) {
@@ -51,6 +52,11 @@ describe("raw vectors (swtpm 0.7.1)", () => {
       assert.equal(pub.objectAttributes, 0x000300b2);
       assert.equal(toHex(encode(TPMT_PUBLIC, pub)), toHex(bytes));
     }
+  });
+
+  test("our EK templates are the TCG L-1 and L-2 templates, byte for byte", () => {
+    assert.equal(toHex(encode(TPMT_PUBLIC, EK_TEMPLATES.rsa)), toHex(rawHex("template_ek_rsa2048_L1.TPMT_PUBLIC.hex")));
+    assert.equal(toHex(encode(TPMT_PUBLIC, EK_TEMPLATES.ecc)), toHex(rawHex("template_ek_eccp256_L2.TPMT_PUBLIC.hex")));
   });
 
   test("decoded values carry the spec's meaning", () => {
