@@ -37,6 +37,8 @@ export class Tpm {
   readonly #maxAttempts: number;
   readonly #retryDelayMs: number;
   #tail: Promise<unknown> = Promise.resolve();
+  /** Commands queued or running; when 0 a new command starts at once instead of after #tail. */
+  #queued = 0;
 
   constructor(transport: Transport, options: TpmOptions = {}) {
     this.transport = transport;
@@ -46,16 +48,21 @@ export class Tpm {
 
   /** Run one command. Rejects with TpmResponseError (TPM said no), MarshalError or TransportError. */
   execute<C extends AnyCommand>(def: C, args: CommandArgs<C>, options: ExecuteOptions = {}): Promise<ResponseArgs<C>> {
-    const run = this.#tail.then(() => this.#run(def, args as Record<string, unknown>, options));
-    this.#tail = run.catch(() => undefined);
+    const start = () => this.#run(def, args as Record<string, unknown>, options);
+    const run = this.#queued === 0 ? start() : this.#tail.then(start);
+    this.#queued++;
+    this.#tail = run.then(
+      () => void this.#queued--,
+      () => void this.#queued--,
+    );
     return run as Promise<ResponseArgs<C>>;
   }
 
   async #run(def: AnyCommand, args: Record<string, unknown>, options: ExecuteOptions): Promise<unknown> {
-    const name = commandName(def.code);
     const sessions = options.sessions ?? Array.from({ length: def.authCount }, () => EMPTY_PASSWORD);
     if (sessions.length < def.authCount) {
-      throw new MarshalError(`needs ${def.authCount} session(s), got ${sessions.length}`, "value").at(name);
+      throw new MarshalError(`needs ${def.authCount} session(s), got ${sessions.length}`, "value")
+        .at(commandName(def.code));
     }
     const handles = commandHandles(def, args);
     const parameters = encodeParameters(def, args);
@@ -73,14 +80,15 @@ export class Tpm {
       await sleep(delay);
     }
 
-    const frame = decodeResponseFrame(response, {
-      responseHandles: def.responseHandle === undefined ? 0 : 1,
-      sessionCount: sessions.length,
-    });
-    if (frame.rc !== TPM_RC.SUCCESS) throw new TpmResponseError(name, frame.rc);
+    // The response buffer is ours alone (transports hand over a fresh one), so decoded byte fields
+    // may be views into it rather than copies.
+    const alias = { alias: true };
+    const expect = { responseHandles: def.responseHandle === undefined ? 0 : 1, sessionCount: sessions.length };
+    const frame = decodeResponseFrame(response, expect, alias);
+    if (frame.rc !== TPM_RC.SUCCESS) throw new TpmResponseError(commandName(def.code), frame.rc);
     const rctx = { def, parameters: frame.parameters };
     sessions.forEach((s, i) => s.verify(rctx, frame.auths[i]!));
-    const values = decode(def.response, frame.parameters) as Record<string, unknown>;
+    const values = decode(def.response, frame.parameters, alias) as Record<string, unknown>;
     if (def.responseHandle !== undefined) values[def.responseHandle] = frame.handles[0];
     return values;
   }

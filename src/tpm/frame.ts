@@ -9,7 +9,7 @@
 import type { AnyCommand } from "./command.ts";
 import { hex, nameOf, TPM_CC, TPM_RC, TPM_ST } from "./constants.ts";
 import { MarshalError } from "./errors.ts";
-import { decode, decodeNamed, encode, Reader, Writer } from "./marshal.ts";
+import { decode, decodeNamed, type DecodeOptions, encode, Reader, Writer } from "./marshal.ts";
 import {
   TPMS_AUTH_COMMAND,
   type TPMS_AUTH_COMMAND as AuthCommand,
@@ -139,8 +139,9 @@ export function encodeResponseFrame(f: ResponseFrame): Uint8Array {
 export function decodeResponseFrame(
   bytes: Uint8Array,
   expect: { responseHandles: number; sessionCount: number },
+  options: DecodeOptions = {},
 ): ResponseFrame {
-  const r = new Reader(bytes);
+  const r = new Reader(bytes, 0, bytes.length, options.alias === true);
   const tag = r.u16();
   const size = r.u32();
   const rc = r.u32();

@@ -19,10 +19,14 @@ export class Reader {
   readonly end: number;
   private readonly view: DataView;
 
-  constructor(buf: Uint8Array, offset = 0, end = buf.length) {
+  /** Whether bytes() returns views into `buf` rather than copies (see DecodeOptions.alias). */
+  readonly alias: boolean;
+
+  constructor(buf: Uint8Array, offset = 0, end = buf.length, alias = false) {
     this.buf = buf;
     this.offset = offset;
     this.end = end;
+    this.alias = alias;
     this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   }
 
@@ -57,15 +61,15 @@ export class Reader {
   u64(): bigint {
     return this.view.getBigUint64(this.need(8));
   }
-  /** A copy, so decoded values never alias the caller's buffer. */
+  /** A copy, so decoded values never alias the caller's buffer, unless this reader aliases. */
   bytes(n: number): Uint8Array {
     const at = this.need(n);
-    return this.buf.slice(at, at + n);
+    return this.alias ? this.buf.subarray(at, at + n) : this.buf.slice(at, at + n);
   }
   /** A reader over the next `n` bytes; this reader moves past them. */
   sub(n: number): Reader {
     const at = this.need(n);
-    return new Reader(this.buf, at, at + n);
+    return new Reader(this.buf, at, at + n, this.alias);
   }
 }
 
@@ -185,9 +189,17 @@ export function encode<T>(codec: Codec<T>, v: T): Uint8Array {
   return w.finish();
 }
 
+export interface DecodeOptions {
+  /**
+   * Return byte fields as views into `bytes` instead of copies. Only for a buffer the caller owns
+   * and never changes afterwards (the client's response buffers): it saves an allocation per field.
+   */
+  alias?: boolean;
+}
+
 /** Unmarshal one value that must take exactly all of `bytes`. */
-export function decode<T>(codec: Codec<T>, bytes: Uint8Array): T {
-  const r = new Reader(bytes);
+export function decode<T>(codec: Codec<T>, bytes: Uint8Array, options: DecodeOptions = {}): T {
+  const r = new Reader(bytes, 0, bytes.length, options.alias === true);
   const v = decodeNamed(codec, r);
   if (r.remaining !== 0) {
     throw new MarshalError(`${r.remaining} trailing byte${r.remaining === 1 ? "" : "s"} after ${codec.name}`, "size")

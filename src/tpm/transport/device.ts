@@ -7,7 +7,7 @@ import * as fsp from "node:fs/promises";
 import * as path from "node:path";
 import { TransportError, TransportTimeoutError } from "../errors.ts";
 import { DEFAULT_TIMEOUT_MS, RESPONSE_HEADER_BYTES, type Transport, type TransportOptions } from "./transport.ts";
-import { withDeadline } from "./socket_link.ts";
+import { Watchdog } from "./socket_link.ts";
 
 /** Read buffer: larger than any kernel TPM buffer (TPM_BUFSIZE is 4096). */
 const READ_BUFFER_BYTES = 8192;
@@ -48,12 +48,14 @@ export class DeviceTransport implements Transport {
   private opening: Promise<fsp.FileHandle> | undefined;
   private busy = false;
   private readonly timeoutMs: number;
+  private readonly watchdog: Watchdog;
   private readonly warn: (message: string) => void;
 
   constructor(readonly path: string = "/dev/tpmrm0", options: TransportOptions = {}) {
     this.uri = `device:${path}`;
     this.resourceManaged = isResourceManagedDevice(path);
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.watchdog = new Watchdog(this.timeoutMs);
     this.warn = options.warn ?? ((m) => console.warn(m));
   }
 
@@ -67,8 +69,7 @@ export class DeviceTransport implements Transport {
     this.busy = true;
     let fh: fsp.FileHandle | undefined;
     try {
-      return await withDeadline(
-        this.timeoutMs,
+      return await this.watchdog.guard(
         () => {
           // The pending read cannot be cancelled: abandon the handle and let it close when the read ends.
           if (fh && this.handle === fh) this.handle = undefined;
@@ -88,6 +89,7 @@ export class DeviceTransport implements Transport {
   }
 
   async close(): Promise<void> {
+    this.watchdog.cancel();
     const fh = this.handle;
     this.handle = undefined;
     this.opening = undefined;

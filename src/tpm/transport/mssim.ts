@@ -133,8 +133,8 @@ export class MssimTransport implements Transport {
   }
 
   close(): Promise<void> {
-    this.link.drop();
-    this.platformLink.drop();
+    this.link.close();
+    this.platformLink.close();
     this.poweredOn = false;
     return Promise.resolve();
   }

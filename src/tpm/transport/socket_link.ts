@@ -184,25 +184,79 @@ export interface Deadline {
   readonly expired: boolean;
 }
 
-/** Run `work` under a deadline; on expiry call `onExpire` (which must make `work` settle) and reject. */
+/**
+ * Deadlines for one exchange at a time, from a single lazily re-armed timer: a link that runs a
+ * command every few microseconds would otherwise create and clear a timer per command, which costs
+ * more than the rest of the client (bench/). The timer is unref'd, so an idle link keeps no process alive.
+ */
+export class Watchdog {
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  /** When the running exchange expires (performance.now() ms); 0 while idle. */
+  private due = 0;
+  private onExpire: (() => void) | undefined;
+
+  constructor(private readonly ms: number) {}
+
+  /**
+   * Run `work` under the deadline; on expiry call `onExpire` (which must make `work` settle) and
+   * reject with its error. One guarded run at a time.
+   */
+  guard<T>(onExpire: () => Error, work: (d: Deadline) => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const deadline = { expired: false };
+      this.due = performance.now() + this.ms;
+      this.onExpire = () => {
+        deadline.expired = true;
+        reject(onExpire());
+      };
+      if (!this.timer) this.arm(this.ms);
+      work(deadline).then(
+        (v) => {
+          if (deadline.expired) return;
+          this.idle();
+          resolve(v);
+        },
+        (e) => {
+          if (deadline.expired) return;
+          this.idle();
+          reject(e);
+        },
+      );
+    });
+  }
+
+  /** Stop the timer altogether (on close). */
+  cancel(): void {
+    this.idle();
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private idle(): void {
+    this.due = 0;
+    this.onExpire = undefined;
+  }
+
+  private arm(ms: number): void {
+    this.timer = setTimeout(() => this.check(), ms);
+    (this.timer as { unref?: () => void }).unref?.();
+  }
+
+  private check(): void {
+    this.timer = undefined;
+    if (this.due === 0) return; // idle: the next guard() arms a new timer
+    const left = this.due - performance.now();
+    if (left > 1) return this.arm(left);
+    const fire = this.onExpire;
+    this.idle();
+    fire?.();
+  }
+}
+
+/** Run `work` under a one-off deadline (for rare requests such as control-channel commands). */
 export function withDeadline<T>(ms: number, onExpire: () => Error, work: (d: Deadline) => Promise<T>): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const deadline = { expired: false };
-    const timer = setTimeout(() => {
-      deadline.expired = true;
-      reject(onExpire());
-    }, ms);
-    work(deadline).then(
-      (v) => {
-        clearTimeout(timer);
-        if (!deadline.expired) resolve(v);
-      },
-      (e) => {
-        clearTimeout(timer);
-        if (!deadline.expired) reject(e);
-      },
-    );
-  });
+  const w = new Watchdog(ms);
+  return w.guard(onExpire, work).finally(() => w.cancel());
 }
 
 /** Thrown inside work whose deadline passed; never seen by callers (they got the timeout). */
@@ -239,8 +293,11 @@ export class SocketLink {
    * so no command is ever written into a connection the server is about to close.
    */
   private serverKeepsConnection: boolean | undefined;
+  private readonly watchdog: Watchdog;
 
-  constructor(readonly address: SocketAddress, private readonly options: SocketLinkOptions) {}
+  constructor(readonly address: SocketAddress, private readonly options: SocketLinkOptions) {
+    this.watchdog = new Watchdog(options.timeoutMs);
+  }
 
   /**
    * Send `request` (already framed) in one write and let `readReply` read the reply off the stream.
@@ -256,8 +313,7 @@ export class SocketLink {
     }
     this.busy = true;
     try {
-      return await withDeadline(
-        this.options.timeoutMs,
+      return await this.watchdog.guard(
         () => {
           this.drop("timed out");
           return new TransportTimeoutError(
@@ -273,6 +329,12 @@ export class SocketLink {
     } finally {
       this.busy = false;
     }
+  }
+
+  /** Drop the connection and stop the watchdog; the next exchange reconnects. Idempotent. */
+  close(): void {
+    this.drop();
+    this.watchdog.cancel();
   }
 
   /** Drop the connection; the next exchange reconnects. Idempotent. */
@@ -348,8 +410,11 @@ export async function readTpmResponse(read: ReadExactly, uri: string): Promise<U
   const header = await read(RESPONSE_HEADER_BYTES);
   const size = header.readUInt32BE(2);
   checkResponseSize(size, uri);
-  const body = size > RESPONSE_HEADER_BYTES ? await read(size - RESPONSE_HEADER_BYTES) : Buffer.alloc(0);
-  return new Uint8Array(Buffer.concat([header, body]));
+  // One allocation the caller owns: the reads return views into the socket's chunks.
+  const out = new Uint8Array(size);
+  out.set(header);
+  if (size > RESPONSE_HEADER_BYTES) out.set(await read(size - RESPONSE_HEADER_BYTES), RESPONSE_HEADER_BYTES);
+  return out;
 }
 
 /** responseSize must cover the header and stay within MAX_RESPONSE_BYTES. */

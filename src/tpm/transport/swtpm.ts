@@ -77,7 +77,7 @@ export class SwtpmTransport implements Transport {
   }
 
   close(): Promise<void> {
-    this.link.drop();
+    this.link.close();
     return Promise.resolve();
   }
 }

@@ -13,7 +13,8 @@ export interface Transport {
    */
   readonly resourceManaged: boolean;
   /**
-   * Send one complete command and resolve with one complete response (header included).
+   * Send one complete command and resolve with one complete response (header included), in a
+   * buffer the caller then owns: the client decodes views into it.
    * Callers send one command at a time; implementations may assume no overlap.
    * Rejects with TransportError, or TransportTimeoutError when no answer arrives in time.
    */

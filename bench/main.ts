@@ -1,0 +1,373 @@
+/**
+ * Benchmarks: codec throughput and per-command latency against swtpm, each printed as a ratio to a
+ * reference measured in the same run (DESIGN.md "Tests").
+ *
+ *   deno task bench                 readable tables on stdout, progress on stderr
+ *   deno task bench -- --json       a JSON report on stdout instead
+ *   options: --quick  --iterations N  --warmup N  --batch N  --codec-ms N  --only codec|latency
+ *
+ * Latency on a VM depends on whether the CPUs idle between exchanges (a wake-up from halt costs tens
+ * of µs per exchange), so each latency case also reports how much CPU other processes used meanwhile.
+ * bench/profile_client.ts shows where the client's own time goes (V8 CPU profile).
+ */
+import { execFileSync } from "node:child_process";
+import * as os from "node:os";
+import process from "node:process";
+import type { AnyCommand } from "../src/tpm/command.ts";
+import { GetRandom, PCR_Read } from "../src/tpm/commands.ts";
+import { TPM_ALG } from "../src/tpm/constants.ts";
+import { startSwtpm, type SwtpmInstance, swtpmSkipReason } from "../tests/helpers/swtpm.ts";
+import { type CodecResult, runCodecBench, type ThroughputOptions } from "./codec.ts";
+import { type LatencyCase, type LatencyOptions, type LatencyResult, runLatency, TARGET_OVERHEAD } from "./latency.ts";
+import { startLoadProbe } from "./load.ts";
+
+/** A latency result with the CPU other processes used meanwhile (percent of one core). */
+type LatencyRow = LatencyResult & { otherCpuPercent: number };
+
+/** Above this much foreign CPU during a latency case, its figures are flagged as not representative. */
+const BUSY_PERCENT = 10;
+
+interface Options {
+  json: boolean;
+  only: "codec" | "latency" | undefined;
+  codec: ThroughputOptions;
+  latency: LatencyOptions;
+}
+
+const USAGE = `usage: deno run --allow-all bench/main.ts [--json] [--quick] [--only codec|latency]
+       [--iterations N] [--warmup N] [--batch N] [--codec-ms N]`;
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = {
+    json: false,
+    only: undefined,
+    codec: { warmupMs: 200, runMs: 1000 },
+    latency: { iterations: 2000, warmup: 200, batchSize: 100, batchWarmup: 20 },
+  };
+  const num = (i: number, flag: string): number => {
+    const v = Number(argv[i]);
+    if (!Number.isInteger(v) || v < 1) throw new Error(`${flag} needs a positive integer, got "${argv[i] ?? ""}"`);
+    return v;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    switch (a) {
+      case "--": // `deno task bench -- --json` passes the separator through
+        break;
+      case "--json":
+        o.json = true;
+        break;
+      case "--quick":
+        o.codec = { warmupMs: 50, runMs: 200 };
+        o.latency = { iterations: 300, warmup: 50, batchSize: 50, batchWarmup: 10 };
+        break;
+      case "--iterations":
+        o.latency.iterations = num(++i, a);
+        break;
+      case "--warmup":
+        o.latency.warmup = num(++i, a);
+        break;
+      case "--batch":
+        o.latency.batchSize = num(++i, a);
+        break;
+      case "--codec-ms":
+        o.codec.runMs = num(++i, a);
+        break;
+      case "--only": {
+        const v = argv[++i];
+        if (v !== "codec" && v !== "latency") throw new Error(`--only takes codec or latency, got "${v ?? ""}"`);
+        o.only = v;
+        break;
+      }
+      case "-h":
+      case "--help":
+        console.log(USAGE);
+        process.exit(0);
+        break;
+      default:
+        throw new Error(`unknown option "${a}"\n${USAGE}`);
+    }
+  }
+  return o;
+}
+
+// ---- machine ------------------------------------------------------------------------------------
+
+interface Machine {
+  cpu: string;
+  cores: number;
+  os: string;
+  runtime: string;
+  v8: string;
+  swtpm: string;
+  loadavg: number[];
+  /** Share of all cores busy (any process) during the 500 ms before the run, in percent. */
+  busyBeforePercent: number;
+  date: string;
+}
+
+/** Share of all cores that were busy over `ms`, from the kernel's per-CPU times, in percent. */
+async function cpuBusyPercent(ms: number): Promise<number> {
+  const total = () =>
+    os.cpus().reduce(
+      (a, c) => {
+        const t = c.times;
+        return {
+          busy: a.busy + t.user + t.nice + t.sys + t.irq,
+          all: a.all + t.user + t.nice + t.sys + t.irq + t.idle,
+        };
+      },
+      { busy: 0, all: 0 },
+    );
+  const a = total();
+  await new Promise((r) => setTimeout(r, ms));
+  const b = total();
+  return b.all > a.all ? Math.round(((b.busy - a.busy) / (b.all - a.all)) * 100) : 0;
+}
+
+async function machine(): Promise<Machine> {
+  const cpus = os.cpus();
+  const versions = process.versions as Record<string, string | undefined>;
+  let swtpm = "not installed";
+  try {
+    swtpm = execFileSync("swtpm", ["--version"], { encoding: "utf8" }).split("\n")[0]!.trim();
+  } catch {
+    // reported as not installed
+  }
+  return {
+    cpu: cpus[0]?.model.trim() ?? "unknown",
+    cores: cpus.length,
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    runtime: versions.deno ? `Deno ${versions.deno} (node compat ${process.version})` : `Node ${process.version}`,
+    v8: versions.v8 ?? "unknown",
+    swtpm,
+    loadavg: os.loadavg().map((x) => Math.round(x * 100) / 100),
+    busyBeforePercent: await cpuBusyPercent(500),
+    date: new Date().toISOString(),
+  };
+}
+
+// ---- progress and formatting --------------------------------------------------------------------
+
+const tty = process.stderr.isTTY === true;
+let progressShown = false;
+function progress(msg: string): void {
+  if (tty) {
+    process.stderr.write(`\r\x1b[K[bench] ${msg}`);
+    progressShown = true;
+  } else if (!/batch (\d+)\//.test(msg) || /batch (\d*[05])\//.test(msg)) {
+    process.stderr.write(`[bench] ${msg}\n`);
+  }
+}
+function progressDone(): void {
+  if (progressShown) process.stderr.write("\r\x1b[K");
+  progressShown = false;
+}
+
+function table(header: string[], rows: string[][], rightFrom = 1): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i < rightFrom ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ").trimEnd();
+  return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
+}
+
+const f = (x: number, digits = 1) => x.toFixed(digits);
+const ops = (x: number) => Math.round(x).toLocaleString("en-US");
+
+function codecReport(results: CodecResult[], o: ThroughputOptions): string {
+  const rows = results.map((r) => [
+    r.name,
+    String(r.bytes),
+    ops(r.codec.opsPerSec),
+    f(r.codec.usPerOp, 2),
+    `${f(r.codec.spread * 100)}%`,
+    f(r.copyWalk.usPerOp, 3),
+    `${f(r.vsCopyWalk)}x`,
+    f(r.jsonRoundTrip.usPerOp, 2),
+    `${f(r.vsJson, 2)}x`,
+  ]);
+  return [
+    `Codec throughput: decode+encode, median of ~20 ms batches, ${o.runMs} ms per contestant after ${o.warmupMs} ms ` +
+    `warm-up;`,
+    `  codec and references run interleaved, batch by batch, so drift during the run hits all alike.`,
+    `  refs on the same bytes, same run: "copy+walk" = Buffer.from(bytes) + DataView u16 walk;`,
+    `  "JSON rt" = JSON.parse(JSON.stringify(v)) of the decoded value (bytes as hex, bigint as string).`,
+    `  The x columns are codec time / reference time, median of the per-round ratios (lower is better);`,
+    `  they hold steady between runs where absolute ops/s move with the runtime's allocation cost.`,
+    "",
+    table(
+      ["case", "bytes", "ops/s", "us/op", "IQR/med", "copy+walk us", "vs walk", "JSON rt us", "vs JSON"],
+      rows,
+    ),
+  ].join("\n");
+}
+
+function latencyReport(r: LatencyRow): string {
+  const row = (name: string, s: LatencyResult["raw"], ratio: boolean) => [
+    name,
+    f(s.median),
+    f(s.p90),
+    f(s.p99),
+    f(s.mean),
+    ratio ? `${f(s.median / r.raw.median, 2)}x` : "1.00x",
+  ];
+  const verdict = r.met ? "MET" : "NOT MET";
+  return [
+    `Latency: ${r.command} over ${r.socket === "tcp" ? "TCP (loopback, TCP_NODELAY)" : "unix socket"}`,
+    `  command ${r.commandBytes} B, response ${r.responseBytes} B; ${r.iterations} timed exchanges per path after ` +
+    `${r.warmup} warm-up, in rotating batches of ${r.batchSize};`,
+    `  swtpm serves one connection at a time, so each path holds its own persistent connection for a batch`,
+    `  and the first ${r.batchWarmup} exchanges of every batch (the reconnect) are not timed`,
+    "",
+    table(["path", "median us", "p90 us", "p99 us", "mean us", "vs raw"], [
+      row("raw node:net socket (same bytes)", r.raw, false),
+      row("SwtpmTransport.send", r.transport, true),
+      row("Tpm.execute (client)", r.client, true),
+      row("Tpm.execute, no-I/O transport (CPU)", r.clientNoIo, true),
+    ]),
+    "",
+    `  client/raw at median: ${f(r.clientOverRaw, 3)} (overhead ${f(r.overheadUs, 1)} us); ` +
+    `target < ${f(1 + r.target, 2)}: ${verdict}`,
+    `  other processes used ${r.otherCpuPercent}% of a core meanwhile` +
+    (r.otherCpuPercent > BUSY_PERCENT
+      ? ": BUSY MACHINE; busy CPUs skip the idle wake-ups the raw exchange otherwise pays, so these figures do not compare with an idle run"
+      : ""),
+  ].join("\n");
+}
+
+// ---- run ----------------------------------------------------------------------------------------
+
+const instances = new Set<SwtpmInstance>();
+
+async function stopAll(): Promise<void> {
+  const all = [...instances];
+  instances.clear();
+  await Promise.allSettled(all.map((i) => i.stop()));
+}
+
+async function withSwtpm<T>(transport: "tcp" | "unix", fn: (inst: SwtpmInstance) => Promise<T>): Promise<T> {
+  // A blank TPM is enough for GetRandom and PCR_Read, and skips swtpm_setup's EK provisioning.
+  const inst = await startSwtpm({ transport, provision: false });
+  instances.add(inst);
+  try {
+    return await fn(inst);
+  } finally {
+    instances.delete(inst);
+    await inst.stop();
+  }
+}
+
+const PCRS_0_7 = { pcrSelectionIn: [{ hash: TPM_ALG.SHA256, pcrSelect: Uint8Array.of(0xff, 0x00, 0x00) }] };
+
+function checkRandom(r: Record<string, unknown>): void {
+  if ((r.randomBytes as Uint8Array).length !== 32) throw new Error("GetRandom(32) returned the wrong length");
+}
+
+function checkPcrs(r: Record<string, unknown>): void {
+  const values = r.pcrValues as Uint8Array[];
+  if (values.length !== 8 || values.some((v) => v.length !== 32)) {
+    throw new Error(`PCR_Read returned ${values.length} digests, expected 8 of 32 bytes`);
+  }
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  const m = await machine();
+  const report: {
+    machine: Machine;
+    options: Options;
+    codec?: CodecResult[];
+    latency?: LatencyRow[];
+    latencySkipped?: string;
+  } = { machine: m, options: o };
+
+  if (o.only !== "latency") {
+    report.codec = runCodecBench(o.codec, progress);
+  }
+
+  if (o.only !== "codec") {
+    const skip = swtpmSkipReason();
+    if (skip) {
+      report.latencySkipped = skip;
+    } else {
+      const results: LatencyRow[] = [];
+      const measure = async <C extends AnyCommand>(inst: SwtpmInstance, c: LatencyCase<C>) => {
+        const probe = startLoadProbe([inst.pid]);
+        const r = await runLatency(c, o.latency, progress);
+        results.push({ ...r, otherCpuPercent: probe.stop() });
+      };
+      progress("starting swtpm (tcp)");
+      await withSwtpm("tcp", async (inst) => {
+        const at = { socket: "tcp" as const, uri: inst.uri, address: { host: "127.0.0.1", port: inst.port! } };
+        const random = { def: GetRandom, args: { bytesRequested: 32 }, check: checkRandom };
+        await measure(inst, { ...at, label: "GetRandom(32)", ...random });
+        await measure(inst, { ...at, label: "PCR_Read(sha256: 0-7)", def: PCR_Read, args: PCRS_0_7, check: checkPcrs });
+      });
+      progress("starting swtpm (unix)");
+      await withSwtpm("unix", async (inst) => {
+        const at = { socket: "unix" as const, uri: inst.uri, address: { path: inst.socketPath! } };
+        await measure(inst, {
+          ...at,
+          label: "GetRandom(32)",
+          def: GetRandom,
+          args: { bytesRequested: 32 },
+          check: checkRandom,
+        });
+      });
+      report.latency = results;
+    }
+  }
+  progressDone();
+
+  if (o.json) {
+    console.log(JSON.stringify(report, null, 2));
+    return;
+  }
+  const out: string[] = [
+    "keylime-ts benchmarks",
+    `  machine: ${m.cpu}, ${m.cores} cores, ${m.os}`,
+    `  runtime: ${m.runtime}, V8 ${m.v8}`,
+    `  swtpm:   ${m.swtpm}`,
+    `  load average at start: ${m.loadavg.join(" ")}; CPU busy before start: ${m.busyBeforePercent}%; ${m.date}`,
+  ];
+  if (m.busyBeforePercent > 15) {
+    out.push(
+      `  WARNING: the machine was busy before the run; latency figures shift both ways under load (the raw`,
+      `  exchange loses its idle wake-ups, the client loses CPU to other work). Rerun on an idle machine.`,
+    );
+  }
+  if (report.codec) out.push("", codecReport(report.codec, o.codec));
+  if (report.latencySkipped) out.push("", `Latency: skipped (${report.latencySkipped})`);
+  for (const r of report.latency ?? []) out.push("", latencyReport(r));
+  if (report.latency) {
+    const met = report.latency.filter((r) => r.met).length;
+    const busy = report.latency.filter((r) => r.otherCpuPercent > BUSY_PERCENT).length;
+    out.push(
+      "",
+      `Target: client adds < ${TARGET_OVERHEAD * 100}% over the raw exchange at the median: ` +
+        `met in ${met} of ${report.latency.length} cases` +
+        (busy ? ` (${busy} measured on a busy machine; rerun when idle)` : ""),
+    );
+  }
+  console.log(out.join("\n"));
+}
+
+const onSignal = (sig: "SIGINT" | "SIGTERM") => {
+  progressDone();
+  process.stderr.write(`[bench] ${sig}: stopping swtpm\n`);
+  void stopAll().finally(() => process.exit(sig === "SIGINT" ? 130 : 143));
+};
+process.on("SIGINT", () => onSignal("SIGINT"));
+process.on("SIGTERM", () => onSignal("SIGTERM"));
+
+try {
+  await main();
+} catch (e) {
+  progressDone();
+  console.error(`bench failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+  process.exitCode = 1;
+} finally {
+  await stopAll();
+}
+// Signal listeners keep the event loop alive under Node; leave once the work is done.
+process.exit(process.exitCode ?? 0);
