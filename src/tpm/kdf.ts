@@ -1,0 +1,88 @@
+/**
+ * The TPM's key derivation functions (Part 1 §11.4.10): KDFa (SP 800-108 counter mode with HMAC)
+ * and KDFe (SP 800-56A concatenation KDF), and the AES-CFB mode the TPM uses for parameter
+ * encryption, credential and private-area protection (Part 1 §11.4.6; WebCrypto has no CFB).
+ */
+import { hmac } from "@noble/hashes/hmac";
+import { cfb } from "@noble/ciphers/aes";
+import { concat, hashFor } from "./crypto.ts";
+import { DIGEST_SIZE } from "./constants.ts";
+import { MarshalError } from "./errors.ts";
+
+const encoder = new TextEncoder();
+
+function u32be(v: number): Uint8Array {
+  return Uint8Array.of(v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff);
+}
+
+/** A label as the TPM spells it: ASCII, with one terminating NUL (added unless already there). */
+function labelBytes(label: string | Uint8Array): Uint8Array {
+  const b = typeof label === "string" ? encoder.encode(label) : label;
+  return b.length > 0 && b[b.length - 1] === 0 ? b : concat(b, Uint8Array.of(0));
+}
+
+function digestSize(alg: number): number {
+  const n = DIGEST_SIZE[alg];
+  if (!n) throw new MarshalError(`hash algorithm 0x${alg.toString(16)} has no known digest size`, "value");
+  return n;
+}
+
+/**
+ * KDFa(hashAlg, key, label, contextU, contextV, bits):
+ *   K_i = HMAC(key, u32 i ‖ label ‖ 00 ‖ contextU ‖ contextV ‖ u32 bits), output = leftmost bits.
+ * The NUL is appended only when the label does not end in one (ms-tpm-20-ref CryptKDFa).
+ * When bits is not a multiple of 8, the excess high bits of the first byte are cleared.
+ */
+export function kdfa(
+  hashAlg: number,
+  key: Uint8Array,
+  label: string | Uint8Array,
+  contextU: Uint8Array,
+  contextV: Uint8Array,
+  bits: number,
+): Uint8Array {
+  const hash = hashFor(hashAlg);
+  const bytes = Math.ceil(bits / 8);
+  const fixed = concat(labelBytes(label), contextU, contextV, u32be(bits));
+  const out = new Uint8Array(Math.ceil(bytes / digestSize(hashAlg)) * digestSize(hashAlg));
+  for (let i = 1, at = 0; at < bytes; i++, at += digestSize(hashAlg)) {
+    out.set(hmac(hash, key, concat(u32be(i), fixed)), at);
+  }
+  const result = out.slice(0, bytes);
+  if (bits % 8) result[0]! &= (1 << (bits % 8)) - 1;
+  return result;
+}
+
+/**
+ * KDFe(hashAlg, Z, label, partyU, partyV, bits):
+ *   K_i = H(u32 i ‖ Z ‖ label ‖ 00 ‖ partyUInfo ‖ partyVInfo), output = leftmost bits.
+ * Z is the x-coordinate of the shared point, padded to the curve's field size by the caller.
+ */
+export function kdfe(
+  hashAlg: number,
+  z: Uint8Array,
+  label: string | Uint8Array,
+  partyUInfo: Uint8Array,
+  partyVInfo: Uint8Array,
+  bits: number,
+): Uint8Array {
+  const hash = hashFor(hashAlg);
+  const bytes = Math.ceil(bits / 8);
+  const other = concat(labelBytes(label), partyUInfo, partyVInfo);
+  const out = new Uint8Array(Math.ceil(bytes / digestSize(hashAlg)) * digestSize(hashAlg));
+  for (let i = 1, at = 0; at < bytes; i++, at += digestSize(hashAlg)) {
+    out.set(hash(concat(u32be(i), z, other)), at);
+  }
+  const result = out.slice(0, bytes);
+  if (bits % 8) result[0]! &= (1 << (bits % 8)) - 1;
+  return result;
+}
+
+/** AES-CFB128 encryption with no padding (AES-128/192/256 by key length). */
+export function aesCfbEncrypt(key: Uint8Array, iv: Uint8Array, data: Uint8Array): Uint8Array {
+  return cfb(key, iv).encrypt(data);
+}
+
+export function aesCfbDecrypt(key: Uint8Array, iv: Uint8Array, data: Uint8Array): Uint8Array {
+  return cfb(key, iv).decrypt(data);
+}
