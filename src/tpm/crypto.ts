@@ -6,6 +6,7 @@
 import { createPublicKey, type KeyObject } from "node:crypto";
 import { sha1 } from "@noble/hashes/sha1";
 import { sha256, sha384, sha512 } from "@noble/hashes/sha2";
+import type { CHash } from "@noble/hashes/utils";
 import { hex, nameOf, TPM_ALG, TPM_ECC_CURVE } from "./constants.ts";
 import { MarshalError } from "./errors.ts";
 import { encode } from "./marshal.ts";
@@ -17,7 +18,8 @@ import type {
   TPMT_PUBLIC as Public,
 } from "./structures.ts";
 
-type HashFn = (data: Uint8Array) => Uint8Array;
+/** A @noble/hashes hash: callable, and usable by its hmac(). */
+type HashFn = CHash;
 
 const HASHES: Readonly<Record<number, HashFn>> = {
   [TPM_ALG.SHA1]: sha1,
