@@ -11,6 +11,9 @@ import { decodeRc, MarshalError, TpmResponseError } from "./errors.ts";
 import { commandHandles, commandName, decodeResponseFrame, encodeCommandFrame, encodeParameters } from "./frame.ts";
 import { decode } from "./marshal.ts";
 import { EMPTY_PASSWORD, type Session } from "./sessions.ts";
+import { NV_ReadPublic, ReadPublic } from "./commands.ts";
+import { handleType, TPM_HT } from "./constants.ts";
+import { TPMA_SESSION } from "./structures.ts";
 import type { Transport } from "./transport/transport.ts";
 
 export interface TpmOptions {
@@ -26,6 +29,35 @@ export interface ExecuteOptions {
    * audit/encrypt-only sessions. Defaults to an empty password for each authorized handle.
    */
   sessions?: readonly Session[];
+  /** Names of the command's handles, when the caller knows them (saves a ReadPublic per object). */
+  names?: readonly Uint8Array[];
+}
+
+/** Encrypt or decrypt the data of the first parameter, a TPM2B whose size stays in clear (Part 1 §21.1). */
+function transformFirst(
+  def: AnyCommand,
+  area: Uint8Array,
+  direction: "command" | "response",
+  f: (data: Uint8Array) => Uint8Array,
+): Uint8Array {
+  const able = direction === "command" ? def.canDecrypt : def.canEncrypt;
+  if (!able) {
+    throw new MarshalError(
+      `a ${
+        direction === "command" ? "decrypt" : "encrypt"
+      } session needs a first ${direction} parameter that is a TPM2B`,
+      "value",
+    )
+      .at(commandName(def.code));
+  }
+  if (area.length < 2) throw new MarshalError(`${direction} parameter area too short to hold a TPM2B`, "insufficient");
+  const size = (area[0]! << 8) | area[1]!;
+  if (2 + size > area.length) {
+    throw new MarshalError(`first ${direction} parameter overruns the parameter area`, "size");
+  }
+  const out = area.slice();
+  out.set(f(area.subarray(2, 2 + size)), 2);
+  return out;
 }
 
 const RETRYABLE = new Set<number>([TPM_RC.RETRY, TPM_RC.YIELDED, TPM_RC.TESTING]);
@@ -65,9 +97,42 @@ export class Tpm {
         .at(commandName(def.code));
     }
     const handles = commandHandles(def, args);
-    const parameters = encodeParameters(def, args);
-    const ctx = { def, handles, parameters };
-    const auths = sessions.map((s) => s.authorize(ctx));
+    let parameters = encodeParameters(def, args);
+    const names = sessions.some((s) => s.needsNames) ? options.names ?? await this.#namesOf(handles) : undefined;
+
+    // Parameter encryption: the decrypt session encrypts the first parameter's data (its size stays
+    // clear), with the nonces of this very command, so every session first picks its nonceCaller.
+    for (const s of sessions) s.begin();
+    const decrypting = sessions.findIndex((s) => TPMA_SESSION.has(s.attributes, "decrypt"));
+    const encrypting = sessions.findIndex((s) => TPMA_SESSION.has(s.attributes, "encrypt"));
+    const decryptor = sessions[decrypting];
+    const encryptor = sessions[encrypting];
+    if (decryptor) {
+      const authorizing = decrypting < def.authCount;
+      parameters = transformFirst(def, parameters, "command", (d) => decryptor.encryptParameter(d, authorizing));
+    }
+    if (encryptor && !def.canEncrypt) {
+      throw new MarshalError("an encrypt session needs a command whose first response parameter is a TPM2B", "value")
+        .at(commandName(def.code));
+    }
+
+    // Session 1's HMAC also covers the nonces of other decrypt/encrypt sessions (Part 1 §19.6.5).
+    const extra = [decryptor, encryptor !== decryptor ? encryptor : undefined]
+      .filter((s): s is Session => s !== undefined && s !== sessions[0])
+      .map((s) => s.nonceTPM);
+    const authorized = def.handles.filter(([, role]) => role !== "none").map(([name]) =>
+      def.handles.findIndex(([n]) => n === name)
+    );
+    const auths = sessions.map((s, i) =>
+      s.authorize({
+        def,
+        handles,
+        names,
+        parameters,
+        extraNonces: i === 0 ? extra : [],
+        entityName: i < authorized.length ? names?.[authorized[i]!] : undefined,
+      })
+    );
     const command = encodeCommandFrame({ code: def.code, handles, auths, parameters });
 
     let response: Uint8Array;
@@ -88,9 +153,33 @@ export class Tpm {
     if (frame.rc !== TPM_RC.SUCCESS) throw new TpmResponseError(commandName(def.code), frame.rc);
     const rctx = { def, parameters: frame.parameters };
     sessions.forEach((s, i) => s.verify(rctx, frame.auths[i]!));
-    const values = decode(def.response, frame.parameters, alias) as Record<string, unknown>;
+    let rparams = frame.parameters;
+    if (encryptor) {
+      const authorizing = encrypting < def.authCount;
+      rparams = transformFirst(def, rparams, "response", (d) => encryptor.decryptParameter(d, authorizing));
+    }
+    const values = decode(def.response, rparams, alias) as Record<string, unknown>;
     if (def.responseHandle !== undefined) values[def.responseHandle] = frame.handles[0];
     return values;
+  }
+
+  /**
+   * Names of command handles for cpHash: a permanent handle, PCR or session is its own Name;
+   * objects and NV indices are asked of the TPM (a wrong answer only makes the TPM refuse the HMAC).
+   */
+  async #namesOf(handles: readonly number[]): Promise<Uint8Array[]> {
+    const out: Uint8Array[] = [];
+    for (const h of handles) {
+      const type = handleType(h);
+      if (type === TPM_HT.TRANSIENT || type === TPM_HT.PERSISTENT) {
+        out.push(((await this.#run(ReadPublic, { objectHandle: h }, {})) as { name: Uint8Array }).name);
+      } else if (type === TPM_HT.NV_INDEX) {
+        out.push(((await this.#run(NV_ReadPublic, { nvIndex: h }, {})) as { nvName: Uint8Array }).nvName);
+      } else {
+        out.push(Uint8Array.of(h >>> 24, (h >>> 16) & 0xff, (h >>> 8) & 0xff, h & 0xff));
+      }
+    }
+    return out;
   }
 
   /** Wait for queued commands, then close the transport. */

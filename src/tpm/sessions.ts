@@ -1,47 +1,117 @@
 /**
- * Authorization sessions as the client uses them (Part 1 §19). A session builds its entry of the
- * command's authorization area and checks its entry of the response. HMAC and policy sessions plug
- * in through the same interface (they also transform the parameter area for encryption).
+ * Authorization sessions as the client uses them (Part 1 §19, §21; spec/tpm.md §3).
+ *
+ * A command runs its sessions in three steps, which the client drives:
+ *   1. begin():     every session picks a fresh nonceCaller;
+ *   2. the decrypt session (if any) encrypts the first command parameter;
+ *   3. authorize(): every session builds its TPMS_AUTH_COMMAND over cpHash of what is sent.
+ * and the response in two:
+ *   1. verify():    every session checks its TPMS_AUTH_RESPONSE over rpHash and takes the new nonceTPM;
+ *   2. the encrypt session (if any) decrypts the first response parameter.
  */
+import { randomBytes, timingSafeEqual } from "node:crypto";
+import { hmac } from "@noble/hashes/hmac";
 import type { AnyCommand } from "./command.ts";
-import { TPM_RS_PW } from "./constants.ts";
-import { MarshalError } from "./errors.ts";
+import { DIGEST_SIZE, TPM_ALG, TPM_RS_PW, TPM_SE } from "./constants.ts";
+import { concat, hash, hashFor } from "./crypto.ts";
+import { MarshalError, TpmLibraryError } from "./errors.ts";
 import type { AuthCommand, AuthResponse } from "./frame.ts";
-import { TPMA_SESSION } from "./structures.ts";
+import { aesCfbDecrypt, aesCfbEncrypt, kdfa } from "./kdf.ts";
+import { TPMA_SESSION, type TPMT_SYM_DEF } from "./structures.ts";
 
 /** What a session sees of a command before it is framed. */
 export interface CommandContext {
   readonly def: AnyCommand;
   readonly handles: readonly number[];
-  /** The marshalled parameter area as it will be sent. */
+  /** Names of the handles, in order; present when any session computes a cpHash. */
+  readonly names: readonly Uint8Array[] | undefined;
+  /** The marshalled parameter area as it will be sent (after parameter encryption). */
   readonly parameters: Uint8Array;
+  /** Nonces of other sessions that encrypt or decrypt, for session 1's HMAC (Part 1 §19.6.5). */
+  readonly extraNonces: readonly Uint8Array[];
+  /** Name of the entity this session authorizes; undefined for audit or encrypt-only sessions. */
+  readonly entityName: Uint8Array | undefined;
 }
 
 /** What a session sees of a successful response. */
 export interface ResponseContext {
   readonly def: AnyCommand;
+  /** The response parameter area as received (before parameter decryption). */
   readonly parameters: Uint8Array;
 }
 
 export interface Session {
   /** The session handle placed in the authorization area. */
   readonly handle: number;
-  /** This session's TPMS_AUTH_COMMAND for the command. */
+  /** TPMA_SESSION bits this session sets on its next command. */
+  readonly attributes: number;
+  /** True when authorize() needs the handles' Names (it computes a cpHash). */
+  readonly needsNames: boolean;
+  /** The current nonceTPM (empty for a password). */
+  readonly nonceTPM: Uint8Array;
+  begin(): void;
+  /**
+   * decrypt sessions: the first command parameter's data, encrypted. `authorizing` says whether the
+   * session authorizes a handle of this command: then the key includes that entity's authValue.
+   */
+  encryptParameter(data: Uint8Array, authorizing: boolean): Uint8Array;
+  /** encrypt sessions: the first response parameter's data, decrypted (after verify()). */
+  decryptParameter(data: Uint8Array, authorizing: boolean): Uint8Array;
   authorize(ctx: CommandContext): AuthCommand;
-  /** Check this session's TPMS_AUTH_RESPONSE; throws when it does not verify. */
   verify(ctx: ResponseContext, auth: AuthResponse): void;
+}
+
+/** A response HMAC that does not verify: the response may have been tampered with. */
+export class SessionError extends TpmLibraryError {
+  readonly code = "ERR_TPM_SESSION";
+  constructor(message: string) {
+    super(message);
+    this.name = "SessionError";
+  }
 }
 
 const EMPTY = new Uint8Array(0);
 const CONTINUE = TPMA_SESSION.of("continueSession");
 
+/** authValues are used without trailing zero bytes (Part 1 §19.6.4; ms-tpm-20-ref MemoryRemoveTrailingZeros). */
+export function trimAuth(v: Uint8Array): Uint8Array {
+  let n = v.length;
+  while (n > 0 && v[n - 1] === 0) n--;
+  return v.subarray(0, n);
+}
+
+function u32be(v: number): Uint8Array {
+  return Uint8Array.of(v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff);
+}
+
+/** cpHash = H(u32 commandCode ‖ Name(h1) ‖ Name(h2) ‖ Name(h3) ‖ parameters) (Part 1 §18.7). */
+export function cpHash(alg: number, code: number, names: readonly Uint8Array[], parameters: Uint8Array): Uint8Array {
+  return hash(alg, u32be(code), ...names, parameters);
+}
+
+/** rpHash = H(u32 responseCode (0) ‖ u32 commandCode ‖ parameters) (Part 1 §18.8). */
+export function rpHash(alg: number, code: number, parameters: Uint8Array): Uint8Array {
+  return hash(alg, u32be(0), u32be(code), parameters);
+}
+
 /** A password authorization (TPM_RS_PW): the authValue travels in clear as the "hmac". */
 export class PasswordSession implements Session {
   readonly handle = TPM_RS_PW;
+  readonly attributes = CONTINUE;
+  readonly needsNames = false;
+  readonly nonceTPM = EMPTY;
   readonly #authValue: Uint8Array;
 
   constructor(authValue: Uint8Array = EMPTY) {
     this.#authValue = authValue;
+  }
+
+  begin(): void {}
+  encryptParameter(): Uint8Array {
+    throw new MarshalError("a password session cannot encrypt parameters", "value");
+  }
+  decryptParameter(): Uint8Array {
+    throw new MarshalError("a password session cannot decrypt parameters", "value");
   }
 
   authorize(): AuthCommand {
@@ -51,11 +121,218 @@ export class PasswordSession implements Session {
   /** The TPM answers a password session with an empty nonce, continueSession and an empty hmac (Part 1 §19.8.5). */
   verify(_ctx: ResponseContext, auth: AuthResponse): void {
     if (auth.nonce.length !== 0 || auth.hmac.length !== 0 || auth.sessionAttributes !== CONTINUE) {
-      throw new MarshalError("a password session must be answered with 0000 01 0000", "value")
-        .at("TPMS_AUTH_RESPONSE");
+      throw new SessionError("the TPM answered a password session with something other than 0000 01 0000");
     }
   }
 }
 
 /** Password session with an empty authValue: what most hierarchy and PCR handles need. */
 export const EMPTY_PASSWORD: Session = new PasswordSession();
+
+/** AES-128-CFB, the parameter-encryption cipher tpm2-tools and rust-keylime use. */
+export const AES_128_CFB: TPMT_SYM_DEF = { algorithm: TPM_ALG.AES, keyBits: 128, mode: TPM_ALG.CFB, details: null };
+export const SYM_NULL: TPMT_SYM_DEF = { algorithm: TPM_ALG.NULL, keyBits: null, mode: null, details: null };
+
+export type SessionKind = "hmac" | "policy" | "trial";
+
+export interface SessionState {
+  readonly handle: number;
+  readonly kind: SessionKind;
+  readonly authHash: number;
+  readonly symmetric: TPMT_SYM_DEF;
+  /** KDFa(authHash, bindAuth ‖ salt, "ATH", nonceTPM, nonceCaller, digestBits), or empty. */
+  readonly sessionKey: Uint8Array;
+  nonceTPM: Uint8Array;
+  /** Name of the entity the session is bound to, if bound. */
+  readonly bindName: Uint8Array | undefined;
+}
+
+export interface SessionFlags {
+  continueSession?: boolean;
+  decrypt?: boolean;
+  encrypt?: boolean;
+  audit?: boolean;
+}
+
+/**
+ * An HMAC, policy or trial session started with TPM2_StartAuthSession (see startAuthSession in
+ * session_start.ts). One object per TPM session; `withAuth` gives a use of it that authorizes an
+ * entity with a non-empty authValue.
+ */
+export class AuthSession implements Session {
+  readonly handle: number;
+  readonly kind: SessionKind;
+  readonly authHash: number;
+  readonly symmetric: TPMT_SYM_DEF;
+  readonly needsNames = true;
+  readonly #sessionKey: Uint8Array;
+  readonly #bindName: Uint8Array | undefined;
+  #nonceTPM: Uint8Array;
+  #nonceCaller: Uint8Array = EMPTY;
+  #attributes: number;
+  /** Whether the command in progress authorizes the entity the session is bound to. */
+  #authorizingBindEntity = false;
+  /** Set by PolicyAuthValue: the HMAC key includes the entity's authValue. */
+  policyAuthValue = false;
+  /** Set by PolicyPassword: the "hmac" is the entity's authValue in clear. */
+  policyPassword = false;
+  /** False once the TPM flushed the session (continueSession clear) or it was flushed. */
+  open = true;
+
+  constructor(state: SessionState, flags: SessionFlags = {}) {
+    this.handle = state.handle;
+    this.kind = state.kind;
+    this.authHash = state.authHash;
+    this.symmetric = state.symmetric;
+    this.#sessionKey = state.sessionKey;
+    this.#bindName = state.bindName;
+    this.#nonceTPM = state.nonceTPM;
+    this.#attributes = AuthSession.flagsToAttributes(flags);
+  }
+
+  static flagsToAttributes(f: SessionFlags): number {
+    const names: ("continueSession" | "decrypt" | "encrypt" | "audit")[] = [];
+    if (f.continueSession ?? true) names.push("continueSession");
+    if (f.decrypt) names.push("decrypt");
+    if (f.encrypt) names.push("encrypt");
+    if (f.audit) names.push("audit");
+    return TPMA_SESSION.of(...names);
+  }
+
+  get attributes(): number {
+    return this.#attributes;
+  }
+  /** Change what the next commands ask of this session. */
+  setFlags(flags: SessionFlags): void {
+    this.#attributes = AuthSession.flagsToAttributes(flags);
+  }
+  get nonceTPM(): Uint8Array {
+    return this.#nonceTPM;
+  }
+  get digestSize(): number {
+    return DIGEST_SIZE[this.authHash]!;
+  }
+
+  /** A use of this session that authorizes an entity whose authValue is `authValue`. */
+  withAuth(authValue: Uint8Array): Session {
+    return new SessionUse(this, trimAuth(authValue));
+  }
+
+  begin(): void {
+    if (!this.open) throw new SessionError(`session 0x${this.handle.toString(16)} is no longer open`);
+    this.#nonceCaller = new Uint8Array(randomBytes(this.digestSize));
+  }
+
+  encryptParameter(data: Uint8Array, authorizing: boolean, authValue: Uint8Array = EMPTY): Uint8Array {
+    const { key, iv } = this.#cfbKey(authorizing ? authValue : EMPTY, this.#nonceCaller, this.#nonceTPM);
+    return aesCfbEncrypt(key, iv, data);
+  }
+
+  decryptParameter(data: Uint8Array, authorizing: boolean, authValue: Uint8Array = EMPTY): Uint8Array {
+    // verify() has already replaced nonceTPM with the response's.
+    const { key, iv } = this.#cfbKey(authorizing ? authValue : EMPTY, this.#nonceTPM, this.#nonceCaller);
+    return aesCfbDecrypt(key, iv, data);
+  }
+
+  authorize(ctx: CommandContext, authValue: Uint8Array = EMPTY): AuthCommand {
+    const attrs = this.#attributes;
+    if (this.kind === "policy" && this.policyPassword) {
+      return { sessionHandle: this.handle, nonce: this.#nonceCaller, sessionAttributes: attrs, hmac: authValue };
+    }
+    if (!ctx.names) throw new SessionError("an HMAC needs the Names of the command's handles");
+    this.#authorizingBindEntity = this.#bindName !== undefined && ctx.entityName !== undefined &&
+      sameBytes(ctx.entityName, this.#bindName);
+    const cp = cpHash(this.authHash, ctx.def.code, ctx.names, ctx.parameters);
+    const key = this.#hmacKey(authValue);
+    const mac = hmac(
+      hashFor(this.authHash),
+      key,
+      concat(cp, this.#nonceCaller, this.#nonceTPM, ...ctx.extraNonces, Uint8Array.of(attrs)),
+    );
+    return { sessionHandle: this.handle, nonce: this.#nonceCaller, sessionAttributes: attrs, hmac: mac };
+  }
+
+  verify(ctx: ResponseContext, auth: AuthResponse, authValue: Uint8Array = EMPTY): void {
+    if (auth.nonce.length < 16 || auth.nonce.length > 64) {
+      throw new SessionError(`session 0x${this.handle.toString(16)}: nonceTPM of ${auth.nonce.length} bytes`);
+    }
+    this.#nonceTPM = auth.nonce;
+    if (!TPMA_SESSION.has(auth.sessionAttributes, "continueSession")) this.open = false;
+    if (this.kind === "policy" && this.policyPassword) return;
+    const rp = rpHash(this.authHash, ctx.def.code, ctx.parameters);
+    const key = this.#hmacKey(authValue);
+    const expected = hmac(
+      hashFor(this.authHash),
+      key,
+      concat(rp, auth.nonce, this.#nonceCaller, Uint8Array.of(auth.sessionAttributes)),
+    );
+    // The empty-HMAC rule (spec/tpm.md §3): with an empty key the TPM may answer an empty HMAC.
+    if (auth.hmac.length === 0 && key.length === 0) return;
+    if (auth.hmac.length !== expected.length || !timingSafeEqual(auth.hmac, expected)) {
+      throw new SessionError(
+        `the response HMAC of ${ctx.def.name} does not verify for session 0x${this.handle.toString(16)}: ` +
+          `the response was altered or the session keys disagree`,
+      );
+    }
+  }
+
+  /** sessionKey ‖ authValue, with the authValue left out where Part 1 §19.6.8 says so. */
+  #hmacKey(authValue: Uint8Array): Uint8Array {
+    if (this.kind === "policy") return this.policyAuthValue ? concat(this.#sessionKey, authValue) : this.#sessionKey;
+    // A bound session authorizing its bind entity already has that authValue in its sessionKey.
+    return this.#authorizingBindEntity ? this.#sessionKey : concat(this.#sessionKey, authValue);
+  }
+
+  #cfbKey(authValue: Uint8Array, u: Uint8Array, v: Uint8Array): { key: Uint8Array; iv: Uint8Array } {
+    const { algorithm, keyBits } = this.symmetric;
+    if (algorithm !== TPM_ALG.AES || typeof keyBits !== "number") {
+      throw new SessionError(`session 0x${this.handle.toString(16)} has no AES-CFB parameter encryption`);
+    }
+    // Unlike the HMAC key, the CFB key includes the authorized entity's authValue even when the
+    // session is bound to it or is a policy session (ms-tpm-20-ref SessionProcess.c, ParseSessionBuffer).
+    const value = concat(this.#sessionKey, authValue);
+    const bytes = kdfa(this.authHash, value, "CFB", u, v, keyBits + 128);
+    return { key: bytes.subarray(0, keyBits / 8), iv: bytes.subarray(keyBits / 8) };
+  }
+}
+
+/** One use of an AuthSession for an entity with a given authValue. */
+class SessionUse implements Session {
+  constructor(private readonly session: AuthSession, private readonly authValue: Uint8Array) {}
+  get handle() {
+    return this.session.handle;
+  }
+  get attributes() {
+    return this.session.attributes;
+  }
+  get needsNames() {
+    return true;
+  }
+  get nonceTPM() {
+    return this.session.nonceTPM;
+  }
+  begin(): void {
+    this.session.begin();
+  }
+  encryptParameter(data: Uint8Array, authorizing: boolean): Uint8Array {
+    return this.session.encryptParameter(data, authorizing, this.authValue);
+  }
+  decryptParameter(data: Uint8Array, authorizing: boolean): Uint8Array {
+    return this.session.decryptParameter(data, authorizing, this.authValue);
+  }
+  authorize(ctx: CommandContext): AuthCommand {
+    return this.session.authorize(ctx, this.authValue);
+  }
+  verify(ctx: ResponseContext, auth: AuthResponse): void {
+    this.session.verify(ctx, auth, this.authValue);
+  }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** TPM_SE value of a session kind. */
+export function sessionType(kind: SessionKind): number {
+  return kind === "hmac" ? TPM_SE.HMAC : kind === "policy" ? TPM_SE.POLICY : TPM_SE.TRIAL;
+}

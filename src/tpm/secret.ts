@@ -1,0 +1,92 @@
+/**
+ * Secret sharing with a TPM key (Part 1 §11.4.10, ms-tpm-20-ref CryptUtil.c CryptSecretEncrypt):
+ * how a caller gives the TPM a seed only that key can recover. Used with label "SECRET" for session
+ * salts and "IDENTITY" for credentials.
+ *   RSA: seed = random(digestSize(nameAlg)); secret = RSA-OAEP(nameAlg, MGF1 nameAlg, label ‖ 00, seed)
+ *   ECC: ephemeral Q_e; Z = (d_e · Q_key).x; seed = KDFe(nameAlg, Z, label, Q_e.x, Q_key.x, digestBits);
+ *        secret = TPMS_ECC_POINT(Q_e)
+ */
+import { constants, createECDH, publicEncrypt, randomBytes } from "node:crypto";
+import { DIGEST_SIZE, TPM_ALG, TPM_ECC_CURVE } from "./constants.ts";
+import { algName, publicKeyOf } from "./crypto.ts";
+import { MarshalError } from "./errors.ts";
+import { kdfe } from "./kdf.ts";
+import { encode } from "./marshal.ts";
+import {
+  type TPMS_ECC_PARMS,
+  TPMS_ECC_POINT,
+  type TPMS_ECC_POINT as EccPoint,
+  type TPMT_PUBLIC,
+} from "./structures.ts";
+
+/** Node's curve names and field sizes for the TPM curves this library supports. */
+export const ECDH_CURVES: Readonly<Record<number, { name: string; bytes: number }>> = {
+  [TPM_ECC_CURVE.NIST_P256]: { name: "prime256v1", bytes: 32 },
+  [TPM_ECC_CURVE.NIST_P384]: { name: "secp384r1", bytes: 48 },
+  [TPM_ECC_CURVE.NIST_P521]: { name: "secp521r1", bytes: 66 },
+};
+
+export interface SharedSecret {
+  /** The seed both sides now know. */
+  readonly seed: Uint8Array;
+  /** What goes to the TPM as TPM2B_ENCRYPTED_SECRET contents. */
+  readonly encryptedSecret: Uint8Array;
+}
+
+const hashNames: Readonly<Record<number, string>> = {
+  [TPM_ALG.SHA1]: "sha1",
+  [TPM_ALG.SHA256]: "sha256",
+  [TPM_ALG.SHA384]: "sha384",
+  [TPM_ALG.SHA512]: "sha512",
+};
+
+function leftPad(b: Uint8Array, n: number): Uint8Array {
+  if (b.length >= n) return b;
+  const out = new Uint8Array(n);
+  out.set(b, n - b.length);
+  return out;
+}
+
+/** Encrypt a fresh seed to `key` with `label`. `ephemeralPrivate` (ECC) and `seed` (RSA) are for known-answer tests. */
+export function secretEncrypt(
+  key: TPMT_PUBLIC,
+  label: string,
+  fixed: { seed?: Uint8Array; ephemeralPrivate?: Uint8Array } = {},
+): SharedSecret {
+  const digestSize = DIGEST_SIZE[key.nameAlg];
+  const oaepHash = hashNames[key.nameAlg];
+  if (!digestSize || !oaepHash) {
+    throw new MarshalError(`key nameAlg ${algName(key.nameAlg)} cannot protect a secret`, "value");
+  }
+  if (key.type === TPM_ALG.RSA) {
+    const seed = fixed.seed ?? new Uint8Array(randomBytes(digestSize));
+    const encryptedSecret = publicEncrypt(
+      {
+        key: publicKeyOf(key),
+        padding: constants.RSA_PKCS1_OAEP_PADDING,
+        oaepHash,
+        oaepLabel: Buffer.from(label + "\0", "ascii"),
+      },
+      seed,
+    );
+    return { seed, encryptedSecret: new Uint8Array(encryptedSecret) };
+  }
+  if (key.type === TPM_ALG.ECC) {
+    const { curveID } = key.parameters as TPMS_ECC_PARMS;
+    const curve = ECDH_CURVES[curveID];
+    if (!curve) throw new MarshalError(`ECC curve 0x${curveID.toString(16)} is not supported`, "value");
+    const point = key.unique as EccPoint;
+    const ecdh = createECDH(curve.name);
+    if (fixed.ephemeralPrivate) ecdh.setPrivateKey(fixed.ephemeralPrivate);
+    else ecdh.generateKeys();
+    const qe = ecdh.getPublicKey(); // 04 ‖ x ‖ y
+    const qkx = leftPad(point.x, curve.bytes);
+    const qk = Buffer.concat([Buffer.of(4), qkx, leftPad(point.y, curve.bytes)]);
+    const z = leftPad(new Uint8Array(ecdh.computeSecret(qk)), curve.bytes);
+    const ex = new Uint8Array(qe.subarray(1, 1 + curve.bytes));
+    const ey = new Uint8Array(qe.subarray(1 + curve.bytes));
+    const seed = kdfe(key.nameAlg, z, label, ex, qkx, digestSize * 8);
+    return { seed, encryptedSecret: encode(TPMS_ECC_POINT, { x: ex, y: ey }) };
+  }
+  throw new MarshalError(`a ${algName(key.type)} key cannot protect a secret`, "value");
+}
