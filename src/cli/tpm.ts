@@ -5,7 +5,7 @@ import { GetRandom, Startup } from "../tpm/commands.ts";
 import { TPM_RC, TPM_SU } from "../tpm/constants.ts";
 import { algByName, algName } from "../tpm/crypto.ts";
 import { TpmResponseError } from "../tpm/errors.ts";
-import { type EkAlg, ekReport } from "../tpm/keys.ts";
+import { EK_ALGS, type EkAlg, ekReport } from "../tpm/ek.ts";
 import { pcrRead, pcrSelection } from "../tpm/pcrs.ts";
 import { handleHex, hex, print, printJson, progress } from "./output.ts";
 import { withTpm } from "./select_tpm.ts";
@@ -107,7 +107,8 @@ export function tpmCommand(program: Command): void {
 
   common(tpm.command("ek").description("EK public key (PEM), EK certificate (PEM) from NV, and whether they match"))
     .addOption(
-      new Option("--alg <alg>", "EK template: rsa (L-1, RSA-2048) or ecc (L-2, NIST P-256)").choices(["rsa", "ecc"])
+      new Option("--alg <alg>", "EK template: rsa (L-1 RSA-2048), ecc (L-2 P-256), rsa3072, rsa4096, ecc384, ecc521")
+        .choices([...EK_ALGS])
         .default("rsa"),
     )
     .action(async (o: CommonOptions & { alg: EkAlg }) => {

@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { trimDer } from "../../src/tpm/keys.ts";
+import { trimDer } from "../../src/tpm/ek.ts";
 import { X509Certificate } from "../../src/tpm/x509.ts";
 import { requireTools, startSwtpm, type SwtpmInstance, swtpmSkipReason } from "../helpers/swtpm.ts";
 

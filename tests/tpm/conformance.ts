@@ -20,7 +20,8 @@ import {
 import { HANDLE_RANGE, TPM_ALG, TPM_PT, TPM_RC, TPM_RH, TPM_SU } from "../../src/tpm/constants.ts";
 import { hash, objectName, publicKeyOf } from "../../src/tpm/crypto.ts";
 import { TpmResponseError } from "../../src/tpm/errors.ts";
-import { createPrimary, EK_TEMPLATES, ekReport, flush, readEkPublic, readPublic } from "../../src/tpm/keys.ts";
+import { EK_TEMPLATES, ekReport, readEkPublic } from "../../src/tpm/ek.ts";
+import { createPrimary, flush, readPublic } from "../../src/tpm/objects.ts";
 import { nvRead, nvReadPublic } from "../../src/tpm/nv.ts";
 import { pcrExtend, pcrRead, pcrReset, pcrSelection } from "../../src/tpm/pcrs.ts";
 import { PasswordSession } from "../../src/tpm/sessions.ts";

@@ -10,7 +10,8 @@ import { Tpm } from "../../src/tpm/client.ts";
 import { Create, CreatePrimary, GetRandom, Hash, NV_Read } from "../../src/tpm/commands.ts";
 import { TPM_ALG, TPM_RC, TPM_RH } from "../../src/tpm/constants.ts";
 import { TpmResponseError } from "../../src/tpm/errors.ts";
-import { createPrimary, EK_TEMPLATES, flush, POLICY_A_SHA256 } from "../../src/tpm/keys.ts";
+import { EK_TEMPLATES, POLICY_A_SHA256 } from "../../src/tpm/ek.ts";
+import { createPrimary, flush } from "../../src/tpm/objects.ts";
 import { nvRead, nvReadPublic } from "../../src/tpm/nv.ts";
 import {
   emptyPolicy,
