@@ -1,63 +1,16 @@
-/** `keylime-ts tpm ...`: look at a TPM (info, pcrs, ek, random, startup). */
-import { type Command, InvalidArgumentError, Option } from "commander";
+/** `keylime-ts tpm ...`: look at and use a TPM (info, pcrs, ek, random, startup, ak, quote). */
+import { type Command, Option } from "commander";
 import { getTpmInfo } from "../tpm/capabilities.ts";
 import { GetRandom, Startup } from "../tpm/commands.ts";
 import { TPM_RC, TPM_SU } from "../tpm/constants.ts";
-import { algByName, algName } from "../tpm/crypto.ts";
+import { algName } from "../tpm/crypto.ts";
 import { TpmResponseError } from "../tpm/errors.ts";
 import { EK_ALGS, type EkAlg, ekReport } from "../tpm/ek.ts";
 import { pcrRead, pcrSelection } from "../tpm/pcrs.ts";
 import { handleHex, hex, print, printJson, progress } from "./output.ts";
 import { withTpm } from "./select_tpm.ts";
-
-interface CommonOptions {
-  tpm?: string;
-  json?: boolean;
-  timeout?: number;
-}
-
-function positiveInt(what: string) {
-  return (v: string) => {
-    if (!/^\d+$/.test(v) || Number(v) <= 0) throw new InvalidArgumentError(`${what} must be a positive integer`);
-    return Number(v);
-  };
-}
-
-/** The options every `tpm` subcommand takes. */
-function common(cmd: Command): Command {
-  return cmd
-    .option("--tpm <uri>", "TPM to use: device:/dev/tpmrm0, swtpm:host=H,port=P, swtpm:path=S, mssim:host=H,port=P")
-    .option("--json", "print the result as JSON")
-    .option("--timeout <ms>", "give up when the TPM does not answer within this many ms", positiveInt("--timeout"));
-}
-
-const selection = (o: CommonOptions) => ({
-  ...(o.tpm ? { tpm: o.tpm } : {}),
-  ...(o.timeout ? { timeoutMs: o.timeout } : {}),
-});
-
-function parsePcrList(v: string): number[] {
-  const out = new Set<number>();
-  for (const part of v.split(",")) {
-    const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
-    if (!m) throw new InvalidArgumentError(`"${part}" is not a PCR index or range (e.g. 0,1,2 or 0-7)`);
-    const lo = Number(m[1]);
-    const hi = m[2] === undefined ? lo : Number(m[2]);
-    if (hi < lo || hi > 23) throw new InvalidArgumentError(`PCR range "${part}" must lie within 0-23`);
-    for (let p = lo; p <= hi; p++) out.add(p);
-  }
-  return [...out].sort((a, b) => a - b);
-}
-
-function parseBanks(v: string): number[] {
-  return v.split(",").map((name) => {
-    const alg = algByName(name.trim());
-    if (alg === undefined || !/^sha/i.test(name.trim())) {
-      throw new InvalidArgumentError(`"${name}" is not a PCR bank (sha1, sha256, sha384, sha512)`);
-    }
-    return alg;
-  });
-}
+import { common, type CommonOptions, parseBanks, parsePcrList, positiveInt, selection } from "./options.ts";
+import { tpmAkCommand, tpmQuoteCommand } from "./tpm_keys.ts";
 
 export function tpmCommand(program: Command): void {
   const tpm = program.command("tpm").description("inspect and use a TPM 2.0");
@@ -169,4 +122,6 @@ export function tpmCommand(program: Command): void {
       if (o.json) return printJson({ started: true, alreadyStarted: already });
       print(already ? "TPM was already started" : "TPM started");
     });
+  tpmAkCommand(tpm);
+  tpmQuoteCommand(tpm);
 }
