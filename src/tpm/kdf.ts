@@ -28,10 +28,24 @@ function digestSize(alg: number): number {
 }
 
 /**
+ * The counter-mode loop both KDFs share: K_i = block(u32 i) for i = 1, 2, ... until `bits` are
+ * produced; output = leftmost bits. When bits is not a multiple of 8, the excess high bits of the
+ * first byte are cleared.
+ */
+function counterKdf(hashAlg: number, bits: number, block: (counter: Uint8Array) => Uint8Array): Uint8Array {
+  const bytes = Math.ceil(bits / 8);
+  const size = digestSize(hashAlg);
+  const out = new Uint8Array(Math.ceil(bytes / size) * size);
+  for (let i = 1, at = 0; at < bytes; i++, at += size) out.set(block(u32be(i)), at);
+  const result = out.slice(0, bytes);
+  if (bits % 8) result[0]! &= (1 << (bits % 8)) - 1;
+  return result;
+}
+
+/**
  * KDFa(hashAlg, key, label, contextU, contextV, bits):
- *   K_i = HMAC(key, u32 i ‖ label ‖ 00 ‖ contextU ‖ contextV ‖ u32 bits), output = leftmost bits.
+ *   K_i = HMAC(key, u32 i ‖ label ‖ 00 ‖ contextU ‖ contextV ‖ u32 bits).
  * The NUL is appended only when the label does not end in one (ms-tpm-20-ref CryptKDFa).
- * When bits is not a multiple of 8, the excess high bits of the first byte are cleared.
  */
 export function kdfa(
   hashAlg: number,
@@ -42,20 +56,13 @@ export function kdfa(
   bits: number,
 ): Uint8Array {
   const hash = hashFor(hashAlg);
-  const bytes = Math.ceil(bits / 8);
   const fixed = concat(labelBytes(label), contextU, contextV, u32be(bits));
-  const out = new Uint8Array(Math.ceil(bytes / digestSize(hashAlg)) * digestSize(hashAlg));
-  for (let i = 1, at = 0; at < bytes; i++, at += digestSize(hashAlg)) {
-    out.set(hmac(hash, key, concat(u32be(i), fixed)), at);
-  }
-  const result = out.slice(0, bytes);
-  if (bits % 8) result[0]! &= (1 << (bits % 8)) - 1;
-  return result;
+  return counterKdf(hashAlg, bits, (i) => hmac(hash, key, concat(i, fixed)));
 }
 
 /**
  * KDFe(hashAlg, Z, label, partyU, partyV, bits):
- *   K_i = H(u32 i ‖ Z ‖ label ‖ 00 ‖ partyUInfo ‖ partyVInfo), output = leftmost bits.
+ *   K_i = H(u32 i ‖ Z ‖ label ‖ 00 ‖ partyUInfo ‖ partyVInfo).
  * Z is the x-coordinate of the shared point, padded to the curve's field size by the caller.
  */
 export function kdfe(
@@ -67,15 +74,8 @@ export function kdfe(
   bits: number,
 ): Uint8Array {
   const hash = hashFor(hashAlg);
-  const bytes = Math.ceil(bits / 8);
   const other = concat(labelBytes(label), partyUInfo, partyVInfo);
-  const out = new Uint8Array(Math.ceil(bytes / digestSize(hashAlg)) * digestSize(hashAlg));
-  for (let i = 1, at = 0; at < bytes; i++, at += digestSize(hashAlg)) {
-    out.set(hash(concat(u32be(i), z, other)), at);
-  }
-  const result = out.slice(0, bytes);
-  if (bits % 8) result[0]! &= (1 << (bits % 8)) - 1;
-  return result;
+  return counterKdf(hashAlg, bits, (i) => hash(concat(i, z, other)));
 }
 
 /** AES-CFB128 encryption with no padding (AES-128/192/256 by key length). */
