@@ -6,16 +6,20 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { createPublicKey } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { trimDer } from "../../src/tpm/ek.ts";
+import { verifyQuote } from "../../src/protocol/quote.ts";
+import { decode } from "../../src/tpm/marshal.ts";
+import { TPM2B_PUBLIC } from "../../src/tpm/structures.ts";
 import { X509Certificate } from "../../src/tpm/x509.ts";
 import { requireTools, startSwtpm, type SwtpmInstance, swtpmSkipReason } from "../helpers/swtpm.ts";
 
 const MAIN = fileURLToPath(new URL("../../src/main.ts", import.meta.url));
-const skip = swtpmSkipReason() ?? requireTools("tpm2_createek", "tpm2_pcrread", "tpm2_nvread", "tpm2_flushcontext");
+const skip = swtpmSkipReason() ??
+  requireTools("tpm2_createek", "tpm2_pcrread", "tpm2_nvread", "tpm2_flushcontext", "tpm2_checkquote");
 
 interface Run {
   code: number;
@@ -142,8 +146,71 @@ describe("keylime-ts tpm against swtpm, cross-checked with tpm2-tools", { skip }
     assert.match(badPcr.stderr, /0-23/);
   });
 
+  test("tpm ak creates the AK once, saves it 0600, and loads the same AK again", async () => {
+    const file = join(dir, "ak.json");
+    const first = JSON.parse((await cli("tpm", "ak", "--ak-file", file, "--json", "--tpm", swtpm.uri)).stdout);
+    const again = JSON.parse((await cli("tpm", "ak", "--ak-file", file, "--json", "--tpm", swtpm.uri)).stdout);
+    assert.equal(first.created, true);
+    assert.equal(again.created, false);
+    assert.equal(again.name, first.name);
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    const aik = decode(TPM2B_PUBLIC, new Uint8Array(Buffer.from(first.aikTpm, "base64")));
+    assert.equal(aik.objectAttributes, 0x00050072, "Keylime's AK attributes");
+    writeFileSync(join(dir, "bad.json"), '{"version": 1, "ek": "rsa", "public": "zz"}');
+    const bad = await cli("tpm", "ak", "--ak-file", join(dir, "bad.json"), "--tpm", swtpm.uri);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /AK file .*bad\.json: field "public" is not hex/);
+  });
+
+  test("tpm quote: the quote string verifies, and --out-dir files pass tpm2_checkquote", async () => {
+    const file = join(dir, "ak-q.json");
+    const out = join(dir, "quote");
+    const nonce = "1234567890abcdefghij";
+    for (const key of ["rsa", "ecc"]) {
+      const r = await cli(
+        "tpm",
+        "quote",
+        "--key",
+        key,
+        "--ak-file",
+        `${file}.${key}`,
+        "--nonce",
+        nonce,
+        "--pcrs",
+        "0,1,10,16",
+        "--out-dir",
+        `${out}.${key}`,
+        "--json",
+        "--tpm",
+        swtpm.uri,
+      );
+      assert.equal(r.code, 0, r.stderr);
+      const q = JSON.parse(r.stdout);
+      const verified = verifyQuote({
+        quote: q.quote,
+        aikTpm: new Uint8Array(Buffer.from(q.aikTpm, "base64")),
+        nonce,
+        hashAlg: 0x000b,
+      });
+      assert.deepEqual([...verified.pcrs.keys()], [0, 1, 10, 16]);
+      await tools(
+        "tpm2_checkquote",
+        "-u",
+        join(`${out}.${key}`, "ak.pub"),
+        "-m",
+        join(`${out}.${key}`, "quote.msg"),
+        "-s",
+        join(`${out}.${key}`, "quote.sig"),
+        "-f",
+        join(`${out}.${key}`, "quote.pcrs"),
+        "-q",
+        Buffer.from(nonce).toString("hex"),
+      );
+    }
+  });
+
   test("every subcommand has --help", async () => {
-    for (const sub of ["info", "pcrs", "ek", "random", "startup"]) {
+    for (const sub of ["info", "pcrs", "ek", "random", "startup", "ak", "quote"]) {
       const r = await cli("tpm", sub, "--help");
       assert.equal(r.code, 0);
       assert.match(r.stdout, /--tpm <uri>/);
