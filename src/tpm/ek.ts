@@ -12,7 +12,7 @@ import { getHandles } from "./capabilities.ts";
 import { nvRead } from "./nv.ts";
 import { createPrimary, flush, type LoadedKey, readPublic, withTransient } from "./objects.ts";
 import { emptyPolicy, policyOR, policyOrDigest, policySecret, policySecretDigest } from "./policy.ts";
-import { flushSession, startAuthSession } from "./session_start.ts";
+import { flushSession, startAuthSession, withSession } from "./session_start.ts";
 import type { AuthSession, Session } from "./sessions.ts";
 import { TPMA_OBJECT, type TPMT_PUBLIC, type TPMT_SYM_DEF_OBJECT } from "./structures.ts";
 
@@ -119,9 +119,16 @@ export interface Ek extends LoadedKey {
   readonly persistent: boolean;
 }
 
-/** Create the EK of a template under the endorsement hierarchy (deterministic for the TPM's EPS). */
+/**
+ * Create the EK of a template under the endorsement hierarchy (deterministic for the TPM's EPS),
+ * through an HMAC session that encrypts the parameters, as rust-keylime does.
+ */
 export async function createEk(tpm: Tpm, alg: EkAlg): Promise<Ek> {
-  return { ...(await createPrimary(tpm, TPM_RH.ENDORSEMENT, EK_TEMPLATES[alg])), persistent: false };
+  const key = await withSession(
+    tpm,
+    (s) => createPrimary(tpm, TPM_RH.ENDORSEMENT, EK_TEMPLATES[alg], { sessions: [s] }),
+  );
+  return { ...key, persistent: false };
 }
 
 /**
@@ -193,10 +200,14 @@ export async function readEkPublic(tpm: Tpm, alg: EkAlg): Promise<LoadedKey> {
   return await withTransient(tpm, createPrimary(tpm, TPM_RH.ENDORSEMENT, EK_TEMPLATES[alg]), (k) => k);
 }
 
+/** NV_Read answers through a session that encrypts the data (its first response parameter). */
+const ENCRYPT_ONLY = { flags: { encrypt: true } };
+
 /** The DER EK certificate in NV for a template, or null when the TPM holds none. */
 export async function readEkCertificate(tpm: Tpm, alg: EkAlg): Promise<Uint8Array | null> {
   try {
-    return trimDer(await nvRead(tpm, EK_CERT_INDEX[alg]));
+    const index = EK_CERT_INDEX[alg];
+    return trimDer(await withSession(tpm, (session) => nvRead(tpm, index, { session }), ENCRYPT_ONLY));
   } catch (e) {
     if (e instanceof TpmResponseError && e.is(TPM_RC.HANDLE)) return null;
     throw e;
@@ -210,7 +221,9 @@ export async function readEkCertificate(tpm: Tpm, alg: EkAlg): Promise<Uint8Arra
 export async function readEkCertChain(tpm: Tpm): Promise<Uint8Array[]> {
   const indices = (await getHandles(tpm, EK_NV.CHAIN_FIRST)).filter((h) => h <= EK_NV.CHAIN_LAST);
   const out: Uint8Array[] = [];
-  for (const index of indices) out.push(...splitDer(await nvRead(tpm, index)));
+  for (const index of indices) {
+    out.push(...splitDer(await withSession(tpm, (session) => nvRead(tpm, index, { session }), ENCRYPT_ONLY)));
+  }
   return out;
 }
 

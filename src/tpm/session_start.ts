@@ -71,3 +71,20 @@ export async function flushSession(tpm: Tpm, session: AuthSession): Promise<void
   session.open = false;
   await tpm.execute(FlushContext, { flushHandle: session.handle });
 }
+
+/**
+ * Run `fn` with a fresh session and flush it afterwards. The default is what rust-keylime uses for
+ * sensitive commands (tss-esapi execute_with_nullauth_session): HMAC, AES-128-CFB, decrypt|encrypt.
+ */
+export async function withSession<T>(
+  tpm: Tpm,
+  fn: (session: AuthSession) => Promise<T>,
+  options: StartSessionOptions = { flags: { decrypt: true, encrypt: true } },
+): Promise<T> {
+  const session = await startAuthSession(tpm, options);
+  try {
+    return await fn(session);
+  } finally {
+    await flushSession(tpm, session);
+  }
+}

@@ -19,7 +19,8 @@ import { type AkAlgorithms, createAk, loadAk } from "../../src/tpm/ak.ts";
 import { checkCertifyAttest } from "../../src/tpm/attest.ts";
 import { certify, certifySoftwareKey } from "../../src/tpm/certify.ts";
 import { Tpm } from "../../src/tpm/client.ts";
-import { Shutdown, Startup } from "../../src/tpm/commands.ts";
+import { PCR_Extend, Quote, Shutdown, Startup } from "../../src/tpm/commands.ts";
+import { encodeCommandFrame, encodeParameters } from "../../src/tpm/frame.ts";
 import { TPM_ALG, TPM_ECC_CURVE, TPM_RC, TPM_SU } from "../../src/tpm/constants.ts";
 import { makeCredential } from "../../src/tpm/credential.ts";
 import { objectName } from "../../src/tpm/crypto.ts";
@@ -130,6 +131,41 @@ describe("Keylime attestation primitives against swtpm", { skip }, () => {
       });
     }
   }
+
+  test("quote re-quotes when a PCR moves between TPM2_Quote and TPM2_PCR_Read", async () => {
+    const ek = await createEk(tpm, "ecc");
+    const ak = await loadAk(tpm, ek, await createAk(tpm, ek, AKS["ECC AK (ECDSA)"]!));
+    // Right after the first Quote response, extend PCR 10 behind the client's back.
+    const extend = encodeCommandFrame({
+      code: PCR_Extend.code,
+      handles: [10],
+      auths: [new PasswordSession().authorize()],
+      parameters: encodeParameters(PCR_Extend, {
+        digests: [{ hashAlg: TPM_ALG.SHA256, digest: new Uint8Array(32).fill(0x42) }],
+      }),
+    });
+    let quotes = 0;
+    const send = transport.send.bind(transport);
+    transport.send = async (command: Uint8Array) => {
+      const response = await send(command);
+      if (new DataView(command.buffer, command.byteOffset).getUint32(6) === Quote.code && quotes++ === 0) {
+        await send(extend);
+      }
+      return response;
+    };
+    try {
+      const nonce = "race";
+      const q = await quote(tpm, ak, { nonce: enc.encode(nonce), pcrs: [10, 16], hashAlg: TPM_ALG.SHA256 });
+      assert.equal(quotes, 2, "the first quote was thrown away");
+      const pcrBlob = encodePcrBlob([q.selection], [[...q.pcrs.values()]]);
+      const quoteString = encodeQuote({ attest: q.attest, signature: q.signature, pcrBlob });
+      verifyQuote({ quote: quoteString, akPublic: ak.public, nonce, hashAlg: TPM_ALG.SHA256 });
+    } finally {
+      transport.send = send;
+      await flush(tpm, ak.handle);
+      await releaseEk(tpm, ek);
+    }
+  });
 
   test("a blob from tpm2_makecredential is activated by our client", async () => {
     const ek = await createEk(tpm, "rsa");
