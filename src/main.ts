@@ -5,7 +5,6 @@
  */
 import { Command } from "commander";
 import { tpmCommand } from "./cli/tpm.ts";
-import { TpmLibraryError } from "./tpm/errors.ts";
 
 export const VERSION = "0.1.0";
 
@@ -23,7 +22,9 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await buildProgram().parseAsync(argv, { from: "user" });
   } catch (e) {
-    const code = e instanceof TpmLibraryError ? ` [${e.code}]` : "";
+    // Every error class of this project carries a stable ERR_* code; show it so scripts can match it.
+    const errorCode = (e as { code?: unknown })?.code;
+    const code = typeof errorCode === "string" && errorCode.startsWith("ERR_") ? ` [${errorCode}]` : "";
     process.stderr.write(`keylime-ts: ${e instanceof Error ? e.message : String(e)}${code}\n`);
     process.exitCode = 1;
   }

@@ -12,6 +12,11 @@ import { withTpm } from "./select_tpm.ts";
 import { common, type CommonOptions, parseBanks, parsePcrList, positiveInt, selection } from "./options.ts";
 import { tpmAkCommand, tpmQuoteCommand } from "./tpm_keys.ts";
 
+const derToPem = (der: Uint8Array) =>
+  `-----BEGIN CERTIFICATE-----\n${
+    Buffer.from(der).toString("base64").replace(/.{64}/g, "$&\n").replace(/\n?$/, "\n")
+  }-----END CERTIFICATE-----\n`;
+
 export function tpmCommand(program: Command): void {
   const tpm = program.command("tpm").description("inspect and use a TPM 2.0");
 
@@ -79,10 +84,12 @@ export function tpmCommand(program: Command): void {
             notAfter: r.certificate.notAfter.toISOString(),
             matchesEk: r.certificate.matchesEk,
           },
+          chain: r.chain.map(derToPem),
         });
       }
       print(`# EK (${r.alg}) name ${hex(r.name)}`);
       process.stdout.write(r.publicKeyPem);
+      if (r.chain.length) print(`# EK CA chain in NV: ${r.chain.length} certificate(s)`);
       if (!r.certificate) return print("# no EK certificate in NV");
       print(`# EK certificate: subject "${r.certificate.subject}", issuer "${r.certificate.issuer}"`);
       print(`# certificate key matches the EK: ${r.certificate.matchesEk ? "yes" : "NO"}`);
