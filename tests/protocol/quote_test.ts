@@ -6,7 +6,6 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { constants, generateKeyPairSync, type KeyObject, sign } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -20,11 +19,9 @@ import {
   verifyQuote,
   type VerifyQuoteInput,
 } from "../../src/protocol/quote.ts";
-import { PCR_Read, ReadPublic } from "../../src/tpm/commands.ts";
-import { TPM_ALG, TPM_ECC_CURVE, TPM_GENERATED_VALUE, TPM_ST } from "../../src/tpm/constants.ts";
+import { TPM_ALG, TPM_GENERATED_VALUE, TPM_ST } from "../../src/tpm/constants.ts";
 import { hash, objectName } from "../../src/tpm/crypto.ts";
-import { decodeResponseFrame } from "../../src/tpm/frame.ts";
-import { decode, encode } from "../../src/tpm/marshal.ts";
+import { encode } from "../../src/tpm/marshal.ts";
 import { pcrSelection } from "../../src/tpm/pcrs.ts";
 import {
   TPM2B_PUBLIC,
@@ -33,68 +30,18 @@ import {
   type TPMS_PCR_SELECTION,
   type TPMT_PUBLIC,
   TPMT_SIGNATURE,
-  type TPMT_SIGNATURE as Sig,
 } from "../../src/tpm/structures.ts";
 import { readQuoteFiles, writeQuoteFiles } from "../../src/tpm/tpm2_tools_files.ts";
+import { capturedAk, capturedQuote } from "../helpers/captured_quote.ts";
+import { type SoftKey, softKey } from "../helpers/soft_key.ts";
 import { requireTools, startSwtpm, type SwtpmInstance, swtpmSkipReason } from "../helpers/swtpm.ts";
-import { fromHex, rawHex, toHex, VECTOR_DIR } from "../helpers/vectors.ts";
+import { toHex, VECTOR_DIR } from "../helpers/vectors.ts";
 
 const SHA1: number = TPM_ALG.SHA1;
 const SHA256: number = TPM_ALG.SHA256;
 const SHA384: number = TPM_ALG.SHA384;
-const NODE_HASH: Record<number, string> = { [SHA1]: "sha1", [SHA256]: "sha256", [SHA384]: "sha384" };
-const SYM_NULL = { algorithm: TPM_ALG.NULL, keyBits: null, mode: null, details: null };
 const NULL_SCHEME = { scheme: TPM_ALG.NULL, details: null };
-const fromB64url = (s: unknown) => new Uint8Array(Buffer.from(String(s), "base64url"));
 const utf8 = (s: string) => new TextEncoder().encode(s);
-
-// ---- a software key acting as the AK ------------------------------------------------------------
-
-interface SoftAk {
-  pub: TPMT_PUBLIC;
-  sign(msg: Uint8Array, opts?: { hashAlg?: number; pss?: boolean }): Sig;
-}
-
-/** An AK stand-in without a fixed scheme, so tests can make it sign what a TPM AK would refuse to. */
-function softAk(kind: "rsa" | "ecc"): SoftAk {
-  const { publicKey, privateKey } = kind === "rsa"
-    ? generateKeyPairSync("rsa", { modulusLength: 2048 })
-    : generateKeyPairSync("ec", { namedCurve: "P-256" });
-  const jwk = publicKey.export({ format: "jwk" });
-  const common = { nameAlg: SHA256, objectAttributes: 0x00050072, authPolicy: new Uint8Array(0) };
-  if (kind === "rsa") {
-    return {
-      pub: {
-        type: TPM_ALG.RSA,
-        ...common,
-        parameters: { symmetric: SYM_NULL, scheme: NULL_SCHEME, keyBits: 2048, exponent: 0 },
-        unique: fromB64url(jwk.n),
-      },
-      sign(msg, { hashAlg = SHA256, pss = false } = {}) {
-        const key = pss
-          ? { key: privateKey as KeyObject, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }
-          : privateKey;
-        const sig = new Uint8Array(sign(NODE_HASH[hashAlg]!, msg, key));
-        return { sigAlg: pss ? TPM_ALG.RSAPSS : TPM_ALG.RSASSA, signature: { hash: hashAlg, sig } };
-      },
-    };
-  }
-  return {
-    pub: {
-      type: TPM_ALG.ECC,
-      ...common,
-      parameters: { symmetric: SYM_NULL, scheme: NULL_SCHEME, curveID: TPM_ECC_CURVE.NIST_P256, kdf: NULL_SCHEME },
-      unique: { x: fromB64url(jwk.x), y: fromB64url(jwk.y) },
-    },
-    sign(msg, { hashAlg = SHA256 } = {}) {
-      const rs = new Uint8Array(sign(NODE_HASH[hashAlg]!, msg, { key: privateKey, dsaEncoding: "ieee-p1363" }));
-      return {
-        sigAlg: TPM_ALG.ECDSA,
-        signature: { hash: hashAlg, signatureR: rs.slice(0, 32), signatureS: rs.slice(32) },
-      };
-    },
-  };
-}
 
 interface QuoteSpec {
   nonce?: string;
@@ -111,8 +58,8 @@ interface QuoteSpec {
 const NONCE = "Gq5pWqrsXzDdwvjPW0mi";
 const digest = (fill: number, n = 32) => new Uint8Array(n).fill(fill);
 
-/** A quote as a TPM would make it (TPMS_ATTEST per Part 2 §10.12.12), signed by a software AK. */
-function softQuote(ak: SoftAk, spec: QuoteSpec = {}): string {
+/** A quote as a TPM would make it (TPMS_ATTEST per Part 2 §10.12.12), signed by a software AK without a fixed scheme. */
+function softQuote(ak: SoftKey, spec: QuoteSpec = {}): string {
   const hashAlg = spec.hashAlg ?? SHA256;
   const selections = spec.selections ?? [pcrSelection(SHA256, [10, 16])];
   const values = spec.values ?? [[digest(0xaa), digest(0xbb)]];
@@ -127,7 +74,7 @@ function softQuote(ak: SoftAk, spec: QuoteSpec = {}): string {
   });
   return encodeQuote({
     attest,
-    signature: ak.sign(attest, { hashAlg, pss: spec.pss === true }),
+    signature: ak.sign(attest, { hashAlg, sigAlg: spec.pss === true ? TPM_ALG.RSAPSS : undefined }),
     pcrBlob: encodePcrBlob(spec.blobSelections ?? selections, spec.blobValues ?? values),
   });
 }
@@ -156,7 +103,7 @@ function formatError(s: string, part: string): void {
 // ---- the quote string -----------------------------------------------------------------------------
 
 describe("quote string", () => {
-  const ak = softAk("rsa");
+  const ak = softKey("rsa");
   const good = softQuote(ak);
 
   test("encodeQuote / decodeQuote round trip", () => {
@@ -218,8 +165,8 @@ describe("quote string", () => {
 // ---- verifyQuote with software AKs -----------------------------------------------------------------
 
 describe("verifyQuote: checks and reasons", () => {
-  const rsa = softAk("rsa");
-  const ecc = softAk("ecc");
+  const rsa = softKey("rsa");
+  const ecc = softKey("ecc");
   const base = { nonce: NONCE, hashAlg: SHA256 };
 
   test("an RSA (RSASSA) and an EC (ECDSA) quote verify; the result holds the hash_alg bank", () => {
@@ -262,8 +209,8 @@ describe("verifyQuote: checks and reasons", () => {
   });
 
   test("another AK: signature", () => {
-    rejects({ ...base, quote: softQuote(rsa), akPublic: softAk("rsa").pub }, "signature");
-    rejects({ ...base, quote: softQuote(ecc), akPublic: softAk("ecc").pub }, "signature");
+    rejects({ ...base, quote: softQuote(rsa), akPublic: softKey("rsa").pub }, "signature");
+    rejects({ ...base, quote: softQuote(ecc), akPublic: softKey("ecc").pub }, "signature");
   });
 
   test("a flipped PCR value in the blob: pcr-digest", () => {
@@ -347,7 +294,7 @@ describe("verifyQuote: checks and reasons", () => {
 
   test("the signature is checked before the content", () => {
     const q = decodeQuote(softQuote(rsa, { nonce: "other", blobValues: [[digest(1), digest(2)]] }));
-    const other = softAk("rsa");
+    const other = softKey("rsa");
     const quote = encodeQuote({ attest: q.attest, signature: other.sign(q.attest), pcrBlob: q.pcrBlob });
     rejects({ ...base, quote, akPublic: rsa.pub }, "signature");
   });
@@ -357,24 +304,15 @@ describe("verifyQuote: checks and reasons", () => {
 
 describe("verifyQuote: captured swtpm quotes", () => {
   test("the raw Quote vector, as a Keylime quote with the PCR_Read values, verifies with its AK", () => {
-    const rp = decodeResponseFrame(rawHex("ReadPublic_AK_persistent.rsp.hex"), { responseHandles: 0, sessionCount: 0 });
-    const ak = decode(ReadPublic.response, rp.parameters).outPublic;
-    const q = decodeResponseFrame(rawHex("Quote_AK_rsassa_sha256_pcrs_0_1_2_3_10.rsp.hex"), {
-      responseHandles: 0,
-      sessionCount: 1,
-    });
-    const size = (q.parameters[0]! << 8) | q.parameters[1]!;
-    const attest = q.parameters.slice(2, 2 + size);
-    const pr = decodeResponseFrame(rawHex("PCR_Read_sha256_0_10.rsp.hex"), { responseHandles: 0, sessionCount: 0 });
-    const [pcr0, pcr10] = decode(PCR_Read.response, pr.parameters).pcrValues;
-    const zero = new Uint8Array(32); // PCRs 1-3 were never extended
+    const ak = capturedAk().outPublic;
+    const q = capturedQuote();
     const quote = encodeQuote({
-      attest,
-      signature: q.parameters.slice(2 + size),
-      pcrBlob: encodePcrBlob([pcrSelection(SHA256, [0, 1, 2, 3, 10])], [[pcr0!, zero, zero, zero, pcr10!]]),
+      attest: q.attest,
+      signature: q.signature,
+      pcrBlob: encodePcrBlob([pcrSelection(SHA256, [0, 1, 2, 3, 10])], [q.pcrValues]),
     });
     // qualifyingData 0011223344556677 is ASCII, so it can stand as a Keylime nonce string.
-    const nonce = String.fromCharCode(...fromHex("0011223344556677"));
+    const nonce = String.fromCharCode(...q.qualifyingData);
     const r = verifyQuote({ quote, akPublic: ak, nonce, hashAlg: SHA256 });
     assert.equal(toHex(r.pcrs.get(10)!).slice(0, 8), "ff16f4da");
     rejects({ quote, akPublic: ak, nonce: nonce.slice(1), hashAlg: SHA256 }, "nonce");
@@ -387,7 +325,7 @@ describe("verifyQuote: captured swtpm quotes", () => {
     // The signature check passes (it comes first); extraData holds bytes >= 0x80, which no nonce string encodes to.
     rejects({ quote, aikTpm: files.akPublicBytes, nonce: nonceHex, hashAlg: SHA256 }, "nonce");
     rejects({ quote, aikTpm: files.akPublicBytes, nonce: nonceHex, hashAlg: SHA1 }, "hash-alg");
-    rejects({ quote, akPublic: softAk("rsa").pub, nonce: nonceHex, hashAlg: SHA256 }, "signature");
+    rejects({ quote, akPublic: softKey("rsa").pub, nonce: nonceHex, hashAlg: SHA256 }, "signature");
   });
 });
 
@@ -538,7 +476,7 @@ describe("verifyQuote: live tpm2-tools quotes on swtpm", { skip: liveSkip }, () 
     }
     await checkquote(again, toolsNonce);
 
-    const soft = softAk("rsa");
+    const soft = softKey("rsa");
     const sq = decodeQuote(softQuote(soft, { nonce }));
     const softDir = path.join(dir, "soft");
     await writeQuoteFiles(softDir, {

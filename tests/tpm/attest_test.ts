@@ -4,80 +4,27 @@
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { generateKeyPairSync, type KeyObject, sign } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { AttestationError, checkCertifyAttest, checkQuoteAttest } from "../../src/tpm/attest.ts";
-import { Certify, PCR_Read, ReadPublic } from "../../src/tpm/commands.ts";
-import { TPM_ALG, TPM_ECC_CURVE } from "../../src/tpm/constants.ts";
+import { Certify } from "../../src/tpm/commands.ts";
+import { TPM_ALG } from "../../src/tpm/constants.ts";
 import { hash, objectName } from "../../src/tpm/crypto.ts";
 import { decodeResponseFrame } from "../../src/tpm/frame.ts";
 import { decode, encode } from "../../src/tpm/marshal.ts";
 import { decodePcrFile } from "../../src/tpm/pcr_file.ts";
 import { SignatureError } from "../../src/tpm/signature.ts";
-import {
-  TPM2B_PUBLIC,
-  TPMS_ATTEST,
-  type TPMT_PUBLIC,
-  TPMT_SIGNATURE,
-  type TPMT_SIGNATURE as Sig,
-} from "../../src/tpm/structures.ts";
+import { TPM2B_PUBLIC, TPMS_ATTEST, type TPMT_SIGNATURE as Sig } from "../../src/tpm/structures.ts";
 import { readQuoteFiles } from "../../src/tpm/tpm2_tools_files.ts";
+import { capturedAk, capturedQuote, splitAttestResponse } from "../helpers/captured_quote.ts";
+import { softKey } from "../helpers/soft_key.ts";
 import { fromHex, rawHex, toHex, VECTOR_DIR } from "../helpers/vectors.ts";
 
 const STATE_DIR = VECTOR_DIR + "swtpm-state/";
 const state = (f: string) => new Uint8Array(readFileSync(STATE_DIR + f));
 const SHA256: number = TPM_ALG.SHA256;
-const NULL_SCHEME = { scheme: TPM_ALG.NULL, details: null };
-const SYM_NULL = { algorithm: TPM_ALG.NULL, keyBits: null, mode: null, details: null };
-const fromB64url = (s: unknown) => new Uint8Array(Buffer.from(String(s), "base64url"));
 
-/** A software key acting as an AK: its TPMT_PUBLIC and a signer producing TPMT_SIGNATUREs. */
-function softAk(kind: "rsa" | "ecc"): { pub: TPMT_PUBLIC; sign(msg: Uint8Array): Sig } {
-  const { publicKey, privateKey } = kind === "rsa"
-    ? generateKeyPairSync("rsa", { modulusLength: 2048 })
-    : generateKeyPairSync("ec", { namedCurve: "P-256" });
-  const jwk = publicKey.export({ format: "jwk" });
-  const common = { nameAlg: SHA256, objectAttributes: 0x00050072, authPolicy: new Uint8Array(0) };
-  if (kind === "rsa") {
-    return {
-      pub: {
-        type: TPM_ALG.RSA,
-        ...common,
-        parameters: {
-          symmetric: SYM_NULL,
-          scheme: { scheme: TPM_ALG.RSASSA, details: { hashAlg: SHA256 } },
-          keyBits: 2048,
-          exponent: 0,
-        },
-        unique: fromB64url(jwk.n),
-      },
-      sign: (msg) => ({
-        sigAlg: TPM_ALG.RSASSA,
-        signature: { hash: SHA256, sig: new Uint8Array(sign("sha256", msg, privateKey as KeyObject)) },
-      }),
-    };
-  }
-  return {
-    pub: {
-      type: TPM_ALG.ECC,
-      ...common,
-      parameters: {
-        symmetric: SYM_NULL,
-        scheme: { scheme: TPM_ALG.ECDSA, details: { hashAlg: SHA256 } },
-        curveID: TPM_ECC_CURVE.NIST_P256,
-        kdf: NULL_SCHEME,
-      },
-      unique: { x: fromB64url(jwk.x), y: fromB64url(jwk.y) },
-    },
-    sign: (msg) => {
-      const rs = new Uint8Array(sign("sha256", msg, { key: privateKey, dsaEncoding: "ieee-p1363" }));
-      return {
-        sigAlg: TPM_ALG.ECDSA,
-        signature: { hash: SHA256, signatureR: rs.slice(0, 32), signatureS: rs.slice(32) },
-      };
-    },
-  };
-}
+/** A software AK with a TPM AK's fixed scheme: RSASSA or ECDSA, SHA-256. */
+const softAk = (kind: "rsa" | "ecc") => softKey(kind, { scheme: kind === "rsa" ? TPM_ALG.RSASSA : TPM_ALG.ECDSA });
 
 function rejects(fn: () => unknown, reason: string): AttestationError {
   let caught: AttestationError | undefined;
@@ -89,33 +36,6 @@ function rejects(fn: () => unknown, reason: string): AttestationError {
     return true;
   });
   return caught!;
-}
-
-/** A TPM2B_ATTEST ‖ TPMT_SIGNATURE response parameter area, split with the attest bytes kept as signed. */
-function splitAttestResponse(params: Uint8Array): { attest: Uint8Array; signature: Sig } {
-  const size = (params[0]! << 8) | params[1]!;
-  return { attest: params.slice(2, 2 + size), signature: decode(TPMT_SIGNATURE, params.slice(2 + size)) };
-}
-
-function rawAk() {
-  const rp = decodeResponseFrame(rawHex("ReadPublic_AK_persistent.rsp.hex"), { responseHandles: 0, sessionCount: 0 });
-  return decode(ReadPublic.response, rp.parameters);
-}
-
-function rawQuote() {
-  const q = decodeResponseFrame(rawHex("Quote_AK_rsassa_sha256_pcrs_0_1_2_3_10.rsp.hex"), {
-    responseHandles: 0,
-    sessionCount: 1,
-  });
-  // PCR_Read of 0 and 10 from the same state; 1-3 were never extended and hold zeros.
-  const pr = decodeResponseFrame(rawHex("PCR_Read_sha256_0_10.rsp.hex"), { responseHandles: 0, sessionCount: 0 });
-  const [pcr0, pcr10] = decode(PCR_Read.response, pr.parameters).pcrValues;
-  const zero = new Uint8Array(32);
-  return {
-    ...splitAttestResponse(q.parameters),
-    qualifyingData: fromHex("0011223344556677"),
-    pcrValues: [pcr0!, zero, zero, zero, pcr10!],
-  };
 }
 
 function rawCertify() {
@@ -133,10 +53,10 @@ function resign(attest: Uint8Array, signer: { sign(msg: Uint8Array): Sig }, edit
 }
 
 describe("checkQuoteAttest: raw swtpm vectors", () => {
-  const ak = rawAk().outPublic;
+  const ak = capturedAk().outPublic;
 
   test("the quote verifies, its PCR values hash to pcrDigest, the clock is safe", () => {
-    const q = rawQuote();
+    const q = capturedQuote();
     assert.equal(toHex(hash(SHA256, ...q.pcrValues)).slice(0, 8), "a9bd3455");
     const r = checkQuoteAttest({ ...q, signer: ak, requireSafe: true });
     assert.equal(r.hashAlg, SHA256);
@@ -148,19 +68,19 @@ describe("checkQuoteAttest: raw swtpm vectors", () => {
 
   test("another nonce: nonce", () => {
     rejects(
-      () => checkQuoteAttest({ ...rawQuote(), signer: ak, qualifyingData: fromHex("0011223344556678") }),
+      () => checkQuoteAttest({ ...capturedQuote(), signer: ak, qualifyingData: fromHex("0011223344556678") }),
       "nonce",
     );
   });
 
   test("another AK: signature (with the SignatureError as cause)", () => {
-    const e = rejects(() => checkQuoteAttest({ ...rawQuote(), signer: softAk("rsa").pub }), "signature");
+    const e = rejects(() => checkQuoteAttest({ ...capturedQuote(), signer: softAk("rsa").pub }), "signature");
     assert.ok(e.cause instanceof SignatureError);
     assert.equal(e.cause.reason, "invalid");
   });
 
   test("a changed PCR value: pcr-digest; a missing one: pcr-values", () => {
-    const q = rawQuote();
+    const q = capturedQuote();
     const flipped = q.pcrValues.map((v) => v.slice());
     flipped[4]![0]! ^= 1;
     rejects(() => checkQuoteAttest({ ...q, signer: ak, pcrValues: flipped }), "pcr-digest");
@@ -173,7 +93,7 @@ describe("checkQuoteAttest: raw swtpm vectors", () => {
   });
 
   test("magic, type and parse come first; then the signature; then content", () => {
-    const q = rawQuote();
+    const q = capturedQuote();
     const badMagic = q.attest.slice();
     badMagic[0] = 0xfe;
     rejects(() => checkQuoteAttest({ ...q, signer: ak, attest: badMagic, qualifyingData: new Uint8Array(1) }), "magic");
@@ -192,7 +112,7 @@ describe("checkQuoteAttest: raw swtpm vectors", () => {
 
   test("safe = NO, re-signed by a software AK: clock-unsafe only when requireSafe", () => {
     const soft = softAk("rsa");
-    const q = rawQuote();
+    const q = capturedQuote();
     const unsafe = resign(q.attest, soft, (a) => (a.clockInfo.safe = false));
     const r = checkQuoteAttest({ ...q, ...unsafe, signer: soft.pub });
     assert.equal(r.clockInfo.safe, false);
@@ -204,7 +124,7 @@ describe("checkQuoteAttest: raw swtpm vectors", () => {
 });
 
 describe("checkCertifyAttest", () => {
-  const { outPublic: ak, name } = rawAk();
+  const { outPublic: ak, name } = capturedAk();
 
   test("Certify_AK_by_AK verifies; the certified Name is the AK's", () => {
     assert.equal(toHex(objectName(ak)), toHex(name));
@@ -235,7 +155,7 @@ describe("checkCertifyAttest", () => {
     otherName[5]! ^= 1;
     rejects(() => checkCertifyAttest({ ...ok, certifiedName: otherName }), "name");
     rejects(() => checkCertifyAttest({ ...ok, signer: softAk("ecc").pub }), "signature");
-    rejects(() => checkCertifyAttest({ ...ok, attest: rawQuote().attest }), "type");
+    rejects(() => checkCertifyAttest({ ...ok, attest: capturedQuote().attest }), "type");
     const badMagic = c.attest.slice();
     badMagic[3] = 0;
     rejects(() => checkCertifyAttest({ ...ok, attest: badMagic }), "magic");

@@ -15,16 +15,13 @@ import { pcrSelection } from "../../src/tpm/pcrs.ts";
 import type { Transport } from "../../src/tpm/transport/transport.ts";
 import { openTransport } from "../../src/tpm/transport/uri.ts";
 import { startSwtpm, type SwtpmInstance, swtpmSkipReason } from "../helpers/swtpm.ts";
+import { WrappedTransport } from "../helpers/transport_wrappers.ts";
 
 /** Answers the first `count` commands with `rc` itself; records every command it sees. */
-class WarningInjector implements Transport {
+class WarningInjector extends WrappedTransport {
   readonly seen: Uint8Array[] = [];
-  constructor(private readonly inner: Transport, private readonly rc: number, private count: number) {}
-  get uri() {
-    return this.inner.uri;
-  }
-  get resourceManaged() {
-    return this.inner.resourceManaged;
+  constructor(inner: Transport, private readonly rc: number, private count: number) {
+    super(inner);
   }
   send(command: Uint8Array): Promise<Uint8Array> {
     this.seen.push(command);
@@ -35,22 +32,12 @@ class WarningInjector implements Transport {
     }
     return this.inner.send(command);
   }
-  close() {
-    return this.inner.close();
-  }
 }
 
 /** Counts commands in flight on the real transport. */
-class InFlightProbe implements Transport {
+class InFlightProbe extends WrappedTransport {
   inFlight = 0;
   maxInFlight = 0;
-  constructor(private readonly inner: Transport) {}
-  get uri() {
-    return this.inner.uri;
-  }
-  get resourceManaged() {
-    return this.inner.resourceManaged;
-  }
   async send(command: Uint8Array): Promise<Uint8Array> {
     this.maxInFlight = Math.max(this.maxInFlight, ++this.inFlight);
     try {
@@ -58,9 +45,6 @@ class InFlightProbe implements Transport {
     } finally {
       this.inFlight--;
     }
-  }
-  close() {
-    return this.inner.close();
   }
 }
 

@@ -27,10 +27,10 @@ import {
 } from "../../src/tpm/policy.ts";
 import { flushSession, startAuthSession } from "../../src/tpm/session_start.ts";
 import { SessionError } from "../../src/tpm/sessions.ts";
-import type { Transport } from "../../src/tpm/transport/transport.ts";
 import { openTransport } from "../../src/tpm/transport/uri.ts";
 import { TPMA_OBJECT, type TPMT_PUBLIC } from "../../src/tpm/structures.ts";
 import { startSwtpm, type SwtpmInstance, swtpmSkipReason } from "../helpers/swtpm.ts";
+import { WrappedTransport } from "../helpers/transport_wrappers.ts";
 
 const enc = new TextEncoder();
 const EMPTY = new Uint8Array();
@@ -73,15 +73,8 @@ const SIGNING_CHILD: TPMT_PUBLIC = {
 };
 
 /** Flips one bit of the last response byte (inside the last session's HMAC) once armed. */
-class ResponseTamperer implements Transport {
+class ResponseTamperer extends WrappedTransport {
   armed = false;
-  constructor(private readonly inner: Transport) {}
-  get uri() {
-    return this.inner.uri;
-  }
-  get resourceManaged() {
-    return this.inner.resourceManaged;
-  }
   async send(command: Uint8Array): Promise<Uint8Array> {
     const r = await this.inner.send(command);
     if (this.armed) {
@@ -89,9 +82,6 @@ class ResponseTamperer implements Transport {
       r[r.length - 1]! ^= 1;
     }
     return r;
-  }
-  close() {
-    return this.inner.close();
   }
 }
 
