@@ -1,10 +1,11 @@
 /**
- * Benchmarks: codec throughput and per-command latency against swtpm, each printed as a ratio to a
- * reference measured in the same run (DESIGN.md "Tests").
+ * Benchmarks: codec throughput, per-command latency against swtpm, and the Keylime attestation flow
+ * step by step (our client vs tpm2-tools), each printed as a ratio to a reference measured in the same
+ * run (DESIGN.md "Tests").
  *
  *   deno task bench                 readable tables on stdout, progress on stderr
  *   deno task bench -- --json       a JSON report on stdout instead
- *   options: --quick  --iterations N  --warmup N  --batch N  --codec-ms N  --only codec|latency
+ *   options: --quick  --iterations N  --warmup N  --batch N  --codec-ms N  --only codec|latency|flow
  *
  * Latency on a VM depends on whether the CPUs idle between exchanges (a wake-up from halt costs tens
  * of µs per exchange), so each latency case also reports how much CPU other processes used meanwhile.
@@ -18,6 +19,15 @@ import { GetRandom, PCR_Read } from "../src/tpm/commands.ts";
 import { TPM_ALG } from "../src/tpm/constants.ts";
 import { startSwtpm, type SwtpmInstance, swtpmSkipReason } from "../tests/helpers/swtpm.ts";
 import { type CodecResult, runCodecBench, type ThroughputOptions } from "./codec.ts";
+import {
+  FLOW_DEFAULTS,
+  FLOW_QUICK,
+  type FlowOptions,
+  flowReport,
+  type FlowResult,
+  flowSkipReason,
+  runFlow,
+} from "./flow.ts";
 import { type LatencyCase, type LatencyOptions, type LatencyResult, runLatency, TARGET_OVERHEAD } from "./latency.ts";
 import { startLoadProbe } from "./load.ts";
 
@@ -29,12 +39,13 @@ const BUSY_PERCENT = 10;
 
 interface Options {
   json: boolean;
-  only: "codec" | "latency" | undefined;
+  only: "codec" | "latency" | "flow" | undefined;
   codec: ThroughputOptions;
   latency: LatencyOptions;
+  flow: FlowOptions;
 }
 
-const USAGE = `usage: deno run --allow-all bench/main.ts [--json] [--quick] [--only codec|latency]
+const USAGE = `usage: deno run --allow-all bench/main.ts [--json] [--quick] [--only codec|latency|flow]
        [--iterations N] [--warmup N] [--batch N] [--codec-ms N]`;
 
 function parseArgs(argv: string[]): Options {
@@ -43,6 +54,7 @@ function parseArgs(argv: string[]): Options {
     only: undefined,
     codec: { warmupMs: 200, runMs: 1000 },
     latency: { iterations: 2000, warmup: 200, batchSize: 100, batchWarmup: 20 },
+    flow: { ...FLOW_DEFAULTS },
   };
   const num = (i: number, flag: string): number => {
     const v = Number(argv[i]);
@@ -60,6 +72,7 @@ function parseArgs(argv: string[]): Options {
       case "--quick":
         o.codec = { warmupMs: 50, runMs: 200 };
         o.latency = { iterations: 300, warmup: 50, batchSize: 50, batchWarmup: 10 };
+        o.flow = { ...FLOW_QUICK };
         break;
       case "--iterations":
         o.latency.iterations = num(++i, a);
@@ -75,7 +88,9 @@ function parseArgs(argv: string[]): Options {
         break;
       case "--only": {
         const v = argv[++i];
-        if (v !== "codec" && v !== "latency") throw new Error(`--only takes codec or latency, got "${v ?? ""}"`);
+        if (v !== "codec" && v !== "latency" && v !== "flow") {
+          throw new Error(`--only takes codec, latency or flow, got "${v ?? ""}"`);
+        }
         o.only = v;
         break;
       }
@@ -279,13 +294,15 @@ async function main(): Promise<void> {
     codec?: CodecResult[];
     latency?: LatencyRow[];
     latencySkipped?: string;
+    flow?: FlowResult;
+    flowSkipped?: string;
   } = { machine: m, options: o };
 
-  if (o.only !== "latency") {
+  if (o.only === undefined || o.only === "codec") {
     report.codec = runCodecBench(o.codec, progress);
   }
 
-  if (o.only !== "codec") {
+  if (o.only === undefined || o.only === "latency") {
     const skip = swtpmSkipReason();
     if (skip) {
       report.latencySkipped = skip;
@@ -315,6 +332,24 @@ async function main(): Promise<void> {
         });
       });
       report.latency = results;
+    }
+  }
+
+  if (o.only === undefined || o.only === "flow") {
+    const skip = swtpmSkipReason() ?? flowSkipReason();
+    if (skip) {
+      report.flowSkipped = skip;
+    } else {
+      progress("starting swtpm (tcp, provisioned) for the flow");
+      // Provisioned like a real host's TPM (EK certificates in NV); the tools and our client share it.
+      const inst = await startSwtpm({ transport: "tcp" });
+      instances.add(inst);
+      try {
+        report.flow = await runFlow(inst, o.flow, progress);
+      } finally {
+        instances.delete(inst);
+        await inst.stop();
+      }
     }
   }
   progressDone();
@@ -349,6 +384,8 @@ async function main(): Promise<void> {
         (busy ? ` (${busy} measured on a busy machine; rerun when idle)` : ""),
     );
   }
+  if (report.flowSkipped) out.push("", `Flow: skipped (${report.flowSkipped})`);
+  if (report.flow) out.push("", flowReport(report.flow));
   console.log(out.join("\n"));
 }
 
