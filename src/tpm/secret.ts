@@ -6,12 +6,12 @@
  *   ECC: ephemeral Q_e; Z = (d_e · Q_key).x; seed = KDFe(nameAlg, Z, label, Q_e.x, Q_key.x, digestBits);
  *        secret = TPMS_ECC_POINT(Q_e)
  */
-import { constants, createECDH, publicEncrypt, randomBytes } from "node:crypto";
-import { DIGEST_SIZE, TPM_ALG, TPM_ECC_CURVE } from "./constants.ts";
+import { constants, createECDH, type KeyObject, privateDecrypt, publicEncrypt, randomBytes } from "node:crypto";
+import { DIGEST_SIZE, TPM_ALG, TPM_ECC_CURVE, TPM_RC } from "./constants.ts";
 import { algName, publicKeyOf } from "./crypto.ts";
-import { MarshalError } from "./errors.ts";
+import { MarshalError, TpmLibraryError } from "./errors.ts";
 import { kdfe } from "./kdf.ts";
-import { encode } from "./marshal.ts";
+import { decode, encode } from "./marshal.ts";
 import {
   type TPMS_ECC_PARMS,
   TPMS_ECC_POINT,
@@ -89,4 +89,65 @@ export function secretEncrypt(
     return { seed, encryptedSecret: encode(TPMS_ECC_POINT, { x: ex, y: ey }) };
   }
   throw new MarshalError(`a ${algName(key.type)} key cannot protect a secret`, "value");
+}
+
+/** A secret that the key cannot decrypt; `rc` is what a TPM answers (Part 1 §11.4.10). */
+export class SecretError extends TpmLibraryError {
+  readonly code = "ERR_TPM_SECRET";
+  constructor(message: string, readonly rc: number) {
+    super(message);
+    this.name = "SecretError";
+  }
+}
+
+/**
+ * The TPM side of secretEncrypt (ms-tpm-20-ref CryptSecretDecrypt): recover the seed from
+ * `encryptedSecret` with the private part of `key`.
+ */
+export function secretDecrypt(
+  privateKey: KeyObject,
+  key: TPMT_PUBLIC,
+  label: string,
+  encryptedSecret: Uint8Array,
+): Uint8Array {
+  const digestSize = DIGEST_SIZE[key.nameAlg];
+  const oaepHash = hashNames[key.nameAlg];
+  if (!digestSize || !oaepHash) throw new SecretError(`nameAlg ${algName(key.nameAlg)} is not supported`, TPM_RC.HASH);
+  if (key.type === TPM_ALG.RSA) {
+    let seed: Uint8Array;
+    try {
+      seed = new Uint8Array(privateDecrypt(
+        { key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash, oaepLabel: Buffer.from(label + "\0") },
+        encryptedSecret,
+      ));
+    } catch {
+      throw new SecretError(`the ${label} secret does not decrypt with this key (RSA-OAEP)`, TPM_RC.VALUE);
+    }
+    if (seed.length > digestSize) throw new SecretError(`the ${label} seed is longer than ${digestSize}`, TPM_RC.VALUE);
+    return seed;
+  }
+  if (key.type === TPM_ALG.ECC) {
+    const { curveID } = key.parameters as TPMS_ECC_PARMS;
+    const curve = ECDH_CURVES[curveID];
+    if (!curve) throw new SecretError(`curve 0x${curveID.toString(16)} is not supported`, TPM_RC.CURVE);
+    let qe: EccPoint;
+    try {
+      qe = decode(TPMS_ECC_POINT, encryptedSecret);
+    } catch {
+      throw new SecretError(`the ${label} secret is not a TPMS_ECC_POINT`, TPM_RC.SIZE);
+    }
+    const d = privateKey.export({ format: "jwk" }).d;
+    if (typeof d !== "string") throw new SecretError("the key has no private scalar", TPM_RC.KEY);
+    const ecdh = createECDH(curve.name);
+    ecdh.setPrivateKey(Buffer.from(d, "base64url"));
+    let z: Uint8Array;
+    try {
+      const q = Buffer.concat([Buffer.of(4), leftPad(qe.x, curve.bytes), leftPad(qe.y, curve.bytes)]);
+      z = leftPad(new Uint8Array(ecdh.computeSecret(q)), curve.bytes);
+    } catch {
+      throw new SecretError(`the ${label} secret's point is not on the key's curve`, TPM_RC.ECC_POINT);
+    }
+    return kdfe(key.nameAlg, z, label, qe.x, leftPad((key.unique as EccPoint).x, curve.bytes), digestSize * 8);
+  }
+  throw new SecretError(`a ${algName(key.type)} key cannot decrypt a secret`, TPM_RC.KEY);
 }

@@ -1,0 +1,222 @@
+/**
+ * The TPM side of authorization (Part 1 §19, §21; ms-tpm-20-ref SessionProcess.c): check each
+ * session of a command, decrypt its first parameter, and build the response's session area.
+ */
+import { randomBytes, timingSafeEqual } from "node:crypto";
+import { hmac } from "@noble/hashes/hmac";
+import type { AnyCommand } from "../src/tpm/command.ts";
+import { DIGEST_SIZE, handleType, TPM_ALG, TPM_HT, TPM_RC, TPM_RS_PW } from "../src/tpm/constants.ts";
+import { concat, hashFor } from "../src/tpm/crypto.ts";
+import type { AuthCommand, AuthResponse } from "../src/tpm/frame.ts";
+import { aesCfbDecrypt, aesCfbEncrypt, kdfa } from "../src/tpm/kdf.ts";
+import { cpHash, rpHash, trimAuth } from "../src/tpm/sessions.ts";
+import { TPMA_SESSION } from "../src/tpm/structures.ts";
+import { rcSession, TpmRc } from "./rc.ts";
+import type { SimSession } from "./state.ts";
+
+/** What authorization needs to know about the entity behind a command handle. */
+export interface Entity {
+  readonly handle: number;
+  readonly name: Uint8Array;
+  readonly authValue: Uint8Array;
+  readonly authPolicy: Uint8Array;
+  /** Whether a wrong authValue counts against dictionary-attack protection (AUTH_FAIL vs BAD_AUTH). */
+  readonly daProtected: boolean;
+  /** For objects: whether USER role may use the authValue, and whether ADMIN role needs a policy. */
+  readonly userWithAuth: boolean;
+  readonly adminWithPolicy: boolean;
+}
+
+/** A session of this command, checked, with what the response needs. */
+export interface ActiveSession {
+  readonly auth: AuthCommand;
+  /** Undefined for the password session. */
+  readonly session: SimSession | undefined;
+  /** The entity this session authorizes, if it authorizes one. */
+  readonly entity: Entity | undefined;
+  /** The HMAC key for the response (already decided by the command's rules). */
+  readonly hmacKey: Uint8Array;
+}
+
+const CONTINUE = TPMA_SESSION.of("continueSession");
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+export interface CheckInput {
+  readonly def: AnyCommand;
+  readonly auths: readonly AuthCommand[];
+  /** Entities of the handles with an authorization role, in order. */
+  readonly entities: readonly Entity[];
+  readonly names: readonly Uint8Array[];
+  /** The parameter area as received (still encrypted). */
+  readonly parameters: Uint8Array;
+  readonly sessions: ReadonlyMap<number, SimSession>;
+  /** Called on a failed authValue check of a DA-protected entity. */
+  readonly onAuthFailure: (entity: Entity) => void;
+}
+
+/** Check every session; returns them, plus the parameter area with the first parameter decrypted. */
+export function checkSessions(input: CheckInput): { active: ActiveSession[]; parameters: Uint8Array } {
+  const { def, auths } = input;
+  const found = auths.map((a, i) => {
+    if (a.sessionHandle === TPM_RS_PW) return undefined;
+    const type = handleType(a.sessionHandle);
+    const s = input.sessions.get(a.sessionHandle);
+    if (!s || (type !== TPM_HT.HMAC_SESSION && type !== TPM_HT.POLICY_SESSION)) {
+      throw new TpmRc(TPM_RC.REFERENCE_S0 + i); // the session is not loaded
+    }
+    return s;
+  });
+  // Which sessions decrypt and encrypt, and the extra nonces session 1's HMAC covers (Part 1 §19.6.5).
+  const decrypting = auths.findIndex((a) => TPMA_SESSION.has(a.sessionAttributes, "decrypt"));
+  const encrypting = auths.findIndex((a) => TPMA_SESSION.has(a.sessionAttributes, "encrypt"));
+  const extra: Uint8Array[] = [];
+  if (decrypting > 0) extra.push(found[decrypting]!.nonceTPM);
+  if (encrypting > 0 && encrypting !== decrypting) extra.push(found[encrypting]!.nonceTPM);
+
+  const active = auths.map((a, i): ActiveSession => {
+    const s = found[i];
+    const entity = input.entities[i];
+    const n = i + 1;
+    const attrs = a.sessionAttributes;
+    const encDec = TPMA_SESSION.has(attrs, "decrypt") || TPMA_SESSION.has(attrs, "encrypt");
+    if (!entity && !encDec && !TPMA_SESSION.has(attrs, "audit")) throw rcSession(TPM_RC.ATTRIBUTES, n);
+    // Only one session may decrypt, and only one may encrypt.
+    if (TPMA_SESSION.has(attrs, "decrypt") && i !== decrypting) throw rcSession(TPM_RC.ATTRIBUTES, n);
+    if (TPMA_SESSION.has(attrs, "encrypt") && i !== encrypting) throw rcSession(TPM_RC.ATTRIBUTES, n);
+    if (!s) {
+      // Password: authorizes, never encrypts or audits (ms-tpm-20-ref ParseSessionBuffer).
+      if (!entity || encDec || TPMA_SESSION.has(attrs, "audit")) throw rcSession(TPM_RC.ATTRIBUTES, n);
+      if (a.nonce.length !== 0) throw rcSession(TPM_RC.NONCE, n);
+      checkAuthValueRole(def, entity, i);
+      if (!sameBytes(trimAuth(a.hmac), trimAuth(entity.authValue))) fail(input, entity, n);
+      return { auth: a, session: undefined, entity, hmacKey: new Uint8Array(0) };
+    }
+    if (s.kind === "trial") throw rcSession(TPM_RC.ATTRIBUTES, n);
+    if (a.nonce.length < 16 || a.nonce.length > DIGEST_SIZE[s.authHash]!) throw rcSession(TPM_RC.SIZE, n);
+    if (encDec && s.symmetric.algorithm === TPM_ALG.NULL) throw rcSession(TPM_RC.SYMMETRIC, n);
+
+    let key = s.sessionKey;
+    if (entity && s.kind === "policy") {
+      checkPolicy(def, entity, s, n);
+      if (s.policy.passwordNeeded) {
+        if (!sameBytes(trimAuth(a.hmac), trimAuth(entity.authValue))) fail(input, entity, n);
+        return { auth: a, session: s, entity, hmacKey: EMPTY_KEY };
+      }
+      if (s.policy.authValueNeeded) key = concat(s.sessionKey, trimAuth(entity.authValue));
+    } else if (entity) {
+      checkAuthValueRole(def, entity, i);
+      // A session bound to this very entity already has its authValue in the session key.
+      const bound = s.bindName !== null && sameBytes(s.bindName, entity.name);
+      if (!bound) key = concat(s.sessionKey, trimAuth(entity.authValue));
+    }
+    const cp = cpHash(s.authHash, def.code, input.names, input.parameters);
+    const expected = hmac(
+      hashFor(s.authHash),
+      key,
+      concat(cp, a.nonce, s.nonceTPM, ...(i === 0 ? extra : []), Uint8Array.of(attrs)),
+    );
+    // The empty-HMAC rule: with an empty key, an empty hmac is accepted too (spec/tpm.md §3).
+    const ok = (key.length === 0 && a.hmac.length === 0) ||
+      (a.hmac.length === expected.length && timingSafeEqual(a.hmac, expected));
+    if (!ok) {
+      if (entity) fail(input, entity, n);
+      throw rcSession(TPM_RC.BAD_AUTH, n);
+    }
+    return { auth: a, session: s, entity, hmacKey: key };
+  });
+
+  let parameters = input.parameters;
+  if (decrypting >= 0) {
+    const d = active[decrypting]!;
+    if (!def.canDecrypt) throw rcSession(TPM_RC.ATTRIBUTES, decrypting + 1);
+    parameters = transformFirst(parameters, (data) => {
+      const { key, iv } = cfbKey(d, d.auth.nonce, d.session!.nonceTPM);
+      return aesCfbDecrypt(key, iv, data);
+    }, decrypting + 1);
+  }
+  if (encrypting >= 0 && !def.canEncrypt) throw rcSession(TPM_RC.ATTRIBUTES, encrypting + 1);
+  return { active, parameters };
+}
+
+const EMPTY_KEY = new Uint8Array(0);
+
+function fail(input: CheckInput, entity: Entity, n: number): never {
+  if (entity.daProtected) {
+    input.onAuthFailure(entity);
+    throw rcSession(TPM_RC.AUTH_FAIL, n);
+  }
+  throw rcSession(TPM_RC.BAD_AUTH, n);
+}
+
+/** Roles that let an authValue (password or HMAC) authorize (Part 1 §19.7.4). */
+function checkAuthValueRole(def: AnyCommand, entity: Entity, i: number): void {
+  const role = def.handles.filter(([, r]) => r !== "none")[i]?.[1];
+  if (role === "user" && !entity.userWithAuth) throw new TpmRc(TPM_RC.AUTH_UNAVAILABLE);
+  if (role === "admin" && entity.adminWithPolicy) throw new TpmRc(TPM_RC.AUTH_UNAVAILABLE);
+  if (role === "dup") throw new TpmRc(TPM_RC.AUTH_TYPE);
+}
+
+/** A policy session must have reached the entity's authPolicy (and the command it was limited to). */
+function checkPolicy(def: AnyCommand, entity: Entity, s: SimSession, n: number): void {
+  if (s.policy.commandCode !== null && s.policy.commandCode !== def.code) throw rcSession(TPM_RC.POLICY_CC, n);
+  if (entity.authPolicy.length === 0 || !sameBytes(s.policy.digest, entity.authPolicy)) {
+    throw rcSession(TPM_RC.POLICY_FAIL, n);
+  }
+}
+
+/** The CFB key includes the authorized entity's authValue whenever there is one (SessionProcess.c). */
+function cfbKey(a: ActiveSession, u: Uint8Array, v: Uint8Array): { key: Uint8Array; iv: Uint8Array } {
+  const s = a.session!;
+  const keyBits = s.symmetric.keyBits as number;
+  const value = a.entity ? concat(s.sessionKey, trimAuth(a.entity.authValue)) : s.sessionKey;
+  const bytes = kdfa(s.authHash, value, "CFB", u, v, keyBits + 128);
+  return { key: bytes.subarray(0, keyBits / 8), iv: bytes.subarray(keyBits / 8) };
+}
+
+function transformFirst(area: Uint8Array, f: (d: Uint8Array) => Uint8Array, n: number): Uint8Array {
+  if (area.length < 2) throw rcSession(TPM_RC.SIZE, n);
+  const size = (area[0]! << 8) | area[1]!;
+  if (2 + size > area.length) throw rcSession(TPM_RC.SIZE, n);
+  const out = area.slice();
+  out.set(f(area.subarray(2, 2 + size)), 2);
+  return out;
+}
+
+/**
+ * The response session area: fresh nonces, the first response parameter encrypted, and HMACs over
+ * rpHash. Returns the (possibly encrypted) parameters and the entries.
+ */
+export function respondSessions(
+  def: AnyCommand,
+  active: readonly ActiveSession[],
+  parameters: Uint8Array,
+): { parameters: Uint8Array; auths: AuthResponse[] } {
+  for (const a of active) if (a.session) a.session.nonceTPM = new Uint8Array(randomBytes(a.session.nonceTPM.length));
+  const encrypting = active.findIndex((a) => TPMA_SESSION.has(a.auth.sessionAttributes, "encrypt"));
+  let out = parameters;
+  if (encrypting >= 0) {
+    const e = active[encrypting]!;
+    out = transformFirst(out, (data) => {
+      const { key, iv } = cfbKey(e, e.session!.nonceTPM, e.auth.nonce);
+      return aesCfbEncrypt(key, iv, data);
+    }, encrypting + 1);
+  }
+  const auths = active.map((a): AuthResponse => {
+    const attrs = a.auth.sessionAttributes;
+    if (!a.session) return { nonce: new Uint8Array(0), sessionAttributes: CONTINUE, hmac: new Uint8Array(0) };
+    const s = a.session;
+    if (s.kind === "policy" && s.policy.passwordNeeded && a.entity) {
+      return { nonce: s.nonceTPM, sessionAttributes: attrs, hmac: new Uint8Array(0) };
+    }
+    if (a.hmacKey.length === 0 && a.auth.hmac.length === 0) {
+      return { nonce: s.nonceTPM, sessionAttributes: attrs, hmac: new Uint8Array(0) };
+    }
+    const rp = rpHash(s.authHash, def.code, out);
+    const mac = hmac(hashFor(s.authHash), a.hmacKey, concat(rp, s.nonceTPM, a.auth.nonce, Uint8Array.of(attrs)));
+    return { nonce: s.nonceTPM, sessionAttributes: attrs, hmac: mac };
+  });
+  return { parameters: out, auths };
+}
