@@ -1,0 +1,59 @@
+/**
+ * Start-up and shut-down (Part 1 §12; Part 3 §9-§10): TPM Reset, Restart and Resume, with the
+ * counters and PCRs each keeps or clears, and the clock's `safe` flag.
+ */
+import { TPM_RC, TPM_SU } from "../../src/tpm/constants.ts";
+import { rcParam } from "../rc.ts";
+import type { SimTpm } from "../sim_tpm.ts";
+import { resetPcrs } from "../state.ts";
+import type { HandlerGroup } from "./index.ts";
+
+function copyPcrs(p: Map<number, Uint8Array[]>): Map<number, Uint8Array[]> {
+  return new Map([...p].map(([alg, values]) => [alg, values.map((v) => v.slice())]));
+}
+
+async function startup(tpm: SimTpm, { startupType }: { startupType: number }) {
+  const p = tpm.persistent;
+  if (startupType === TPM_SU.STATE) {
+    // TPM Resume: only after TPM2_Shutdown(STATE).
+    if (p.shutdown !== "state" || !p.savedPcrs) throw rcParam(TPM_RC.VALUE, 1);
+    tpm.volatile.pcrs = copyPcrs(p.savedPcrs);
+    p.restartCount++;
+  } else if (startupType === TPM_SU.CLEAR) {
+    tpm.volatile.pcrs = resetPcrs();
+    if (p.shutdown === "state") {
+      p.restartCount++; // TPM Restart
+    } else {
+      p.resetCount++; // TPM Reset
+      p.restartCount = 0;
+    }
+  } else {
+    throw rcParam(TPM_RC.VALUE, 1);
+  }
+  p.savedPcrs = null;
+  p.shutdown = "none";
+  tpm.volatile.started = true;
+  await tpm.save();
+  return {};
+}
+
+async function shutdown(tpm: SimTpm, { shutdownType }: { shutdownType: number }) {
+  const p = tpm.persistent;
+  if (shutdownType === TPM_SU.STATE) {
+    p.shutdown = "state";
+    p.savedPcrs = copyPcrs(tpm.volatile.pcrs);
+  } else if (shutdownType === TPM_SU.CLEAR) {
+    p.shutdown = "clear";
+    p.savedPcrs = null;
+  } else {
+    throw rcParam(TPM_RC.VALUE, 1);
+  }
+  await tpm.save();
+  return {};
+}
+
+export const lifecycle: HandlerGroup = {
+  Startup: (tpm, args) => startup(tpm, args as { startupType: number }),
+  Shutdown: (tpm, args) => shutdown(tpm, args as { shutdownType: number }),
+  SelfTest: () => ({}),
+};
