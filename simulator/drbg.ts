@@ -69,7 +69,9 @@ export class KdfStream {
     context: Uint8Array,
     limitBits: number = DEFAULT_LIMIT_BITS,
   ) {
-    if (!DIGEST_SIZE[hashAlg]) throw new RangeError(`KdfStream: hash algorithm 0x${hashAlg.toString(16)} has no known digest size`);
+    if (!DIGEST_SIZE[hashAlg]) {
+      throw new RangeError(`KdfStream: hash algorithm 0x${hashAlg.toString(16)} has no known digest size`);
+    }
     if (!Number.isInteger(limitBits) || limitBits <= 0 || limitBits > 0xffff_ffff || limitBits % 8 !== 0) {
       throw new RangeError(`KdfStream: limit ${limitBits} bits must be a positive multiple of 8 that fits a u32`);
     }

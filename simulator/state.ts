@@ -51,6 +51,8 @@ export interface Persistent {
   contextKey: Uint8Array;
   failedTries: number;
   maxTries: number;
+  /** The stand-in vendor CA that signed the EK certificates (absent in a bare TPM). */
+  manufacturer?: { caCert: Uint8Array; caKey: JsonWebKey };
 }
 
 export interface PolicyState {

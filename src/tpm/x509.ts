@@ -12,3 +12,6 @@ export class X509Certificate extends PeculiarCertificate {
     return createPublicKey({ key: Buffer.from(this.publicKey.rawData), format: "der", type: "spki" });
   }
 }
+
+/** The whole @peculiar/x509 API (certificate generation ...), loaded after the polyfill above. */
+export * as x509lib from "@peculiar/x509";

@@ -1,0 +1,140 @@
+/**
+ * The simulator's state file: JSON with a format version and a SHA-256 over the content, written
+ * atomically with mode 0600 (it holds the TPM's seeds). A corrupt or unknown-version file is an error
+ * that says so; it never silently becomes a new TPM.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { open, readFile, rename, rm } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import type { Persistent } from "./state.ts";
+
+export const STATE_FORMAT = "keylime-ts-simulator-state";
+export const STATE_VERSION = 1;
+
+export class StateFileError extends Error {
+  readonly code = "ERR_SIM_STATE";
+  constructor(path: string, why: string, options?: { cause?: unknown }) {
+    super(`Simulator state ${path}: ${why}`, options);
+    this.name = "StateFileError";
+  }
+}
+
+/** JSON for the state's value types: bytes, bigints and maps are tagged so they come back as such. */
+function toJson(v: unknown): unknown {
+  if (v instanceof Uint8Array) return { $hex: Buffer.from(v).toString("hex") };
+  if (typeof v === "bigint") return { $big: v.toString() };
+  if (v instanceof Map) return { $map: [...v].map(([k, x]) => [toJson(k), toJson(x)]) };
+  if (Array.isArray(v)) return v.map(toJson);
+  if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, toJson(x)]));
+  return v;
+}
+
+function fromJson(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(fromJson);
+  if (v && typeof v === "object") {
+    const o = v as Record<string, unknown>;
+    if (typeof o.$hex === "string") {
+      if (!/^(?:[0-9a-f]{2})*$/.test(o.$hex)) throw new Error("a byte field is not hex");
+      return new Uint8Array(Buffer.from(o.$hex, "hex"));
+    }
+    if (typeof o.$big === "string") {
+      if (!/^\d+$/.test(o.$big)) throw new Error("a counter is not a number");
+      return BigInt(o.$big);
+    }
+    if (Array.isArray(o.$map)) {
+      return new Map(o.$map.map((e) => {
+        if (!Array.isArray(e) || e.length !== 2) throw new Error("a map entry is malformed");
+        return [fromJson(e[0]), fromJson(e[1])];
+      }));
+    }
+    return Object.fromEntries(Object.entries(o).map(([k, x]) => [k, fromJson(x)]));
+  }
+  return v;
+}
+
+function checksum(content: string): string {
+  return createHash("sha256").update(content).digest("hex");
+}
+
+export function serializeState(p: Persistent): string {
+  const content = JSON.stringify(toJson(p));
+  return JSON.stringify({ format: STATE_FORMAT, version: STATE_VERSION, sha256: checksum(content), content }) + "\n";
+}
+
+/** Field checks that catch a state from a different program or a hand edit gone wrong. */
+function checkShape(p: Record<string, unknown>): void {
+  const bytes = (v: unknown) => v instanceof Uint8Array;
+  for (const h of ["endorsement", "owner", "platform"]) {
+    const x = p[h] as Record<string, unknown> | undefined;
+    if (!x || !bytes(x.seed) || !bytes(x.authValue) || !bytes(x.proof)) {
+      throw new Error(`hierarchy "${h}" is malformed`);
+    }
+    if ((x.seed as Uint8Array).length < 32) throw new Error(`hierarchy "${h}" has a short seed`);
+  }
+  for (const m of ["nv", "persistent", "rsaPrimaries"]) {
+    if (!(p[m] instanceof Map)) throw new Error(`"${m}" is not a map`);
+  }
+  if (typeof p.clock !== "bigint") throw new Error(`"clock" is not a counter`);
+  for (const n of ["resetCount", "restartCount", "failedTries", "maxTries"]) {
+    if (!Number.isInteger(p[n]) || (p[n] as number) < 0) throw new Error(`"${n}" is not a count`);
+  }
+  if (!["none", "clear", "state"].includes(p.shutdown as string)) throw new Error(`"shutdown" is not none/clear/state`);
+  if (!bytes(p.contextKey) || !bytes(p.lockoutAuth)) throw new Error("a key field is malformed");
+}
+
+export function parseState(text: string, path = "state"): Persistent {
+  let outer: Record<string, unknown>;
+  try {
+    outer = JSON.parse(text);
+  } catch (e) {
+    throw new StateFileError(path, "is not JSON (truncated or corrupt?)", { cause: e });
+  }
+  if (outer?.format !== STATE_FORMAT) throw new StateFileError(path, "is not a keylime-ts simulator state file");
+  if (outer.version !== STATE_VERSION) {
+    throw new StateFileError(
+      path,
+      `has format version ${String(outer.version)}; this build reads version ${STATE_VERSION}`,
+    );
+  }
+  if (typeof outer.content !== "string" || outer.sha256 !== checksum(outer.content)) {
+    throw new StateFileError(path, "fails its checksum: the file is corrupt");
+  }
+  try {
+    const p = fromJson(JSON.parse(outer.content)) as Record<string, unknown>;
+    if (p.version !== 1) throw new Error(`content version ${String(p.version)}`);
+    checkShape(p);
+    return p as unknown as Persistent;
+  } catch (e) {
+    throw new StateFileError(path, `is malformed: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** The state at `path`, or null when there is no file yet. */
+export async function readState(path: string): Promise<Persistent | null> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw new StateFileError(path, (e as Error).message, { cause: e });
+  }
+  return parseState(text, path);
+}
+
+/** Write atomically: a 0600 temporary file in the same directory, flushed, then renamed over. */
+export async function writeState(path: string, p: Persistent): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.tmp`);
+  const fh = await open(tmp, "wx", 0o600);
+  try {
+    await fh.writeFile(serializeState(p));
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await rename(tmp, path);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
+  }
+}
