@@ -7,9 +7,9 @@ DENO := scripts/deno
 setup:
 	@scripts/setup.sh
 
-## demo: start a private swtpm and show `keylime-ts tpm info` for it
+## demo: the attestation flow on the embedded software TPM (nothing else needed)
 demo: setup
-	@$(DENO) run --allow-all scripts/demo.ts
+	@$(DENO) run --allow-all src/main.ts demo
 
 ## test: the whole suite (unit, property, conformance against swtpm, tpm2-tools cross-checks)
 test: setup

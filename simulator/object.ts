@@ -66,7 +66,7 @@ export function signWith(o: SimObject, scheme: number, hashAlg: number, message:
   if (scheme === TPM_ALG.RSASSA || scheme === TPM_ALG.RSAPSS) {
     const sig = nodeSign(nodeHash, message, {
       key,
-      ...(scheme === TPM_ALG.RSAPSS ? { padding: 6 /* RSA_PKCS1_PSS_PADDING */, saltLength: -1 /* digest */ } : {}),
+      ...(scheme === TPM_ALG.RSAPSS ? { padding: 6, /* RSA_PKCS1_PSS_PADDING */ saltLength: -1 /* digest */ } : {}),
     });
     return { sigAlg: scheme, signature: { hash: hashAlg, sig: new Uint8Array(sig) } };
   }

@@ -9,12 +9,7 @@ import { COMMANDS } from "../src/tpm/commands.ts";
 import { handleType, TPM_HT, TPM_RC, TPM_RH } from "../src/tpm/constants.ts";
 import { nvName, objectName } from "../src/tpm/crypto.ts";
 import { MarshalError } from "../src/tpm/errors.ts";
-import {
-  type CommandFrame,
-  decodeCommandFrame,
-  encodeResponseFrame,
-  parameterNumber,
-} from "../src/tpm/frame.ts";
+import { type CommandFrame, decodeCommandFrame, encodeResponseFrame, parameterNumber } from "../src/tpm/frame.ts";
 import { decode, encode } from "../src/tpm/marshal.ts";
 import { TPMA_NV, TPMA_OBJECT } from "../src/tpm/structures.ts";
 import { type ActiveSession, checkSessions, type Entity, respondSessions } from "./auth.ts";
@@ -277,7 +272,12 @@ export class SimTpm implements TpmEngine {
 }
 
 export function resetPolicy(s: SimSession): void {
-  s.policy = { digest: new Uint8Array(s.policy.digest.length), commandCode: null, authValueNeeded: false, passwordNeeded: false };
+  s.policy = {
+    digest: new Uint8Array(s.policy.digest.length),
+    commandCode: null,
+    authValueNeeded: false,
+    passwordNeeded: false,
+  };
 }
 
 function errorResponse(code: number): Uint8Array {

@@ -4,6 +4,8 @@
  * the services together. Subcommands live in src/cli/, one file each.
  */
 import { Command } from "commander";
+import { demoCommand } from "./cli/demo.ts";
+import { simulatorCommand } from "./cli/simulator.ts";
 import { tpmCommand } from "./cli/tpm.ts";
 
 export const VERSION = "0.1.0";
@@ -15,6 +17,8 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .configureHelp({ sortSubcommands: true });
   tpmCommand(program);
+  demoCommand(program);
+  simulatorCommand(program);
   return program;
 }
 

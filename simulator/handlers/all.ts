@@ -1,10 +1,25 @@
 /** The simulator's full command set. */
 import { attest } from "./attest.ts";
+import { capability } from "./capability.ts";
 import { context } from "./context.ts";
+import { hierarchy } from "./hierarchy.ts";
 import { registry } from "./index.ts";
 import { lifecycle } from "./lifecycle.ts";
+import { nv } from "./nv.ts";
 import { objects } from "./objects.ts";
+import { pcr } from "./pcr.ts";
 import { policy } from "./policy.ts";
 import { session } from "./session.ts";
 
-export const ALL_HANDLERS = registry(lifecycle, objects, attest, session, policy, context);
+export const ALL_HANDLERS = registry(
+  lifecycle,
+  capability,
+  pcr,
+  nv,
+  hierarchy,
+  objects,
+  attest,
+  session,
+  policy,
+  context,
+);

@@ -6,6 +6,7 @@ import { TPM_RC, TPM_SU } from "../../src/tpm/constants.ts";
 import { rcParam } from "../rc.ts";
 import type { SimTpm } from "../sim_tpm.ts";
 import { resetPcrs } from "../state.ts";
+import { nvStartup } from "./nv.ts";
 import type { HandlerGroup } from "./index.ts";
 
 function copyPcrs(p: Map<number, Uint8Array[]>): Map<number, Uint8Array[]> {
@@ -21,12 +22,15 @@ async function startup(tpm: SimTpm, { startupType }: { startupType: number }) {
     p.restartCount++;
   } else if (startupType === TPM_SU.CLEAR) {
     tpm.volatile.pcrs = resetPcrs();
-    if (p.shutdown === "state") {
-      p.restartCount++; // TPM Restart
-    } else {
+    const reset = p.shutdown !== "state";
+    if (reset) {
       p.resetCount++; // TPM Reset
       p.restartCount = 0;
+    } else {
+      p.restartCount++; // TPM Restart
     }
+    nvStartup(p, reset);
+    p.platform.authValue = new Uint8Array(0);
   } else {
     throw rcParam(TPM_RC.VALUE, 1);
   }

@@ -18,7 +18,10 @@ export function positiveInt(what: string) {
 /** The options every `tpm` subcommand takes. */
 export function common(cmd: Command): Command {
   return cmd
-    .option("--tpm <uri>", "TPM to use: device:/dev/tpmrm0, swtpm:host=H,port=P, swtpm:path=S, mssim:host=H,port=P")
+    .option(
+      "--tpm <uri>",
+      "TPM to use: device:/dev/tpmrm0, swtpm:host=H,port=P, swtpm:path=S, mssim:host=H,port=P, sim[:DIR] (embedded)",
+    )
     .option("--json", "print the result as JSON")
     .option("--timeout <ms>", "give up when the TPM does not answer within this many ms", positiveInt("--timeout"));
 }
