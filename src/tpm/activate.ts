@@ -5,7 +5,7 @@
  */
 import type { Tpm } from "./client.ts";
 import { ActivateCredential } from "./commands.ts";
-import { type Ek, ekPolicySession } from "./ek.ts";
+import { type Ek, withEkPolicy } from "./ek.ts";
 import type { LoadedKey } from "./objects.ts";
 import { EMPTY_PASSWORD, type Session } from "./sessions.ts";
 
@@ -23,15 +23,16 @@ export async function activateCredential(
   secret: Uint8Array,
   options: ActivateOptions = {},
 ): Promise<Uint8Array> {
-  const policy = await ekPolicySession(
+  const r = await withEkPolicy(
     tpm,
     ek,
+    (policy) =>
+      tpm.execute(
+        ActivateCredential,
+        { activateHandle: ak.handle, keyHandle: ek.handle, credentialBlob, secret },
+        { sessions: [EMPTY_PASSWORD, policy], names: [ak.name, ek.name] },
+      ),
     options.endorsementAuth ? { endorsementAuth: options.endorsementAuth } : {},
-  );
-  const r = await tpm.execute(
-    ActivateCredential,
-    { activateHandle: ak.handle, keyHandle: ek.handle, credentialBlob, secret },
-    { sessions: [EMPTY_PASSWORD, policy], names: [ak.name, ek.name] },
   );
   return r.certInfo.slice();
 }

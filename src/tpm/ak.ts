@@ -7,7 +7,7 @@ import type { Tpm } from "./client.ts";
 import { Create, Load } from "./commands.ts";
 import { TPM_ALG, TPM_ECC_CURVE, TPM_RC } from "./constants.ts";
 import { algName, objectName } from "./crypto.ts";
-import { type Ek, ekPolicySession } from "./ek.ts";
+import { type Ek, withEkPolicy } from "./ek.ts";
 import { TpmResponseError } from "./errors.ts";
 import type { LoadedKey } from "./objects.ts";
 import { TPMA_OBJECT, type TPMT_PUBLIC } from "./structures.ts";
@@ -85,29 +85,29 @@ export interface SavedAk {
 
 /** Create an AK under the EK (policy session satisfying the EK's policy, parameters encrypted). */
 export async function createAk(tpm: Tpm, ek: Ek, algs: AkAlgorithms = {}): Promise<SavedAk & { name: Uint8Array }> {
-  const session = await ekPolicySession(tpm, ek);
-  const r = await tpm.execute(
-    Create,
-    {
-      parentHandle: ek.handle,
-      inSensitive: { userAuth: new Uint8Array(0), data: new Uint8Array(0) },
-      inPublic: akTemplate(algs),
-      outsideInfo: new Uint8Array(0),
-      creationPCR: [],
-    },
-    { sessions: [session], names: [ek.name] },
-  );
+  const r = await withEkPolicy(tpm, ek, (session) =>
+    tpm.execute(
+      Create,
+      {
+        parentHandle: ek.handle,
+        inSensitive: { userAuth: new Uint8Array(0), data: new Uint8Array(0) },
+        inPublic: akTemplate(algs),
+        outsideInfo: new Uint8Array(0),
+        creationPCR: [],
+      },
+      { sessions: [session], names: [ek.name] },
+    ));
   return { public: r.outPublic, private: r.outPrivate.slice(), name: objectName(r.outPublic) };
 }
 
 /** Load a saved AK under the EK; the TPM's Name must be the public part's. */
 export async function loadAk(tpm: Tpm, ek: Ek, saved: SavedAk): Promise<LoadedKey> {
-  const session = await ekPolicySession(tpm, ek);
-  const r = await tpm.execute(
-    Load,
-    { parentHandle: ek.handle, inPrivate: saved.private, inPublic: saved.public },
-    { sessions: [session], names: [ek.name] },
-  );
+  const r = await withEkPolicy(tpm, ek, (session) =>
+    tpm.execute(
+      Load,
+      { parentHandle: ek.handle, inPrivate: saved.private, inPublic: saved.public },
+      { sessions: [session], names: [ek.name] },
+    ));
   const name = objectName(saved.public);
   if (Buffer.compare(name, r.name) !== 0) {
     throw new TpmResponseError("TPM2_Load (the Name does not match the saved AK public area)", TPM_RC.INTEGRITY);

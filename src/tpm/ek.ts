@@ -195,6 +195,25 @@ export async function ekPolicySession(
   }
 }
 
+/**
+ * Run `fn` with a fresh EK policy session. The session is one-shot (continueSession clear), so the
+ * TPM flushes it after a successful command; after a failed one the TPM keeps it, so flush it here.
+ */
+export async function withEkPolicy<T>(
+  tpm: Tpm,
+  ek: LoadedKey,
+  fn: (session: AuthSession) => Promise<T>,
+  options: { endorsementAuth?: Session } = {},
+): Promise<T> {
+  const session = await ekPolicySession(tpm, ek, options);
+  try {
+    return await fn(session);
+  } catch (e) {
+    await flushSession(tpm, session).catch(() => {});
+    throw e;
+  }
+}
+
 /** The EK public area of a template, created and flushed again. */
 export async function readEkPublic(tpm: Tpm, alg: EkAlg): Promise<LoadedKey> {
   return await withTransient(tpm, createPrimary(tpm, TPM_RH.ENDORSEMENT, EK_TEMPLATES[alg]), (k) => k);

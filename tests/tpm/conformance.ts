@@ -15,12 +15,24 @@ import {
   EvictControl,
   FlushContext,
   GetRandom,
+  Hash,
   Startup,
 } from "../../src/tpm/commands.ts";
 import { HANDLE_RANGE, TPM_ALG, TPM_PT, TPM_RC, TPM_RH, TPM_SU } from "../../src/tpm/constants.ts";
 import { hash, objectName, publicKeyOf } from "../../src/tpm/crypto.ts";
 import { TpmResponseError } from "../../src/tpm/errors.ts";
-import { EK_TEMPLATES, ekReport, readEkPublic } from "../../src/tpm/ek.ts";
+import { createEk, EK_TEMPLATES, ekReport, POLICY_A_SHA256, readEkPublic, releaseEk } from "../../src/tpm/ek.ts";
+import { generateKeyPairSync } from "node:crypto";
+import { encodePcrBlob } from "../../src/protocol/pcr_blob.ts";
+import { encodeQuote, verifyQuote } from "../../src/protocol/quote.ts";
+import { activateCredential } from "../../src/tpm/activate.ts";
+import { createAk, loadAk, parseAkKey } from "../../src/tpm/ak.ts";
+import { checkCertifyAttest } from "../../src/tpm/attest.ts";
+import { certifySoftwareKey } from "../../src/tpm/certify.ts";
+import { makeCredential } from "../../src/tpm/credential.ts";
+import { policyGetDigest, policySecret } from "../../src/tpm/policy.ts";
+import { quote } from "../../src/tpm/quote.ts";
+import { withSession } from "../../src/tpm/session_start.ts";
 import { createPrimary, flush, readPublic } from "../../src/tpm/objects.ts";
 import { nvRead, nvReadPublic } from "../../src/tpm/nv.ts";
 import { pcrExtend, pcrRead, pcrReset, pcrSelection } from "../../src/tpm/pcrs.ts";
@@ -218,6 +230,75 @@ export function conformanceSuite(name: string, open: () => Promise<Backend>, exc
       assert.equal(new DataView(rsp.buffer, rsp.byteOffset).getUint32(6), TPM_RC.COMMAND_CODE);
     });
 
+    it("HMAC sessions: unsalted and salted to the EK, parameters encrypted both ways", async () => {
+      const data = new TextEncoder().encode("encrypted on the wire, hashed in the TPM");
+      const digest = await withSession(
+        b.tpm,
+        async (s) =>
+          (await b.tpm.execute(Hash, { data, hashAlg: TPM_ALG.SHA256, hierarchy: TPM_RH.NULL }, { sessions: [s] }))
+            .outHash,
+      );
+      assert.deepEqual(digest, hash(TPM_ALG.SHA256, data));
+      for (const alg of ["rsa", "ecc"] as const) {
+        const ek = await createEk(b.tpm, alg);
+        try {
+          const key = await withSession(
+            b.tpm,
+            (s) => createPrimary(b.tpm, TPM_RH.ENDORSEMENT, EK_TEMPLATES.ecc, { sessions: [s] }),
+            { salt: ek, flags: { decrypt: true, encrypt: true } },
+          );
+          await flush(b.tpm, key.handle);
+        } finally {
+          await releaseEk(b.tpm, ek);
+        }
+      }
+    });
+
+    it("a policy session with PolicySecret(TPM_RH_ENDORSEMENT) reaches PolicyA", async () => {
+      const digest = await withSession(b.tpm, async (p) => {
+        await policySecret(b.tpm, p, TPM_RH.ENDORSEMENT);
+        return await policyGetDigest(b.tpm, p);
+      }, { kind: "policy" });
+      assert.deepEqual(digest, POLICY_A_SHA256);
+    });
+
+    for (const [ekAlg, akKey] of [["rsa", "rsa"], ["rsa", "ecc"], ["ecc", "rsa"], ["ecc", "ecc"]] as const) {
+      it(`${ekAlg.toUpperCase()} EK and ${akKey.toUpperCase()} AK: create, activate, quote, certify`, async () => {
+        const ek = await createEk(b.tpm, ekAlg);
+        const ak = await loadAk(b.tpm, ek, await createAk(b.tpm, ek, { key: parseAkKey(akKey) }));
+        try {
+          const secret = new TextEncoder().encode("0123456789abcdef0123456789abcdef");
+          const made = await makeCredential(ek.public, ak.name, secret);
+          assert.deepEqual(await activateCredential(b.tpm, ak, ek, made.credentialBlob, made.secret), secret);
+          const tampered = made.credentialBlob.slice();
+          tampered[tampered.length - 1]! ^= 1;
+          await assert.rejects(activateCredential(b.tpm, ak, ek, tampered, made.secret), expectRc(TPM_RC.INTEGRITY));
+
+          const nonce = "conformance-nonce";
+          const q = await quote(b.tpm, ak, {
+            nonce: new TextEncoder().encode(nonce),
+            pcrs: [0, 10, 16],
+            hashAlg: TPM_ALG.SHA256,
+          });
+          const pcrBlob = encodePcrBlob([q.selection], [[...q.pcrs.values()]]);
+          const quoteString = encodeQuote({ attest: q.attest, signature: q.signature, pcrBlob });
+          verifyQuote({ quote: quoteString, akPublic: ak.public, nonce, hashAlg: TPM_ALG.SHA256 });
+
+          const qualifyingData = new Uint8Array(32).fill(9);
+          const c = await certifySoftwareKey(
+            b.tpm,
+            generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey,
+            ak,
+            qualifyingData,
+          );
+          checkCertifyAttest({ ...c, signer: ak.public, qualifyingData, certifiedName: c.name });
+        } finally {
+          await flush(b.tpm, ak.handle);
+          await releaseEk(b.tpm, ek);
+        }
+      });
+    }
+
     it("transient slots are finite: unflushed objects end in TPM_RC_OBJECT_MEMORY", async () => {
       const held: number[] = [];
       try {
@@ -238,6 +319,9 @@ export function conformanceSuite(name: string, open: () => Promise<Backend>, exc
         else await readEkPublic(b.tpm, "ecc");
       }
       assert.deepEqual(await getHandles(b.tpm, HANDLE_RANGE.TRANSIENT_FIRST), []);
+      // Sessions too (the attestation tests above start and end many, some on failing commands).
+      assert.deepEqual(await getHandles(b.tpm, HANDLE_RANGE.HMAC_SESSION_FIRST), []);
+      assert.deepEqual(await getHandles(b.tpm, HANDLE_RANGE.POLICY_SESSION_FIRST), []);
       assert.ok(publicKeyOf((await readEkPublic(b.tpm, "rsa")).public));
     });
   });
