@@ -44,6 +44,8 @@ const CURVE_NODE: Readonly<Record<number, string>> = {
   [TPM_ECC_CURVE.NIST_P521]: "P-521",
 };
 const RSA_BITS: readonly number[] = [1024, 2048, 3072, 4096];
+/** RSA primaries kept in the state (EKs, SRKs, a few more). */
+const RSA_CACHE_ENTRIES = 16;
 
 const b64u = (b: Uint8Array) => Buffer.from(b).toString("base64url");
 const fromB64u = (s: string | undefined) => new Uint8Array(Buffer.from(s ?? "", "base64url"));
@@ -111,9 +113,15 @@ export function makeMaterial(t: Public, source: Source): Material {
     const bits = (t.parameters as TPMS_RSA_PARMS).keyBits as RsaKeyBits;
     let jwk: JsonWebKey;
     if (stream && source.kind === "primary") {
-      const cached = source.persistent.rsaPrimaries.get(cacheKey);
+      const cache = source.persistent.rsaPrimaries;
+      const cached = cache.get(cacheKey);
       jwk = cached ?? rsaJwk(generateRsaKey(stream, bits));
-      if (!cached) source.persistent.rsaPrimaries.set(cacheKey, jwk);
+      if (!cached) {
+        cache.set(cacheKey, jwk);
+        // Bounded, oldest first out: a client creating many different RSA primaries must not grow
+        // the state file without limit; an evicted key is simply derived again when asked for.
+        while (cache.size > RSA_CACHE_ENTRIES) cache.delete(cache.keys().next().value!);
+      }
     } else {
       jwk = generateKeyPairSync("rsa", { modulusLength: bits }).privateKey.export({ format: "jwk" });
     }
