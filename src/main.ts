@@ -15,6 +15,8 @@ export function buildProgram(): Command {
     .description("Keylime-compatible attestation agent with its own TPM 2.0 stack")
     .version(VERSION)
     .showHelpAfterError()
+    // `simulator --state` and `simulator ca --state` are different options of different commands.
+    .enablePositionalOptions()
     .configureHelp({ sortSubcommands: true });
   tpmCommand(program);
   demoCommand(program);
