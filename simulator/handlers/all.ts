@@ -10,6 +10,7 @@ import { objects } from "./objects.ts";
 import { pcr } from "./pcr.ts";
 import { policy } from "./policy.ts";
 import { session } from "./session.ts";
+import { signing } from "./sign.ts";
 
 export const ALL_HANDLERS = registry(
   lifecycle,
@@ -22,4 +23,5 @@ export const ALL_HANDLERS = registry(
   session,
   policy,
   context,
+  signing,
 );

@@ -16,9 +16,13 @@ import {
   FlushContext,
   GetRandom,
   Hash,
+  Sign,
   Startup,
+  VerifySignature,
 } from "../../src/tpm/commands.ts";
-import { HANDLE_RANGE, TPM_ALG, TPM_PT, TPM_RC, TPM_RH, TPM_SU } from "../../src/tpm/constants.ts";
+import { externalPublic, externalSensitive } from "../../src/tpm/external_key.ts";
+import { verifySignature } from "../../src/tpm/signature.ts";
+import { HANDLE_RANGE, TPM_ALG, TPM_PT, TPM_RC, TPM_RH, TPM_ST, TPM_SU } from "../../src/tpm/constants.ts";
 import { hash, objectName, publicKeyOf } from "../../src/tpm/crypto.ts";
 import { TpmResponseError } from "../../src/tpm/errors.ts";
 import { createEk, EK_TEMPLATES, ekReport, POLICY_A_SHA256, readEkPublic, releaseEk } from "../../src/tpm/ek.ts";
@@ -33,7 +37,7 @@ import { makeCredential } from "../../src/tpm/credential.ts";
 import { policyGetDigest, policySecret } from "../../src/tpm/policy.ts";
 import { quote } from "../../src/tpm/quote.ts";
 import { withSession } from "../../src/tpm/session_start.ts";
-import { createPrimary, flush, readPublic } from "../../src/tpm/objects.ts";
+import { createPrimary, flush, loadExternal, readPublic } from "../../src/tpm/objects.ts";
 import { nvRead, nvReadPublic } from "../../src/tpm/nv.ts";
 import { pcrExtend, pcrRead, pcrReset, pcrSelection } from "../../src/tpm/pcrs.ts";
 import { PasswordSession } from "../../src/tpm/sessions.ts";
@@ -298,6 +302,66 @@ export function conformanceSuite(name: string, open: () => Promise<Backend>, exc
         }
       });
     }
+
+    it("Sign over a digest with unrestricted RSA and ECC keys; VerifySignature accepts it, not a changed one", async () => {
+      const message = new TextEncoder().encode("signed by the TPM");
+      const digest = hash(TPM_ALG.SHA256, message);
+      for (
+        const [key, sigAlg] of [
+          [generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey, TPM_ALG.RSASSA],
+          [generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey, TPM_ALG.ECDSA],
+        ] as const
+      ) {
+        const loaded = await loadExternal(b.tpm, externalPublic(key, "sign"), externalSensitive(key));
+        try {
+          const inScheme = { scheme: sigAlg, details: { hashAlg: TPM_ALG.SHA256 } };
+          const nullTicket = { tag: TPM_ST.HASHCHECK, hierarchy: TPM_RH.NULL, digest: new Uint8Array() };
+          const { signature } = await b.tpm.execute(Sign, {
+            keyHandle: loaded.handle,
+            digest,
+            inScheme,
+            validation: nullTicket,
+          });
+          verifySignature(loaded.public, message, signature);
+          const v = await b.tpm.execute(VerifySignature, { keyHandle: loaded.handle, digest, signature });
+          assert.equal(v.validation.tag, TPM_ST.VERIFIED);
+          const other = hash(TPM_ALG.SHA256, new TextEncoder().encode("something else"));
+          await assert.rejects(
+            b.tpm.execute(VerifySignature, { keyHandle: loaded.handle, digest: other, signature }),
+            expectRc(TPM_RC.SIGNATURE),
+          );
+        } finally {
+          await flush(b.tpm, loaded.handle);
+        }
+      }
+    });
+
+    it("a restricted key signs a TPM2_Hash digest with its ticket, never a TPMS_ATTEST look-alike", async () => {
+      const ek = await createEk(b.tpm, "rsa");
+      const ak = await loadAk(b.tpm, ek, await createAk(b.tpm, ek, {}));
+      try {
+        const inScheme = { scheme: TPM_ALG.NULL, details: null };
+        const data = new TextEncoder().encode("ordinary data");
+        const h = await b.tpm.execute(Hash, { data, hashAlg: TPM_ALG.SHA256, hierarchy: TPM_RH.ENDORSEMENT });
+        const { signature } = await b.tpm.execute(Sign, {
+          keyHandle: ak.handle,
+          digest: h.outHash,
+          inScheme,
+          validation: h.validation,
+        });
+        verifySignature(ak.public, data, signature);
+        const forged = Uint8Array.of(0xff, 0x54, 0x43, 0x47, 0x80, 0x18); // TPM_GENERATED_VALUE, ATTEST_QUOTE
+        const f = await b.tpm.execute(Hash, { data: forged, hashAlg: TPM_ALG.SHA256, hierarchy: TPM_RH.ENDORSEMENT });
+        assert.equal(f.validation.hierarchy, TPM_RH.NULL, "no ticket for attestation-like data");
+        await assert.rejects(
+          b.tpm.execute(Sign, { keyHandle: ak.handle, digest: f.outHash, inScheme, validation: f.validation }),
+          expectRc(TPM_RC.TICKET),
+        );
+      } finally {
+        await flush(b.tpm, ak.handle);
+        await releaseEk(b.tpm, ek);
+      }
+    });
 
     it("transient slots are finite: unflushed objects end in TPM_RC_OBJECT_MEMORY", async () => {
       const held: number[] = [];
