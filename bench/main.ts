@@ -1,11 +1,11 @@
 /**
- * Benchmarks: codec throughput, per-command latency against swtpm, and the Keylime attestation flow
- * step by step (our client vs tpm2-tools), each printed as a ratio to a reference measured in the same
- * run (DESIGN.md "Tests").
+ * Benchmarks: codec throughput, per-command latency against swtpm, the Keylime attestation flow
+ * step by step (our client vs tpm2-tools), and the embedded simulator against swtpm (same operations
+ * through our client), each printed as a ratio to a reference measured in the same run (DESIGN.md "Tests").
  *
  *   deno task bench                 readable tables on stdout, progress on stderr
  *   deno task bench -- --json       a JSON report on stdout instead
- *   options: --quick  --iterations N  --warmup N  --batch N  --codec-ms N  --only codec|latency|flow
+ *   options: --quick  --iterations N  --warmup N  --batch N  --codec-ms N  --only codec|latency|flow|simulator
  *
  * Latency on a VM depends on whether the CPUs idle between exchanges (a wake-up from halt costs tens
  * of µs per exchange), so each latency case also reports how much CPU other processes used meanwhile.
@@ -30,6 +30,14 @@ import {
 } from "./flow.ts";
 import { type LatencyCase, type LatencyOptions, type LatencyResult, runLatency, TARGET_OVERHEAD } from "./latency.ts";
 import { startLoadProbe } from "./load.ts";
+import {
+  runSimulatorBench,
+  SIMULATOR_DEFAULTS,
+  SIMULATOR_QUICK,
+  type SimulatorBenchOptions,
+  simulatorReport,
+  type SimulatorResult,
+} from "./simulator.ts";
 
 /** A latency result with the CPU other processes used meanwhile (percent of one core). */
 type LatencyRow = LatencyResult & { otherCpuPercent: number };
@@ -39,13 +47,14 @@ const BUSY_PERCENT = 10;
 
 interface Options {
   json: boolean;
-  only: "codec" | "latency" | "flow" | undefined;
+  only: "codec" | "latency" | "flow" | "simulator" | undefined;
   codec: ThroughputOptions;
   latency: LatencyOptions;
   flow: FlowOptions;
+  simulator: SimulatorBenchOptions;
 }
 
-const USAGE = `usage: deno run --allow-all bench/main.ts [--json] [--quick] [--only codec|latency|flow]
+const USAGE = `usage: deno run --allow-all bench/main.ts [--json] [--quick] [--only codec|latency|flow|simulator]
        [--iterations N] [--warmup N] [--batch N] [--codec-ms N]`;
 
 function parseArgs(argv: string[]): Options {
@@ -55,6 +64,7 @@ function parseArgs(argv: string[]): Options {
     codec: { warmupMs: 200, runMs: 1000 },
     latency: { iterations: 2000, warmup: 200, batchSize: 100, batchWarmup: 20 },
     flow: { ...FLOW_DEFAULTS },
+    simulator: { ...SIMULATOR_DEFAULTS },
   };
   const num = (i: number, flag: string): number => {
     const v = Number(argv[i]);
@@ -73,6 +83,7 @@ function parseArgs(argv: string[]): Options {
         o.codec = { warmupMs: 50, runMs: 200 };
         o.latency = { iterations: 300, warmup: 50, batchSize: 50, batchWarmup: 10 };
         o.flow = { ...FLOW_QUICK };
+        o.simulator = { ...SIMULATOR_QUICK };
         break;
       case "--iterations":
         o.latency.iterations = num(++i, a);
@@ -88,8 +99,8 @@ function parseArgs(argv: string[]): Options {
         break;
       case "--only": {
         const v = argv[++i];
-        if (v !== "codec" && v !== "latency" && v !== "flow") {
-          throw new Error(`--only takes codec, latency or flow, got "${v ?? ""}"`);
+        if (v !== "codec" && v !== "latency" && v !== "flow" && v !== "simulator") {
+          throw new Error(`--only takes codec, latency, flow or simulator, got "${v ?? ""}"`);
         }
         o.only = v;
         break;
@@ -296,6 +307,8 @@ async function main(): Promise<void> {
     latencySkipped?: string;
     flow?: FlowResult;
     flowSkipped?: string;
+    simulator?: SimulatorResult;
+    simulatorSkipped?: string;
   } = { machine: m, options: o };
 
   if (o.only === undefined || o.only === "codec") {
@@ -352,6 +365,18 @@ async function main(): Promise<void> {
       }
     }
   }
+  if (o.only === undefined || o.only === "simulator") {
+    const skip = swtpmSkipReason();
+    if (skip) {
+      report.simulatorSkipped = skip;
+    } else {
+      progress("starting swtpm (tcp) for the simulator comparison");
+      // A blank TPM: the operations create their EKs and need no certificates.
+      await withSwtpm("tcp", async (inst) => {
+        report.simulator = await runSimulatorBench(inst, o.simulator, progress);
+      });
+    }
+  }
   progressDone();
 
   if (o.json) {
@@ -386,6 +411,8 @@ async function main(): Promise<void> {
   }
   if (report.flowSkipped) out.push("", `Flow: skipped (${report.flowSkipped})`);
   if (report.flow) out.push("", flowReport(report.flow));
+  if (report.simulatorSkipped) out.push("", `Simulator: skipped (${report.simulatorSkipped})`);
+  if (report.simulator) out.push("", simulatorReport(report.simulator));
   console.log(out.join("\n"));
 }
 

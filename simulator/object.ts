@@ -42,9 +42,17 @@ export function makeObject(fields: Omit<SimObject, "name" | "qualifiedName">, pa
   return { ...fields, name: objectName(fields.public), qualifiedName: qualifiedName(fields.public, parentQN) };
 }
 
+/** Objects never change, so their key objects are built once (a JWK import costs ~80 us). */
+const keyObjects = new WeakMap<JsonWebKey, KeyObject>();
+
 export function privateKeyOf(o: SimObject): KeyObject {
   if (!o.privateJwk) throw rc(TPM_RC.KEY);
-  return createPrivateKey({ key: o.privateJwk, format: "jwk" });
+  let key = keyObjects.get(o.privateJwk);
+  if (!key) {
+    key = createPrivateKey({ key: o.privateJwk, format: "jwk" });
+    keyObjects.set(o.privateJwk, key);
+  }
+  return key;
 }
 
 export function publicKeyObject(o: SimObject): KeyObject {
