@@ -20,6 +20,7 @@
  */
 import { hmac } from "@noble/hashes/hmac";
 import { concat, hashFor } from "../src/tpm/crypto.ts";
+import { labelBytes, u32be } from "../src/tpm/kdf.ts";
 import { DIGEST_SIZE } from "../src/tpm/constants.ts";
 
 /** The label ms-tpm-20-ref uses when deriving a primary object from a hierarchy seed. */
@@ -31,17 +32,6 @@ export const PRIMARY_OBJECT_CREATION = "Primary Object Creation";
  */
 export const DEFAULT_LIMIT_BITS = 0xffff_fff8;
 
-const encoder = new TextEncoder();
-
-function u32be(v: number): Uint8Array {
-  return Uint8Array.of(v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff);
-}
-
-/** As kdfa() spells a label: ASCII with one terminating NUL, added unless already there. */
-function labelBytes(label: string | Uint8Array): Uint8Array {
-  const b = typeof label === "string" ? encoder.encode(label) : label;
-  return b.length > 0 && b[b.length - 1] === 0 ? b : concat(b, Uint8Array.of(0));
-}
 
 export class KdfStream {
   /** HMAC keyed with the seed once; each block clones it (saves the two key-pad compressions). */

@@ -11,12 +11,12 @@ import { MarshalError } from "./errors.ts";
 
 const encoder = new TextEncoder();
 
-function u32be(v: number): Uint8Array {
+export function u32be(v: number): Uint8Array {
   return Uint8Array.of(v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff);
 }
 
 /** A label as the TPM spells it: ASCII, with one terminating NUL (added unless already there). */
-function labelBytes(label: string | Uint8Array): Uint8Array {
+export function labelBytes(label: string | Uint8Array): Uint8Array {
   const b = typeof label === "string" ? encoder.encode(label) : label;
   return b.length > 0 && b[b.length - 1] === 0 ? b : concat(b, Uint8Array.of(0));
 }
