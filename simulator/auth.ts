@@ -34,8 +34,13 @@ export interface ActiveSession {
   readonly session: SimSession | undefined;
   /** The entity this session authorizes, if it authorizes one. */
   readonly entity: Entity | undefined;
-  /** The HMAC key for the response (already decided by the command's rules). */
+  /** The HMAC key of the command. */
   readonly hmacKey: Uint8Array;
+  /**
+   * Whether hmacKey includes the entity's authValue (ms-tpm-20-ref includeAuth). The response
+   * takes the authValue as it is after the command: see respondSessions.
+   */
+  readonly includeAuth: boolean;
 }
 
 const CONTINUE = TPMA_SESSION.of("continueSession");
@@ -92,26 +97,28 @@ export function checkSessions(input: CheckInput): { active: ActiveSession[]; par
       if (a.nonce.length !== 0) throw rcSession(TPM_RC.NONCE, n);
       checkAuthValueRole(def, entity, i);
       if (!sameBytes(trimAuth(a.hmac), trimAuth(entity.authValue))) fail(input, entity, n);
-      return { auth: a, session: undefined, entity, hmacKey: new Uint8Array(0) };
+      return { auth: a, session: undefined, entity, hmacKey: new Uint8Array(0), includeAuth: false };
     }
     if (s.kind === "trial") throw rcSession(TPM_RC.ATTRIBUTES, n);
     if (a.nonce.length < 16 || a.nonce.length > DIGEST_SIZE[s.authHash]!) throw rcSession(TPM_RC.SIZE, n);
     if (encDec && s.symmetric.algorithm === TPM_ALG.NULL) throw rcSession(TPM_RC.SYMMETRIC, n);
 
-    let key = s.sessionKey;
+    let includeAuth = false;
     if (entity && s.kind === "policy") {
       checkPolicy(def, entity, s, n);
       if (s.policy.passwordNeeded) {
         if (!sameBytes(trimAuth(a.hmac), trimAuth(entity.authValue))) fail(input, entity, n);
-        return { auth: a, session: s, entity, hmacKey: EMPTY_KEY };
+        return { auth: a, session: s, entity, hmacKey: EMPTY_KEY, includeAuth: false };
       }
-      if (s.policy.authValueNeeded) key = concat(s.sessionKey, trimAuth(entity.authValue));
+      includeAuth = s.policy.authValueNeeded;
     } else if (entity) {
       checkAuthValueRole(def, entity, i);
-      // A session bound to this very entity already has its authValue in the session key.
-      const bound = s.bindName !== null && sameBytes(s.bindName, entity.name);
-      if (!bound) key = concat(s.sessionKey, trimAuth(entity.authValue));
+      // A session bound to this very entity, with the authValue it had then, already has that
+      // authValue in the session key (IsSessionBindEntity).
+      const bound = s.boundEntity !== null && sameBytes(s.boundEntity, boundEntity(entity.name, entity.authValue));
+      includeAuth = !bound;
     }
+    const key = includeAuth ? concat(s.sessionKey, trimAuth(entity!.authValue)) : s.sessionKey;
     const cp = cpHash(s.authHash, def.code, input.names, input.parameters);
     const expected = hmac(
       hashFor(s.authHash),
@@ -125,7 +132,7 @@ export function checkSessions(input: CheckInput): { active: ActiveSession[]; par
       if (entity) fail(input, entity, n);
       throw rcSession(TPM_RC.BAD_AUTH, n);
     }
-    return { auth: a, session: s, entity, hmacKey: key };
+    return { auth: a, session: s, entity, hmacKey: key, includeAuth };
   });
 
   let parameters = input.parameters;
@@ -142,6 +149,23 @@ export function checkSessions(input: CheckInput): { active: ActiveSession[]; par
 }
 
 const EMPTY_KEY = new Uint8Array(0);
+
+/** Size of the TPMU_NAME buffer the bound-entity value fills (a TPMT_HA of the largest digest). */
+const BOUND_ENTITY_SIZE = 2 + 64;
+
+/**
+ * What a bound session remembers of its bind entity (ms-tpm-20-ref SessionComputeBoundEntity): the
+ * Name, zero-padded to the name buffer, with the authValue (trailing zeros removed) XORed into its
+ * end. Changing the entity's authValue ends the binding, so a new authValue is not skipped in HMACs.
+ */
+export function boundEntity(name: Uint8Array, authValue: Uint8Array): Uint8Array {
+  const out = new Uint8Array(BOUND_ENTITY_SIZE);
+  out.set(name.subarray(0, BOUND_ENTITY_SIZE));
+  const auth = trimAuth(authValue);
+  const at = BOUND_ENTITY_SIZE - auth.length;
+  auth.forEach((b, i) => (out[at + i]! ^= b));
+  return out;
+}
 
 function fail(input: CheckInput, entity: Entity, n: number): never {
   if (entity.daProtected) {
@@ -188,12 +212,23 @@ function transformFirst(area: Uint8Array, f: (d: Uint8Array) => Uint8Array, n: n
 /**
  * The response session area: fresh nonces, the first response parameter encrypted, and HMACs over
  * rpHash. Returns the (possibly encrypted) parameters and the entries.
+ *
+ * The encryption key and the HMAC key take the authorized entity's authValue as it is after the
+ * command (`authValueOf`; ms-tpm-20-ref BuildResponseSession, ComputeResponseHMAC): the new one after
+ * TPM2_HierarchyChangeAuth, the empty lockoutAuth after TPM2_Clear. ESYS checks it so.
  */
 export function respondSessions(
   def: AnyCommand,
-  active: readonly ActiveSession[],
+  sessions: readonly ActiveSession[],
   parameters: Uint8Array,
+  authValueOf: (entity: Entity) => Uint8Array = (e) => e.authValue,
 ): { parameters: Uint8Array; auths: AuthResponse[] } {
+  const active = sessions.map((a): ActiveSession => {
+    if (!a.entity || !a.session) return a;
+    const entity = { ...a.entity, authValue: authValueOf(a.entity) };
+    const hmacKey = a.includeAuth ? concat(a.session.sessionKey, trimAuth(entity.authValue)) : a.hmacKey;
+    return { ...a, entity, hmacKey };
+  });
   for (const a of active) if (a.session) a.session.nonceTPM = new Uint8Array(randomBytes(a.session.nonceTPM.length));
   const encrypting = active.findIndex((a) => TPMA_SESSION.has(a.auth.sessionAttributes, "encrypt"));
   let out = parameters;

@@ -6,7 +6,7 @@
  *   contextBlob = TPM2B_DIGEST(integrity) ‖ enc
  *   enc         = AES-256-CFB(K, IV, u64 sequence ‖ payload)
  *   K ‖ IV      = KDFa(SHA256, contextKey, "CONTEXT", u64 sequence, u32 savedHandle, 256 + 128)
- *   integrity   = HMAC-SHA256(KDFa(SHA256, contextKey, "INTEGRITY", "", "", 256),
+ *   integrity   = HMAC-SHA256(KDFa(SHA256, contextKey ‖ hierarchy proof, "INTEGRITY", "", "", 256),
  *                   u32 resetCount ‖ [u32 restartCount] ‖ u64 sequence ‖ u32 savedHandle ‖ u32 hierarchy ‖ enc)
  *
  * resetCount makes every context unloadable after a TPM Reset; restartCount (only for savedHandle
@@ -16,7 +16,7 @@ import { timingSafeEqual } from "node:crypto";
 import type { JsonWebKey } from "node:crypto";
 import { hmac } from "@noble/hashes/hmac";
 import { sha256 } from "@noble/hashes/sha2";
-import { TPM_ALG, TPM_RC, TPM_SE } from "../src/tpm/constants.ts";
+import { TPM_ALG, TPM_RC, TPM_RH, TPM_SE } from "../src/tpm/constants.ts";
 import { concat } from "../src/tpm/crypto.ts";
 import { aesCfbDecrypt, aesCfbEncrypt, kdfa } from "../src/tpm/kdf.ts";
 import { decode, encode, list, sizedBytes, struct, TPMI_YES_NO, u16, u32, u8 } from "../src/tpm/marshal.ts";
@@ -71,7 +71,7 @@ const SESSION = struct("SimSessionContext", {
   symmetric: TPMT_SYM_DEF,
   sessionKey: TPM2B_DIGEST,
   bound: TPMI_YES_NO,
-  bindName: TPM2B_NAME,
+  boundEntity: TPM2B_NAME,
   nonceTPM: TPM2B_NONCE,
   policyDigest: TPM2B_DIGEST,
   /** 0 = not limited to a command (no command has code 0). */
@@ -142,8 +142,8 @@ export function encodeSession(s: SimSession, extras: PolicyExtras): Uint8Array {
     authHash: s.authHash,
     symmetric: s.symmetric,
     sessionKey: s.sessionKey,
-    bound: s.bindName !== null,
-    bindName: s.bindName ?? EMPTY,
+    bound: s.boundEntity !== null,
+    boundEntity: s.boundEntity ?? EMPTY,
     nonceTPM: s.nonceTPM,
     policyDigest: s.policy.digest,
     commandCode: s.policy.commandCode ?? 0,
@@ -165,7 +165,7 @@ export function decodeSession(bytes: Uint8Array): { session: SimSession; extras:
       authHash: v.authHash,
       symmetric: v.symmetric,
       sessionKey: v.sessionKey,
-      bindName: v.bound ? v.bindName : null,
+      boundEntity: v.bound ? v.boundEntity : null,
       nonceTPM: v.nonceTPM,
       policy: {
         digest: v.policyDigest,
@@ -199,8 +199,22 @@ function cipherKey(p: Persistent, h: Header): { key: Uint8Array; iv: Uint8Array 
   return { key: bytes.subarray(0, KEY_BITS / 8), iv: bytes.subarray(KEY_BITS / 8) };
 }
 
+/**
+ * The proof of the context's hierarchy. TPM2_Clear replaces the owner and endorsement proofs, and
+ * with them every saved context of those hierarchies (ms-tpm-20-ref ComputeContextIntegrity keys the
+ * HMAC with HierarchyGetProof), even when resetCount was already zero. NULL-hierarchy objects and
+ * sessions are bound to resetCount instead.
+ */
+function hierarchyProof(p: Persistent, hierarchy: number): Uint8Array {
+  if (hierarchy === TPM_RH.OWNER) return p.owner.proof;
+  if (hierarchy === TPM_RH.ENDORSEMENT) return p.endorsement.proof;
+  if (hierarchy === TPM_RH.PLATFORM) return p.platform.proof;
+  return EMPTY;
+}
+
 function integrity(p: Persistent, h: Header, enc: Uint8Array): Uint8Array {
-  const key = kdfa(TPM_ALG.SHA256, p.contextKey, "INTEGRITY", EMPTY, EMPTY, 256);
+  const secret = concat(p.contextKey, hierarchyProof(p, h.hierarchy));
+  const key = kdfa(TPM_ALG.SHA256, secret, "INTEGRITY", EMPTY, EMPTY, 256);
   const restart = h.savedHandle === SAVED_STCLEAR_OBJECT ? u32be(p.restartCount) : EMPTY;
   return hmac(
     sha256,

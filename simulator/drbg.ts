@@ -32,7 +32,6 @@ export const PRIMARY_OBJECT_CREATION = "Primary Object Creation";
  */
 export const DEFAULT_LIMIT_BITS = 0xffff_fff8;
 
-
 export class KdfStream {
   /** HMAC keyed with the seed once; each block clones it (saves the two key-pad compressions). */
   private readonly keyed: ReturnType<typeof hmac.create>;

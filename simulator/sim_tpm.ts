@@ -255,9 +255,18 @@ export class SimTpm implements TpmEngine {
     const values = (await handler(this, args, { def, locality, sessions: active })) as Record<string, unknown>;
     const handles = def.responseHandle === undefined ? [] : [values[def.responseHandle] as number];
     const rawParams = encode(def.response, values as never);
-    const { parameters: outParams, auths } = respondSessions(def, active, rawParams);
+    const { parameters: outParams, auths } = respondSessions(def, active, rawParams, (e) => this.#authValueNow(e));
     this.#afterUse(active);
     return encodeResponseFrame({ rc: TPM_RC.SUCCESS, handles, parameters: outParams, auths });
+  }
+
+  /** An authorized entity's authValue after the command; none once the command deleted it (ComputeResponseHMAC). */
+  #authValueNow(e: Entity): Uint8Array {
+    try {
+      return this.entity(e.handle, 1).authValue;
+    } catch {
+      return new Uint8Array(0);
+    }
   }
 
   /** Sessions without continueSession end; used policy sessions start over (Part 1 §19.6.?). */

@@ -68,8 +68,8 @@ export interface SimSession {
   readonly authHash: number;
   readonly symmetric: TPMT_SYM_DEF;
   readonly sessionKey: Uint8Array;
-  /** Name of the bound entity, if bound. */
-  readonly bindName: Uint8Array | null;
+  /** The bound-entity value (Name with the authValue XORed in, auth.ts boundEntity), if bound. */
+  readonly boundEntity: Uint8Array | null;
   nonceTPM: Uint8Array;
   policy: PolicyState;
 }

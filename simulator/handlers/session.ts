@@ -20,6 +20,7 @@ import { kdfa } from "../../src/tpm/kdf.ts";
 import { secretDecrypt } from "../../src/tpm/secret.ts";
 import { trimAuth } from "../../src/tpm/sessions.ts";
 import { TPMA_OBJECT, type TPMT_SYM_DEF } from "../../src/tpm/structures.ts";
+import { boundEntity } from "../auth.ts";
 import { privateKeyOf } from "../object.ts";
 import { rc, rcHandle, rcParam } from "../rc.ts";
 import type { SimTpm } from "../sim_tpm.ts";
@@ -105,9 +106,11 @@ function startAuthSession(
 
   const sessionHandle = allocateHandle(tpm, kind);
   const nonceTPM = tpm.random(digestSize);
-  // sessionKey = KDFa(authHash, bindAuth ‖ salt, "ATH", nonceTPM, nonceCaller, digestBits), or empty.
+  // sessionKey = KDFa(authHash, bindAuth ‖ salt, "ATH", nonceTPM, nonceCaller, digestBits); empty only
+  // when neither bound nor salted. A bind entity with an empty authValue still gives a KDFa with an
+  // empty key (SessionCreate; ESYS computes the same).
   const secret = concat(trimAuth(bind?.authValue ?? EMPTY), salt);
-  const sessionKey = secret.length === 0
+  const sessionKey = !bind && salt.length === 0
     ? EMPTY
     : kdfa(a.authHash, secret, "ATH", nonceTPM, a.nonceCaller, digestSize * 8);
   tpm.volatile.sessions.set(sessionHandle, {
@@ -116,7 +119,8 @@ function startAuthSession(
     authHash: a.authHash,
     symmetric: a.symmetric,
     sessionKey,
-    bindName: bind?.name ?? null,
+    // Only HMAC sessions are bound (SessionCreate); a policy session includes no authValue by binding.
+    boundEntity: bind && kind === "hmac" ? boundEntity(bind.name, bind.authValue) : null,
     nonceTPM,
     policy: { digest: new Uint8Array(digestSize), commandCode: null, authValueNeeded: false, passwordNeeded: false },
   });

@@ -79,14 +79,14 @@ async function openEmbedded(dir: string): Promise<OpenedTpm> {
   };
 }
 
-export async function openTpm(sel: TpmSelection): Promise<OpenedTpm> {
+export function openTpm(sel: TpmSelection): Promise<OpenedTpm> {
   const { uri } = chooseTpmUri(sel);
   if (uri === "sim" || uri.startsWith("sim:")) {
     return openEmbedded(uri.length > 4 ? uri.slice(4) : defaultSimulatorDir());
   }
   const transport = openTransport(uri, { warn, ...(sel.timeoutMs ? { timeoutMs: sel.timeoutMs } : {}) });
   const tpm = new Tpm(transport);
-  return { tpm, close: () => tpm.close() };
+  return Promise.resolve({ tpm, close: () => tpm.close() });
 }
 
 /** Open the TPM, run `fn`, and always close the connection. */

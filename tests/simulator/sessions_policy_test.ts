@@ -50,6 +50,7 @@ import { AES_128_CFB, type AuthSession, PasswordSession, SessionError, SYM_NULL 
 import { TPMA_OBJECT, TPML_PCR_SELECTION, type TPMS_CONTEXT, type TPMT_PUBLIC } from "../../src/tpm/structures.ts";
 import type { Transport } from "../../src/tpm/transport/transport.ts";
 import { Tpm as Client } from "../../src/tpm/client.ts";
+import { boundEntity } from "../../simulator/auth.ts";
 import { context } from "../../simulator/handlers/context.ts";
 import { registry } from "../../simulator/handlers/index.ts";
 import { lifecycle } from "../../simulator/handlers/lifecycle.ts";
@@ -296,7 +297,7 @@ describe("StartAuthSession", () => {
       s.sessionKey,
       kdfa(SHA256, concat(enc.encode("eh"), shared.seed), "ATH", r.nonceTPM, nonceCaller, 256),
     );
-    assert.deepEqual(s.bindName, handleBytes(TPM_RH.ENDORSEMENT));
+    assert.deepEqual(s.boundEntity, boundEntity(handleBytes(TPM_RH.ENDORSEMENT), enc.encode("eh")));
   });
 
   test("slots run out: SESSION_MEMORY for loaded sessions, SESSION_HANDLES counting saved ones", async () => {
