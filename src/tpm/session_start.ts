@@ -48,9 +48,11 @@ export async function startAuthSession(tpm: Tpm, options: StartSessionOptions = 
 
   const bindAuth = trimAuth(options.bind?.authValue ?? new Uint8Array(0));
   const secret = concat(bindAuth, shared?.seed ?? new Uint8Array(0));
-  const sessionKey = secret.length === 0
-    ? new Uint8Array(0)
-    : kdfa(authHash, secret, "ATH", r.nonceTPM, nonceCaller, digestSize * 8);
+  // A bound or salted session has a session key even when bindAuth ‖ salt is empty (Part 1 §19.6.8);
+  // only an unbound, unsalted one has none.
+  const sessionKey = options.bind || shared
+    ? kdfa(authHash, secret, "ATH", r.nonceTPM, nonceCaller, digestSize * 8)
+    : new Uint8Array(0);
   return new AuthSession(
     {
       handle: r.sessionHandle,
@@ -60,6 +62,7 @@ export async function startAuthSession(tpm: Tpm, options: StartSessionOptions = 
       sessionKey,
       nonceTPM: r.nonceTPM,
       bindName: options.bind?.name,
+      bindAuth: options.bind ? bindAuth : undefined,
     },
     options.flags,
   );

@@ -145,6 +145,8 @@ export interface SessionState {
   nonceTPM: Uint8Array;
   /** Name of the entity the session is bound to, if bound. */
   readonly bindName: Uint8Array | undefined;
+  /** That entity's authValue when the session was started: changing it ends the binding. */
+  readonly bindAuth?: Uint8Array | undefined;
 }
 
 export interface SessionFlags {
@@ -167,6 +169,7 @@ export class AuthSession implements Session {
   readonly needsNames = true;
   readonly #sessionKey: Uint8Array;
   readonly #bindName: Uint8Array | undefined;
+  readonly #bindAuth: Uint8Array | undefined;
   #nonceTPM: Uint8Array;
   #nonceCaller: Uint8Array = EMPTY;
   #attributes: number;
@@ -186,6 +189,7 @@ export class AuthSession implements Session {
     this.symmetric = state.symmetric;
     this.#sessionKey = state.sessionKey;
     this.#bindName = state.bindName;
+    this.#bindAuth = state.bindAuth;
     this.#nonceTPM = state.nonceTPM;
     this.#attributes = AuthSession.flagsToAttributes(flags);
   }
@@ -213,9 +217,13 @@ export class AuthSession implements Session {
     return DIGEST_SIZE[this.authHash]!;
   }
 
-  /** A use of this session that authorizes an entity whose authValue is `authValue`. */
-  withAuth(authValue: Uint8Array): Session {
-    return new SessionUse(this, trimAuth(authValue));
+  /**
+   * A use of this session that authorizes an entity whose authValue is `authValue`. When the command
+   * changes that authValue (TPM2_HierarchyChangeAuth, TPM2_ObjectChangeAuth ...), the TPM keys the
+   * response with the new one: pass it as `after`.
+   */
+  withAuth(authValue: Uint8Array, after: Uint8Array = authValue): Session {
+    return new SessionUse(this, trimAuth(authValue), trimAuth(after));
   }
 
   begin(): void {
@@ -240,8 +248,10 @@ export class AuthSession implements Session {
       return { sessionHandle: this.handle, nonce: this.#nonceCaller, sessionAttributes: attrs, hmac: authValue };
     }
     if (!ctx.names) throw new SessionError("an HMAC needs the Names of the command's handles");
+    // Bound to this entity: same Name and still the authValue it had at binding (ESYS
+    // iesys_is_object_bound; the TPM binds to Name and authValue together).
     this.#authorizingBindEntity = this.#bindName !== undefined && ctx.entityName !== undefined &&
-      sameBytes(ctx.entityName, this.#bindName);
+      sameBytes(ctx.entityName, this.#bindName) && sameBytes(trimAuth(authValue), this.#bindAuth ?? EMPTY);
     const cp = cpHash(this.authHash, ctx.def.code, ctx.names, ctx.parameters);
     const key = this.#hmacKey(authValue);
     const mac = hmac(
@@ -298,7 +308,11 @@ export class AuthSession implements Session {
 
 /** One use of an AuthSession for an entity with a given authValue. */
 class SessionUse implements Session {
-  constructor(private readonly session: AuthSession, private readonly authValue: Uint8Array) {}
+  constructor(
+    private readonly session: AuthSession,
+    private readonly authValue: Uint8Array,
+    private readonly responseAuthValue: Uint8Array,
+  ) {}
   get handle() {
     return this.session.handle;
   }
@@ -318,13 +332,13 @@ class SessionUse implements Session {
     return this.session.encryptParameter(data, authorizing, this.authValue);
   }
   decryptParameter(data: Uint8Array, authorizing: boolean): Uint8Array {
-    return this.session.decryptParameter(data, authorizing, this.authValue);
+    return this.session.decryptParameter(data, authorizing, this.responseAuthValue);
   }
   authorize(ctx: CommandContext): AuthCommand {
     return this.session.authorize(ctx, this.authValue);
   }
   verify(ctx: ResponseContext, auth: AuthResponse): void {
-    this.session.verify(ctx, auth, this.authValue);
+    this.session.verify(ctx, auth, this.responseAuthValue);
   }
 }
 

@@ -16,6 +16,7 @@ import {
   FlushContext,
   GetRandom,
   Hash,
+  HierarchyChangeAuth,
   Sign,
   Startup,
   VerifySignature,
@@ -36,11 +37,11 @@ import { certifySoftwareKey } from "../../src/tpm/certify.ts";
 import { makeCredential } from "../../src/tpm/credential.ts";
 import { policyGetDigest, policySecret } from "../../src/tpm/policy.ts";
 import { quote } from "../../src/tpm/quote.ts";
-import { withSession } from "../../src/tpm/session_start.ts";
+import { flushSession, startAuthSession, withSession } from "../../src/tpm/session_start.ts";
 import { createPrimary, flush, loadExternal, readPublic } from "../../src/tpm/objects.ts";
 import { nvRead, nvReadPublic } from "../../src/tpm/nv.ts";
 import { pcrExtend, pcrRead, pcrReset, pcrSelection } from "../../src/tpm/pcrs.ts";
-import { PasswordSession } from "../../src/tpm/sessions.ts";
+import { PasswordSession, type Session } from "../../src/tpm/sessions.ts";
 import { encode } from "../../src/tpm/marshal.ts";
 import { TPMT_PUBLIC } from "../../src/tpm/structures.ts";
 
@@ -361,6 +362,34 @@ export function conformanceSuite(name: string, open: () => Promise<Backend>, exc
         await flush(b.tpm, ak.handle);
         await releaseEk(b.tpm, ek);
       }
+    });
+
+    it("bound sessions: to an empty-auth hierarchy, across its authValue changing; HierarchyChangeAuth's response uses the new value", async () => {
+      const owner = Uint8Array.of(0x40, 0, 0, 1);
+      const primary = (sessions: readonly Session[]) =>
+        createPrimary(b.tpm, TPM_RH.OWNER, EK_TEMPLATES.ecc, { sessions });
+      const enc = new TextEncoder();
+      // Bound to the owner while its authValue is empty: the session still has a session key.
+      const bound = await startAuthSession(b.tpm, {
+        bind: { handle: TPM_RH.OWNER, name: owner },
+        flags: { decrypt: true },
+      });
+      try {
+        await flush(b.tpm, (await primary([bound])).handle);
+        // Change the owner authValue through the bound session: the response is keyed with the new value.
+        const secret = enc.encode("new owner secret");
+        await b.tpm.execute(HierarchyChangeAuth, { authHandle: TPM_RH.OWNER, newAuth: secret }, {
+          sessions: [bound.withAuth(new Uint8Array(), secret)],
+        });
+        // The binding ended with the change: the authValue now goes into the HMAC.
+        await flush(b.tpm, (await primary([bound.withAuth(secret)])).handle);
+        await b.tpm.execute(HierarchyChangeAuth, { authHandle: TPM_RH.OWNER, newAuth: new Uint8Array() }, {
+          sessions: [bound.withAuth(secret, new Uint8Array())],
+        });
+      } finally {
+        await flushSession(b.tpm, bound);
+      }
+      await flush(b.tpm, (await primary([new PasswordSession()])).handle);
     });
 
     it("transient slots are finite: unflushed objects end in TPM_RC_OBJECT_MEMORY", async () => {
