@@ -83,8 +83,11 @@ export class SimTpm implements TpmEngine {
   async init(options: { deleteVolatile?: boolean } = {}): Promise<void> {
     await this.#tail;
     if (options.deleteVolatile) this.persistent.savedPcrs = null;
-    // A power loss without TPM2_Shutdown leaves the clock unvouched for.
+    // The NULL hierarchy outlives a power cycle; only the TPM Reset at Startup replaces it.
+    const nullHierarchy = this.volatile.nullHierarchy;
     this.volatile = freshVolatile();
+    this.volatile.nullHierarchy = nullHierarchy;
+    // A power loss without TPM2_Shutdown leaves the clock unvouched for.
     this.volatile.safe = this.persistent.shutdown !== "none";
     this.#powered = true;
   }

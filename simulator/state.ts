@@ -47,6 +47,8 @@ export interface Persistent {
   shutdown: "none" | "clear" | "state";
   /** PCRs saved by TPM2_Shutdown(STATE), restored by TPM2_Startup(STATE). */
   savedPcrs: Map<number, Uint8Array[]> | null;
+  /** The NULL hierarchy saved by TPM2_Shutdown(STATE): it changes only at TPM Reset. */
+  savedNull?: HierarchyState | null;
   /** Key for context blobs (ContextSave/ContextLoad). */
   contextKey: Uint8Array;
   failedTries: number;
@@ -123,6 +125,11 @@ export function resetPcrs(): Map<number, Uint8Array[]> {
       Array.from({ length: PCR_COUNT }, (_, i) => new Uint8Array(digestSize(alg)).fill(i >= 17 && i <= 22 ? 0xff : 0)),
     ]),
   );
+}
+
+/** A new NULL hierarchy, as every TPM Reset makes (Part 1 §14.4). */
+export function freshNullHierarchy(): HierarchyState {
+  return hierarchy((n) => new Uint8Array(randomBytes(n)));
 }
 
 export function freshVolatile(): Volatile {

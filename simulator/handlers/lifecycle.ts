@@ -5,7 +5,7 @@
 import { TPM_RC, TPM_SU } from "../../src/tpm/constants.ts";
 import { rcParam } from "../rc.ts";
 import type { SimTpm } from "../sim_tpm.ts";
-import { resetPcrs } from "../state.ts";
+import { freshNullHierarchy, resetPcrs } from "../state.ts";
 import { nvStartup } from "./nv.ts";
 import type { HandlerGroup } from "./index.ts";
 
@@ -19,15 +19,18 @@ async function startup(tpm: SimTpm, { startupType }: { startupType: number }) {
     // TPM Resume: only after TPM2_Shutdown(STATE).
     if (p.shutdown !== "state" || !p.savedPcrs) throw rcParam(TPM_RC.VALUE, 1);
     tpm.volatile.pcrs = copyPcrs(p.savedPcrs);
+    if (p.savedNull) tpm.volatile.nullHierarchy = p.savedNull;
     p.restartCount++;
   } else if (startupType === TPM_SU.CLEAR) {
     tpm.volatile.pcrs = resetPcrs();
     const reset = p.shutdown !== "state";
     if (reset) {
-      p.resetCount++; // TPM Reset
+      p.resetCount++; // TPM Reset: and a new NULL hierarchy
       p.restartCount = 0;
+      tpm.volatile.nullHierarchy = freshNullHierarchy();
     } else {
       p.restartCount++; // TPM Restart
+      if (p.savedNull) tpm.volatile.nullHierarchy = p.savedNull;
     }
     nvStartup(p, reset);
     p.platform.authValue = new Uint8Array(0);
@@ -35,6 +38,7 @@ async function startup(tpm: SimTpm, { startupType }: { startupType: number }) {
     throw rcParam(TPM_RC.VALUE, 1);
   }
   p.savedPcrs = null;
+  p.savedNull = null;
   p.shutdown = "none";
   tpm.volatile.started = true;
   await tpm.save();
@@ -46,6 +50,7 @@ async function shutdown(tpm: SimTpm, { shutdownType }: { shutdownType: number })
   if (shutdownType === TPM_SU.STATE) {
     p.shutdown = "state";
     p.savedPcrs = copyPcrs(tpm.volatile.pcrs);
+    p.savedNull = tpm.volatile.nullHierarchy;
   } else if (shutdownType === TPM_SU.CLEAR) {
     p.shutdown = "clear";
     p.savedPcrs = null;

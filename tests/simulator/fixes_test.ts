@@ -155,6 +155,7 @@ describe("a bound session is bound to the entity's Name and authValue (SessionCo
       sessionKey,
       nonceTPM: r.nonceTPM,
       bindName: handleBytes(TPM_RH.OWNER),
+      bindAuth: EMPTY,
     });
     await defineSpace(tpm, 0x01500003, s.withAuth(EMPTY));
   });
@@ -181,12 +182,19 @@ describe("a bound session is bound to the entity's Name and authValue (SessionCo
       sessionKey: kdfa(SHA256, a, "ATH", r.nonceTPM, nonceCaller, 256),
     };
     // Bound, with the authValue it was bound with: the authValue is left out of the HMAC key.
-    const bound = new AuthSession({ ...state, nonceTPM: r.nonceTPM, bindName: handleBytes(TPM_RH.OWNER) });
+    const bound = new AuthSession({ ...state, nonceTPM: r.nonceTPM, bindName: handleBytes(TPM_RH.OWNER), bindAuth: a });
     await defineSpace(tpm, 0x01500001, bound.withAuth(a));
 
     engine.persistent.owner.authValue = b;
-    // The binding ended: leaving the new authValue out fails, including it succeeds.
-    assert.equal(await rcOf(defineSpace(tpm, 0x01500002, bound.withAuth(b))), TPM_RC.BAD_AUTH | RC_MODIFIER.session(1));
+    // The binding ended: an HMAC that leaves the new authValue out (as if still bound) fails, one
+    // that includes it succeeds — which is what our client now does on its own.
+    const stale = new AuthSession({
+      ...state,
+      nonceTPM: bound.nonceTPM,
+      bindName: handleBytes(TPM_RH.OWNER),
+      bindAuth: b,
+    });
+    assert.equal(await rcOf(defineSpace(tpm, 0x01500002, stale.withAuth(b))), TPM_RC.BAD_AUTH | RC_MODIFIER.session(1));
     const unbound = new AuthSession({ ...state, nonceTPM: bound.nonceTPM, bindName: undefined });
     await defineSpace(tpm, 0x01500002, unbound.withAuth(b));
   });

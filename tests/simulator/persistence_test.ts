@@ -12,9 +12,9 @@ import { StateFileError } from "../../simulator/state_file.ts";
 import { createAk, loadAk, type SavedAk } from "../../src/tpm/ak.ts";
 import { Tpm } from "../../src/tpm/client.ts";
 import { Shutdown, Startup } from "../../src/tpm/commands.ts";
-import { TPM_ALG, TPM_SU } from "../../src/tpm/constants.ts";
-import { createEk, releaseEk } from "../../src/tpm/ek.ts";
-import { flush } from "../../src/tpm/objects.ts";
+import { TPM_ALG, TPM_RH, TPM_SU } from "../../src/tpm/constants.ts";
+import { createEk, EK_TEMPLATES, releaseEk } from "../../src/tpm/ek.ts";
+import { createPrimary, flush } from "../../src/tpm/objects.ts";
 import { quote } from "../../src/tpm/quote.ts";
 
 async function session(dir: string | undefined, seed?: Uint8Array) {
@@ -98,4 +98,25 @@ test("a damaged or foreign state file is an error that says so, never a new TPM"
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("the NULL hierarchy changes at TPM Reset only, not at Restart or Resume", async () => {
+  const { engine, tpm } = await session(undefined);
+  const nullPrimary = async () => {
+    const k = await createPrimary(tpm, TPM_RH.NULL, EK_TEMPLATES.ecc);
+    await flush(tpm, k.handle);
+    return Buffer.from(k.name).toString("hex");
+  };
+  const cycle = async (shutdown: number, startup: number) => {
+    await tpm.execute(Shutdown, { shutdownType: shutdown });
+    await engine.init();
+    await tpm.execute(Startup, { startupType: startup });
+  };
+  const first = await nullPrimary();
+  await cycle(TPM_SU.STATE, TPM_SU.STATE); // TPM Resume
+  assert.equal(await nullPrimary(), first);
+  await cycle(TPM_SU.STATE, TPM_SU.CLEAR); // TPM Restart
+  assert.equal(await nullPrimary(), first);
+  await cycle(TPM_SU.CLEAR, TPM_SU.CLEAR); // TPM Reset
+  assert.notEqual(await nullPrimary(), first);
 });
