@@ -6,7 +6,7 @@
  */
 import { webcrypto } from "node:crypto";
 
-import { EK_NV, TPM_ALG, TPM_ECC_CURVE } from "../src/tpm/constants.ts";
+import { EK_NV, EK_PERSISTENT, TPM_ALG, TPM_ECC_CURVE, TPM_RH } from "../src/tpm/constants.ts";
 import { publicKeyOf } from "../src/tpm/crypto.ts";
 import { EK_TEMPLATES, type EkAlg } from "../src/tpm/ek.ts";
 import { TPMA_NV } from "../src/tpm/structures.ts";
@@ -14,6 +14,7 @@ import { X509Certificate, x509lib as x509 } from "../src/tpm/x509.ts";
 import { KdfStream } from "./drbg.ts";
 import { deriveEccScalar, eccJwk } from "./ecc_keygen.ts";
 import { makeMaterial } from "./keys.ts";
+import { handleBytes, makeObject } from "./object.ts";
 import { freshPersistent, type Persistent } from "./state.ts";
 import { randomBytes } from "node:crypto";
 
@@ -31,6 +32,10 @@ const EK_CERT_NV_ATTRIBUTES = TPMA_NV.of(
 
 const CA_SUBJECT = "CN=keylime-ts simulated TPM CA (software TPM: proves nothing),O=keylime-ts";
 const EK_CERT: Readonly<Record<"rsa" | "ecc", number>> = { rsa: EK_NV.RSA2048_CERT, ecc: EK_NV.ECC_P256_CERT };
+const EK_PERSISTENT_HANDLE: Readonly<Record<"rsa" | "ecc", number>> = {
+  rsa: EK_PERSISTENT.RSA2048,
+  ecc: EK_PERSISTENT.ECC_P256,
+};
 const VALIDITY_MS = 100 * 365 * 24 * 3600 * 1000;
 
 export interface ManufactureOptions {
@@ -83,6 +88,12 @@ export async function manufacture(options: ManufactureOptions = {}): Promise<Per
       sensitiveData: new Uint8Array(0),
       persistent: p,
     });
+    // Provisioned as persistent objects too, at the TCG's EK handles (as swtpm_setup does for RSA).
+    const ekObject = makeObject(
+      { ...ek, hierarchy: TPM_RH.ENDORSEMENT, authValue: new Uint8Array(0) },
+      handleBytes(TPM_RH.ENDORSEMENT),
+    );
+    p.persistent.set(EK_PERSISTENT_HANDLE[alg], { ...ekObject });
     const spki = publicKeyOf(ek.public).export({ format: "der", type: "spki" });
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: alg === "rsa" ? "02" : "03",

@@ -13,7 +13,7 @@ import { createAk, loadAk, type SavedAk } from "../../src/tpm/ak.ts";
 import { Tpm } from "../../src/tpm/client.ts";
 import { Shutdown, Startup } from "../../src/tpm/commands.ts";
 import { TPM_ALG, TPM_RH, TPM_SU } from "../../src/tpm/constants.ts";
-import { createEk, EK_TEMPLATES, releaseEk } from "../../src/tpm/ek.ts";
+import { createEk, EK_TEMPLATES, persistentEk, releaseEk } from "../../src/tpm/ek.ts";
 import { createPrimary, flush } from "../../src/tpm/objects.ts";
 import { quote } from "../../src/tpm/quote.ts";
 
@@ -119,4 +119,14 @@ test("the NULL hierarchy changes at TPM Reset only, not at Restart or Resume", a
   assert.equal(await nullPrimary(), first);
   await cycle(TPM_SU.CLEAR, TPM_SU.CLEAR); // TPM Reset
   assert.notEqual(await nullPrimary(), first);
+});
+
+test("manufacturing provisions the RSA and P-256 EKs at 0x81010001 and 0x8101000a", async () => {
+  const { tpm } = await session(undefined);
+  for (const [alg, handle] of [["rsa", 0x81010001], ["ecc", 0x8101000a]] as const) {
+    const persistent = await persistentEk(tpm, handle);
+    const created = await createEk(tpm, alg);
+    assert.deepEqual(persistent.name, created.name);
+    await releaseEk(tpm, created);
+  }
 });
