@@ -14,31 +14,16 @@
  *   integrity = HMAC_nameAlg(KDFa(nameAlg, seed, "INTEGRITY", "", "", digestBits), encId ‖ objectName)
  *   credentialBlob (TPM2B_ID_OBJECT buffer) = TPM2B_DIGEST(integrity) ‖ encId
  */
-import {
-  constants,
-  createECDH,
-  createPublicKey,
-  type ECDH,
-  type KeyObject,
-  privateDecrypt,
-  timingSafeEqual,
-} from "node:crypto";
+import { createECDH, createPublicKey, type KeyObject, timingSafeEqual } from "node:crypto";
 import { Buffer } from "node:buffer";
 import { hmac } from "@noble/hashes/hmac";
 import { DIGEST_SIZE, hex, TPM_ALG, TPM_ECC_CURVE, TPM_RC } from "./constants.ts";
 import { algName, concat, hashFor, publicKeyOf, sameKey } from "./crypto.ts";
 import { MarshalError, TpmLibraryError } from "./errors.ts";
-import { aesCfbDecrypt, aesCfbEncrypt, kdfa, kdfe } from "./kdf.ts";
-import { secretEncrypt } from "./secret.ts";
+import { aesCfbDecrypt, aesCfbEncrypt, kdfa } from "./kdf.ts";
+import { secretDecrypt, secretEncrypt, SecretError } from "./secret.ts";
 import { decode, encode, Reader } from "./marshal.ts";
-import {
-  TPM2B_DIGEST,
-  TPMA_OBJECT,
-  type TPMS_ECC_PARMS,
-  TPMS_ECC_POINT,
-  type TPMS_RSA_PARMS,
-  type TPMT_PUBLIC,
-} from "./structures.ts";
+import { TPM2B_DIGEST, TPMA_OBJECT, type TPMS_ECC_PARMS, type TPMS_RSA_PARMS, type TPMT_PUBLIC } from "./structures.ts";
 
 /**
  * Credential protection failed. `rc` is the response code a TPM gives for the same fault, so the
@@ -171,30 +156,6 @@ function checkInputs(ek: TPMT_PUBLIC, objectName: Uint8Array, credential: Uint8A
   return p;
 }
 
-function leftPad(b: Uint8Array, n: number): Uint8Array {
-  if (b.length >= n) return b;
-  const out = new Uint8Array(n);
-  out.set(b, n - b.length);
-  return out;
-}
-
-/** 04 ‖ x ‖ y with both coordinates padded to the field size; oversized coordinates are refused. */
-function uncompressed(point: { x: Uint8Array; y: Uint8Array }, bytes: number, what: string): Uint8Array {
-  if (point.x.length > bytes || point.y.length > bytes) {
-    throw new CredentialError(`${what} has a coordinate longer than the ${bytes}-byte field`, TPM_RC.ECC_POINT);
-  }
-  return concat(Uint8Array.of(4), leftPad(point.x, bytes), leftPad(point.y, bytes));
-}
-
-/** (d · Q).x padded to the field size; node:crypto refuses a point that is not on the curve. */
-function sharedX(ecdh: ECDH, q: Uint8Array, bytes: number, what: string): Uint8Array {
-  try {
-    return leftPad(new Uint8Array(ecdh.computeSecret(q)), bytes);
-  } catch (e) {
-    throw new CredentialError(`${what} is not a point on the EK's curve`, TPM_RC.ECC_POINT, { cause: e });
-  }
-}
-
 /**
  * CryptSecretEncrypt with label "IDENTITY" (secret.ts, shared with session salts). The inputs are
  * checked here first, so every failure is a CredentialError with the TPM's response code.
@@ -290,62 +251,19 @@ export function makeCredential(
  * a TPM2B_ENCRYPTED_SECRET buffer with the EK private key.
  */
 export function recoverSeed(ekPrivate: KeyObject, ekPublic: TPMT_PUBLIC, secret: Uint8Array): Uint8Array {
-  const p = checkProtector(ekPublic);
+  checkProtector(ekPublic);
   if (ekPrivate.type !== "private") {
     throw new CredentialError(`ekPrivate must be a private key, not a ${ekPrivate.type} key`, TPM_RC.KEY);
   }
   if (!sameKey(createPublicKey(ekPrivate), publicKeyOf(ekPublic))) {
     throw new CredentialError("ekPrivate is not the private key of ekPublic", TPM_RC.KEY);
   }
-  if (ekPublic.type === TPM_ALG.RSA) {
-    const modulus = (ekPublic.unique as Uint8Array).length;
-    if (secret.length !== modulus) {
-      throw new CredentialError(`secret is ${secret.length} bytes; the EK modulus is ${modulus} bytes`, TPM_RC.SIZE);
-    }
-    let seed: Uint8Array;
-    try {
-      seed = new Uint8Array(privateDecrypt(
-        {
-          key: ekPrivate,
-          padding: constants.RSA_PKCS1_OAEP_PADDING,
-          oaepHash: NODE_HASH[p.nameAlg]!,
-          oaepLabel: Buffer.from(LABEL_IDENTITY + "\0", "ascii"),
-        },
-        secret,
-      ));
-    } catch (e) {
-      throw new CredentialError(
-        "secret does not decrypt with the EK (RSA-OAEP, label IDENTITY): altered, or encrypted to another key",
-        TPM_RC.VALUE,
-        { cause: e },
-      );
-    }
-    if (seed.length > p.digestSize) {
-      throw new CredentialError(`decrypted seed is ${seed.length} bytes, more than ${p.digestSize}`, TPM_RC.VALUE);
-    }
-    return seed;
-  }
-  const curve = curveOf(ekPublic);
-  let qe: { x: Uint8Array; y: Uint8Array };
   try {
-    qe = decode(TPMS_ECC_POINT, secret);
+    return secretDecrypt(ekPrivate, ekPublic, LABEL_IDENTITY, secret);
   } catch (e) {
-    const m = MarshalError.wrap(e);
-    throw new CredentialError(
-      `secret is not a TPMS_ECC_POINT: ${m.message}`,
-      m.fault === "insufficient" ? TPM_RC.INSUFFICIENT : TPM_RC.SIZE,
-      { cause: e },
-    );
+    if (e instanceof SecretError) throw new CredentialError(e.message, e.rc, { cause: e });
+    throw e;
   }
-  const d = ekPrivate.export({ format: "jwk" });
-  if (d.crv !== curve.jwk || typeof d.d !== "string") {
-    throw new CredentialError(`ekPrivate is not a ${curve.label} private key`, TPM_RC.KEY);
-  }
-  const ecdh = createECDH(curve.name);
-  ecdh.setPrivateKey(Buffer.from(d.d, "base64url"));
-  const z = sharedX(ecdh, uncompressed(qe, curve.bytes, "secret"), curve.bytes, "secret");
-  // Both x values as marshalled, as CryptSecretDecrypt passes them to KDFe.
-  return kdfe(p.nameAlg, z, LABEL_IDENTITY, qe.x, (ekPublic.unique as { x: Uint8Array }).x, p.digestSize * 8);
 }
 
 /**

@@ -114,6 +114,13 @@ export function secretDecrypt(
   const oaepHash = hashNames[key.nameAlg];
   if (!digestSize || !oaepHash) throw new SecretError(`nameAlg ${algName(key.nameAlg)} is not supported`, TPM_RC.HASH);
   if (key.type === TPM_ALG.RSA) {
+    const modulus = (key.unique as Uint8Array).length;
+    if (encryptedSecret.length !== modulus) {
+      throw new SecretError(
+        `the ${label} secret is ${encryptedSecret.length} bytes; the modulus is ${modulus}`,
+        TPM_RC.SIZE,
+      );
+    }
     let seed: Uint8Array;
     try {
       seed = new Uint8Array(privateDecrypt(
@@ -121,7 +128,10 @@ export function secretDecrypt(
         encryptedSecret,
       ));
     } catch {
-      throw new SecretError(`the ${label} secret does not decrypt with this key (RSA-OAEP)`, TPM_RC.VALUE);
+      throw new SecretError(
+        `the ${label} secret does not decrypt with this key (RSA-OAEP, label ${label}): altered, or for another key`,
+        TPM_RC.VALUE,
+      );
     }
     if (seed.length > digestSize) throw new SecretError(`the ${label} seed is longer than ${digestSize}`, TPM_RC.VALUE);
     return seed;
@@ -133,8 +143,18 @@ export function secretDecrypt(
     let qe: EccPoint;
     try {
       qe = decode(TPMS_ECC_POINT, encryptedSecret);
-    } catch {
-      throw new SecretError(`the ${label} secret is not a TPMS_ECC_POINT`, TPM_RC.SIZE);
+    } catch (e) {
+      const m = MarshalError.wrap(e);
+      throw new SecretError(
+        `the ${label} secret is not a TPMS_ECC_POINT: ${m.message}`,
+        m.fault === "insufficient" ? TPM_RC.INSUFFICIENT : TPM_RC.SIZE,
+      );
+    }
+    if (qe.x.length > curve.bytes || qe.y.length > curve.bytes) {
+      throw new SecretError(
+        `the ${label} secret has a coordinate longer than the ${curve.bytes}-byte field`,
+        TPM_RC.ECC_POINT,
+      );
     }
     const d = privateKey.export({ format: "jwk" }).d;
     if (typeof d !== "string") throw new SecretError("the key has no private scalar", TPM_RC.KEY);
@@ -145,9 +165,10 @@ export function secretDecrypt(
       const q = Buffer.concat([Buffer.of(4), leftPad(qe.x, curve.bytes), leftPad(qe.y, curve.bytes)]);
       z = leftPad(new Uint8Array(ecdh.computeSecret(q)), curve.bytes);
     } catch {
-      throw new SecretError(`the ${label} secret's point is not on the key's curve`, TPM_RC.ECC_POINT);
+      throw new SecretError(`the ${label} secret is not a point on the key's curve`, TPM_RC.ECC_POINT);
     }
-    return kdfe(key.nameAlg, z, label, qe.x, leftPad((key.unique as EccPoint).x, curve.bytes), digestSize * 8);
+    // Both x values as marshalled, as CryptSecretDecrypt passes them to KDFe.
+    return kdfe(key.nameAlg, z, label, qe.x, (key.unique as EccPoint).x, digestSize * 8);
   }
   throw new SecretError(`a ${algName(key.type)} key cannot decrypt a secret`, TPM_RC.KEY);
 }
