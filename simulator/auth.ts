@@ -45,7 +45,8 @@ export interface ActiveSession {
 
 const CONTINUE = TPMA_SESSION.of("continueSession");
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+/** Constant-time equality: these compare authValues and HMACs. */
+function secretsEqual(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
@@ -96,7 +97,7 @@ export function checkSessions(input: CheckInput): { active: ActiveSession[]; par
       if (!entity || encDec || TPMA_SESSION.has(attrs, "audit")) throw rcSession(TPM_RC.ATTRIBUTES, n);
       if (a.nonce.length !== 0) throw rcSession(TPM_RC.NONCE, n);
       checkAuthValueRole(def, entity, i);
-      if (!sameBytes(trimAuth(a.hmac), trimAuth(entity.authValue))) fail(input, entity, n);
+      if (!secretsEqual(trimAuth(a.hmac), trimAuth(entity.authValue))) fail(input, entity, n);
       return { auth: a, session: undefined, entity, hmacKey: new Uint8Array(0), includeAuth: false };
     }
     if (s.kind === "trial") throw rcSession(TPM_RC.ATTRIBUTES, n);
@@ -107,7 +108,7 @@ export function checkSessions(input: CheckInput): { active: ActiveSession[]; par
     if (entity && s.kind === "policy") {
       checkPolicy(def, entity, s, n);
       if (s.policy.passwordNeeded) {
-        if (!sameBytes(trimAuth(a.hmac), trimAuth(entity.authValue))) fail(input, entity, n);
+        if (!secretsEqual(trimAuth(a.hmac), trimAuth(entity.authValue))) fail(input, entity, n);
         return { auth: a, session: s, entity, hmacKey: EMPTY_KEY, includeAuth: false };
       }
       includeAuth = s.policy.authValueNeeded;
@@ -115,7 +116,7 @@ export function checkSessions(input: CheckInput): { active: ActiveSession[]; par
       checkAuthValueRole(def, entity, i);
       // A session bound to this very entity, with the authValue it had then, already has that
       // authValue in the session key (IsSessionBindEntity).
-      const bound = s.boundEntity !== null && sameBytes(s.boundEntity, boundEntity(entity.name, entity.authValue));
+      const bound = s.boundEntity !== null && secretsEqual(s.boundEntity, boundEntity(entity.name, entity.authValue));
       includeAuth = !bound;
     }
     const key = includeAuth ? concat(s.sessionKey, trimAuth(entity!.authValue)) : s.sessionKey;
@@ -186,7 +187,7 @@ function checkAuthValueRole(def: AnyCommand, entity: Entity, i: number): void {
 /** A policy session must have reached the entity's authPolicy (and the command it was limited to). */
 function checkPolicy(def: AnyCommand, entity: Entity, s: SimSession, n: number): void {
   if (s.policy.commandCode !== null && s.policy.commandCode !== def.code) throw rcSession(TPM_RC.POLICY_CC, n);
-  if (entity.authPolicy.length === 0 || !sameBytes(s.policy.digest, entity.authPolicy)) {
+  if (entity.authPolicy.length === 0 || !secretsEqual(s.policy.digest, entity.authPolicy)) {
     throw rcSession(TPM_RC.POLICY_FAIL, n);
   }
 }

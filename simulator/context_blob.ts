@@ -32,6 +32,7 @@ import {
 import { makeObject, type SimObject } from "./object.ts";
 import { rcParam } from "./rc.ts";
 import type { Persistent, SimSession } from "./state.ts";
+import { u32be, u64be } from "../src/tpm/bytes.ts";
 
 /** savedHandle of an object context, and of one whose object has stClear (ContextSave.c). */
 export const SAVED_OBJECT = 0x80000000;
@@ -181,16 +182,6 @@ export function decodeSession(bytes: Uint8Array): { session: SimSession; extras:
 // ---- protection -----------------------------------------------------------------------------------
 
 const KEY_BITS = 256;
-
-function u32be(v: number): Uint8Array {
-  return Uint8Array.of(v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff);
-}
-
-function u64be(v: bigint): Uint8Array {
-  const out = new Uint8Array(8);
-  new DataView(out.buffer).setBigUint64(0, v);
-  return out;
-}
 
 type Header = Pick<TPMS_CONTEXT, "sequence" | "savedHandle" | "hierarchy">;
 

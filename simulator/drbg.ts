@@ -20,7 +20,8 @@
  */
 import { hmac } from "@noble/hashes/hmac";
 import { concat, hashFor } from "../src/tpm/crypto.ts";
-import { labelBytes, u32be } from "../src/tpm/kdf.ts";
+import { labelBytes } from "../src/tpm/kdf.ts";
+import { u32be } from "../src/tpm/bytes.ts";
 import { DIGEST_SIZE } from "../src/tpm/constants.ts";
 
 /** The label ms-tpm-20-ref uses when deriving a primary object from a hierarchy seed. */

@@ -23,6 +23,7 @@ import { rc, rcHandle, rcParam } from "../rc.ts";
 import type { Call, SimTpm } from "../sim_tpm.ts";
 import { PCR_COUNT } from "../state.ts";
 import type { HandlerGroup } from "./index.ts";
+import { u16be } from "../../src/tpm/bytes.ts";
 
 /** Hash algorithms the simulator implements (TPMI_ALG_HASH accepts no other). */
 export const HASH_ALGS: ReadonlySet<number> = new Set([TPM_ALG.SHA1, TPM_ALG.SHA256, TPM_ALG.SHA384, TPM_ALG.SHA512]);
@@ -142,8 +143,6 @@ function pcrReset(tpm: SimTpm, { pcrHandle }: { pcrHandle: number }, call: Call)
 
 /** The HMAC of tickets: the context integrity hash (ms-tpm-20-ref CONTEXT_INTEGRITY_HASH_ALG). */
 export const TICKET_HASH = TPM_ALG.SHA256;
-
-const u16be = (v: number) => Uint8Array.of(v >>> 8, v & 0xff);
 
 function proofOf(tpm: SimTpm, hierarchy: number): Uint8Array {
   const p = tpm.persistent;

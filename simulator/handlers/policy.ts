@@ -4,7 +4,7 @@
  * assertion claims. The digests are computed here on their own, not with src/tpm/policy.ts, so the
  * tests comparing the two can catch a mistake in either.
  */
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { createHmac } from "node:crypto";
 import type { CommandArgs, ResponseArgs } from "../../src/tpm/command.ts";
 import type {
   PolicyAuthValue,
@@ -25,6 +25,8 @@ import { rc, rcHandle, rcParam } from "../rc.ts";
 import { resetPolicy, type SimTpm } from "../sim_tpm.ts";
 import { PCR_COUNT, type PolicyState, type SimSession } from "../state.ts";
 import type { HandlerGroup } from "./index.ts";
+import { u32be, u64be } from "../../src/tpm/bytes.ts";
+import { sameBytes } from "../../src/tpm/bytes.ts";
 
 type Args<C> = CommandArgs<C>;
 type Out<C> = ResponseArgs<C>;
@@ -56,20 +58,6 @@ export function restorePolicyExtras(p: PolicyState, e: PolicyExtras): void {
 }
 
 // ---- helpers --------------------------------------------------------------------------------------
-
-function u32be(v: number): Uint8Array {
-  return Uint8Array.of(v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff);
-}
-
-function u64be(v: bigint): Uint8Array {
-  const out = new Uint8Array(8);
-  new DataView(out.buffer).setBigUint64(0, v);
-  return out;
-}
-
-function same(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && timingSafeEqual(a, b);
-}
 
 /** The policy (or trial) session named by handle n; TPMI_SH_POLICY rejects anything else with VALUE. */
 function policySession(tpm: SimTpm, handle: number, n: number): SimSession {
@@ -123,10 +111,10 @@ function policySecret(tpm: SimTpm, a: Args<typeof PolicySecret>): Out<typeof Pol
   let authTimeout = 0n;
   if (s.kind !== "trial") {
     // PolicyParameterChecks: the nonce binds the assertion to this session, cpHashA to one command.
-    if (a.nonceTPM.length !== 0 && !same(a.nonceTPM, s.nonceTPM)) throw rcParam(TPM_RC.NONCE, 1);
+    if (a.nonceTPM.length !== 0 && !sameBytes(a.nonceTPM, s.nonceTPM)) throw rcParam(TPM_RC.NONCE, 1);
     if (a.cpHashA.length !== 0) {
       if (a.cpHashA.length !== s.policy.digest.length) throw rcParam(TPM_RC.SIZE, 2);
-      if (e.cpHash.length !== 0 && !same(e.cpHash, a.cpHashA)) throw rc(TPM_RC.CPHASH);
+      if (e.cpHash.length !== 0 && !sameBytes(e.cpHash, a.cpHashA)) throw rc(TPM_RC.CPHASH);
     }
     // ComputeAuthTimeout: |expiration| seconds from now, in ms of the TPM's clock.
     if (a.expiration !== 0) authTimeout = tpm.tickClock() + BigInt(Math.abs(a.expiration)) * 1000n;
@@ -165,7 +153,7 @@ function policyOR(tpm: SimTpm, a: Args<typeof PolicyOR>): Out<typeof PolicyOR> {
   const s = policySession(tpm, a.policySession, 1);
   // TPML_DIGEST in PolicyOR has count {2:} (Part 2 §10.9.2).
   if (a.pHashList.length < 2) throw rcParam(TPM_RC.SIZE, 1);
-  if (s.kind !== "trial" && !a.pHashList.some((d) => same(d, s.policy.digest))) throw rcParam(TPM_RC.VALUE, 1);
+  if (s.kind !== "trial" && !a.pHashList.some((d) => sameBytes(d, s.policy.digest))) throw rcParam(TPM_RC.VALUE, 1);
   // d ← H(0…0 ‖ CC_PolicyOR ‖ digests): the branch taken is forgotten.
   s.policy.digest = new Uint8Array(s.policy.digest.length);
   extend(s, TPM_CC.PolicyOR, ...a.pHashList);
@@ -201,7 +189,7 @@ function policyPCR(tpm: SimTpm, a: Args<typeof PolicyPCR>): Out<typeof PolicyPCR
     const e = policyExtras(s.policy);
     // A second PolicyPCR must see the PCRs the first one saw.
     if (e.pcrCounter !== null && e.pcrCounter !== tpm.volatile.pcrUpdateCounter) throw rc(TPM_RC.PCR_CHANGED);
-    if (a.pcrDigest.length !== 0 && !same(a.pcrDigest, pcrDigest)) throw rcParam(TPM_RC.VALUE, 1);
+    if (a.pcrDigest.length !== 0 && !sameBytes(a.pcrDigest, pcrDigest)) throw rcParam(TPM_RC.VALUE, 1);
     e.pcrCounter = tpm.volatile.pcrUpdateCounter;
   } else if (a.pcrDigest.length !== 0) {
     // A trial session computes the policy for the values the caller names.

@@ -29,6 +29,7 @@ import type { SimTpm } from "../sim_tpm.ts";
 import type { HandlerGroup } from "./index.ts";
 import { hierarchyState } from "./objects.ts";
 import { hashCheckTicket } from "./pcr.ts";
+import { u16be } from "../../src/tpm/bytes.ts";
 
 /** DER DigestInfo prefixes (RFC 8017 §9.2 note 1). */
 const DIGEST_INFO: Readonly<Record<number, string>> = {
@@ -43,7 +44,6 @@ const CURVES = {
   [TPM_ECC_CURVE.NIST_P521]: p521,
 } as const;
 const b64u = (s: string | undefined) => new Uint8Array(Buffer.from(s ?? "", "base64url"));
-const u16 = (v: number) => Uint8Array.of(v >>> 8, v & 0xff);
 
 function curveOf(key: SimObject) {
   const c = CURVES[(key.public.parameters as TPMS_ECC_PARMS).curveID as keyof typeof CURVES];
@@ -143,7 +143,7 @@ function verify(tpm: SimTpm, args: { keyHandle: number; digest: Uint8Array; sign
   const hierarchy = key.hierarchy;
   const digest = hierarchy === TPM_RH.NULL
     ? new Uint8Array(0)
-    : hmac(sha256, hierarchyState(tpm, hierarchy).proof, concat(u16(TPM_ST.VERIFIED), args.digest, key.name));
+    : hmac(sha256, hierarchyState(tpm, hierarchy).proof, concat(u16be(TPM_ST.VERIFIED), args.digest, key.name));
   return { validation: { tag: TPM_ST.VERIFIED, hierarchy, digest } };
 }
 

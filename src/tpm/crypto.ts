@@ -17,6 +17,7 @@ import type {
   TPMS_NV_PUBLIC as NvPublic,
   TPMT_PUBLIC as Public,
 } from "./structures.ts";
+import { leftPad, u16be } from "./bytes.ts";
 
 /** A @noble/hashes hash: callable, and usable by its hmac(). */
 type HashFn = CHash;
@@ -58,10 +59,6 @@ export function concat(...parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
-function u16be(v: number): Uint8Array {
-  return Uint8Array.of(v >>> 8, v & 0xff);
-}
-
 /** Name of an object: nameAlg ‖ H_nameAlg(TPMT_PUBLIC) (Part 1 §16). */
 export function objectName(pub: Public): Uint8Array {
   return concat(u16be(pub.nameAlg), hash(pub.nameAlg, encode(TPMT_PUBLIC, pub)));
@@ -79,13 +76,6 @@ const CURVES: Readonly<Record<number, { crv: string; bytes: number }>> = {
 };
 
 const b64url = (b: Uint8Array) => Buffer.from(b).toString("base64url");
-
-function leftPad(b: Uint8Array, n: number): Uint8Array {
-  if (b.length >= n) return b;
-  const out = new Uint8Array(n);
-  out.set(b, n - b.length);
-  return out;
-}
 
 /** The public key of an RSA or ECC TPMT_PUBLIC as a Node KeyObject (exponent 0 means 65537). */
 export function publicKeyOf(pub: Public): KeyObject {

@@ -8,12 +8,9 @@ import { cfb } from "@noble/ciphers/aes";
 import { concat, hashFor } from "./crypto.ts";
 import { DIGEST_SIZE } from "./constants.ts";
 import { MarshalError } from "./errors.ts";
+import { u32be } from "./bytes.ts";
 
 const encoder = new TextEncoder();
-
-export function u32be(v: number): Uint8Array {
-  return Uint8Array.of(v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff);
-}
 
 /** A label as the TPM spells it: ASCII, with one terminating NUL (added unless already there). */
 export function labelBytes(label: string | Uint8Array): Uint8Array {

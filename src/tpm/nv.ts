@@ -7,6 +7,7 @@ import { nvName } from "./crypto.ts";
 import { getProperty } from "./capabilities.ts";
 import { TPMA_NV, type TPMS_NV_PUBLIC } from "./structures.ts";
 import type { Session } from "./sessions.ts";
+import { sameBytes } from "./bytes.ts";
 
 export interface NvPublic {
   readonly nvPublic: TPMS_NV_PUBLIC;
@@ -61,10 +62,6 @@ export async function nvRead(tpm: Tpm, index: number, options: NvReadOptions = {
     out.set(r.data, offset);
   }
   return out;
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 /** The Name of a permanent handle: the handle itself (Part 1 §16). */

@@ -15,10 +15,7 @@ import { DIGEST_SIZE, TPM_CC } from "./constants.ts";
 import { hash } from "./crypto.ts";
 import type { Session } from "./sessions.ts";
 import type { AuthSession } from "./sessions.ts";
-
-function u32be(v: number): Uint8Array {
-  return Uint8Array.of(v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff);
-}
+import { u32be } from "./bytes.ts";
 
 /** The digest every policy session starts from: all zeros. */
 export function emptyPolicy(alg: number): Uint8Array {

@@ -18,6 +18,7 @@ import {
   type TPMS_ECC_POINT as EccPoint,
   type TPMT_PUBLIC,
 } from "./structures.ts";
+import { leftPad } from "./bytes.ts";
 
 /** Node's curve names and field sizes for the TPM curves this library supports. */
 export const ECDH_CURVES: Readonly<Record<number, { name: string; bytes: number }>> = {
@@ -39,13 +40,6 @@ const hashNames: Readonly<Record<number, string>> = {
   [TPM_ALG.SHA384]: "sha384",
   [TPM_ALG.SHA512]: "sha512",
 };
-
-function leftPad(b: Uint8Array, n: number): Uint8Array {
-  if (b.length >= n) return b;
-  const out = new Uint8Array(n);
-  out.set(b, n - b.length);
-  return out;
-}
 
 /** Encrypt a fresh seed to `key` with `label`. `ephemeralPrivate` (ECC) and `seed` (RSA) are for known-answer tests. */
 export function secretEncrypt(

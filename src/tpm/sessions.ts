@@ -18,6 +18,7 @@ import { MarshalError, TpmLibraryError } from "./errors.ts";
 import type { AuthCommand, AuthResponse } from "./frame.ts";
 import { aesCfbDecrypt, aesCfbEncrypt, kdfa } from "./kdf.ts";
 import { TPMA_SESSION, type TPMT_SYM_DEF } from "./structures.ts";
+import { sameBytes, u32be } from "./bytes.ts";
 
 /** What a session sees of a command before it is framed. */
 export interface CommandContext {
@@ -78,10 +79,6 @@ export function trimAuth(v: Uint8Array): Uint8Array {
   let n = v.length;
   while (n > 0 && v[n - 1] === 0) n--;
   return v.subarray(0, n);
-}
-
-function u32be(v: number): Uint8Array {
-  return Uint8Array.of(v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff);
 }
 
 /** cpHash = H(u32 commandCode ‖ Name(h1) ‖ Name(h2) ‖ Name(h3) ‖ parameters) (Part 1 §18.7). */
@@ -340,10 +337,6 @@ class SessionUse implements Session {
   verify(ctx: ResponseContext, auth: AuthResponse): void {
     this.session.verify(ctx, auth, this.responseAuthValue);
   }
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 /** TPM_SE value of a session kind. */
