@@ -19,28 +19,51 @@
  * sent twice (its nonces roll).
  */
 import { spawn } from "node:child_process";
-import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import process from "node:process";
-import { activateCredential } from "../src/tpm/activate.ts";
-import { createAk, loadAk, type SavedAk } from "../src/tpm/ak.ts";
-import { certifySoftwareKey } from "../src/tpm/certify.ts";
+import { createAk, loadAk } from "../src/tpm/ak.ts";
 import { Tpm } from "../src/tpm/client.ts";
-import { FlushContext, GetRandom, Quote } from "../src/tpm/commands.ts";
+import { FlushContext, Quote } from "../src/tpm/commands.ts";
 import { TPM_ALG, TPM_CC, TPM_RH } from "../src/tpm/constants.ts";
 import { makeCredential } from "../src/tpm/credential.ts";
-import { createEk, type Ek, EK_TEMPLATES, type EkAlg, releaseEk } from "../src/tpm/ek.ts";
-import { commandName, encodeCommandFrame, encodeParameters } from "../src/tpm/frame.ts";
-import { createPrimary, flush, type LoadedKey } from "../src/tpm/objects.ts";
+import { createEk, EK_TEMPLATES, type EkAlg, releaseEk } from "../src/tpm/ek.ts";
+import { createPrimary, flush } from "../src/tpm/objects.ts";
 import { pcrSelection } from "../src/tpm/pcrs.ts";
-import { quote } from "../src/tpm/quote.ts";
 import { EMPTY_PASSWORD } from "../src/tpm/sessions.ts";
 import type { TPMT_PUBLIC } from "../src/tpm/structures.ts";
-import type { Transport } from "../src/tpm/transport/transport.ts";
 import { openTransport } from "../src/tpm/transport/uri.ts";
 import { requireTools, type SwtpmInstance } from "../tests/helpers/swtpm.ts";
+import {
+  commandList,
+  formatMs,
+  formatRatio,
+  medianP90,
+  plainCommand,
+  pushSample,
+  responseCode,
+  rotateBlocks,
+  table,
+} from "./common.ts";
+import {
+  connectUntimed,
+  type FixtureAk,
+  newCertifyKey,
+  NONCE,
+  QUOTE_PCRS,
+  timeActivateCredential,
+  timeCertify,
+  timeCreateAk,
+  timeCreateEk,
+  TimedSamples,
+  TimedTransport,
+  type TimeFn,
+  timeLoadAk,
+  timeQuote,
+  timer,
+  withEk,
+} from "./flow_steps.ts";
 import { RawSocket } from "./latency.ts";
 import { type LatencySummary, summarize } from "./stats.ts";
 
@@ -126,42 +149,7 @@ export interface FlowResult {
   readonly totalSeconds: number;
 }
 
-// ---- our client, timed ---------------------------------------------------------------------------
-
-interface Sent {
-  code: number;
-  ms: number;
-}
-
-/** Passes commands through and notes how long each send took; can capture the bytes sent. */
-class TimedTransport implements Transport {
-  readonly uri: string;
-  readonly resourceManaged: boolean;
-  readonly log: Sent[] = [];
-  /** While set, the first bytes sent of each command code are kept. */
-  capture: Map<number, Uint8Array> | undefined;
-
-  constructor(private readonly inner: Transport) {
-    this.uri = inner.uri;
-    this.resourceManaged = inner.resourceManaged;
-  }
-
-  async send(command: Uint8Array): Promise<Uint8Array> {
-    const code = new DataView(command.buffer, command.byteOffset, command.byteLength).getUint32(6);
-    if (this.capture && !this.capture.has(code)) this.capture.set(code, command.slice());
-    const t0 = performance.now();
-    const r = await this.inner.send(command);
-    this.log.push({ code, ms: performance.now() - t0 });
-    return r;
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-}
-
-/** Times `fn` (the step's timed part) and notes the TPM + wire time of the commands it sent. */
-type TimeFn = <T>(fn: () => Promise<T>) => Promise<T>;
+// ---- the steps -----------------------------------------------------------------------------------
 
 interface ToolInvocation {
   /** Short name for the report, e.g. "tpm2_quote". */
@@ -179,17 +167,11 @@ interface Step {
   readonly tools: readonly ToolInvocation[];
 }
 
-class StepSamples {
-  readonly ours: number[] = [];
-  readonly wire: number[] = [];
-  readonly client: number[] = [];
-  readonly perCommand = new Map<string, number[]>();
-  commands: string[] | undefined;
+/** Our client's runs (in TimedSamples) and the tools' of one step. */
+class StepSamples extends TimedSamples {
   readonly tools: number[] = [];
   readonly toolProcesses = new Map<string, number[]>();
 }
-
-const shortName = (code: number) => commandName(code).replace(/^TPM2_/, "");
 
 // ---- tool processes ------------------------------------------------------------------------------
 
@@ -215,15 +197,12 @@ function runProcess(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<nu
 
 const enc = new TextEncoder();
 const hexOf = (b: Uint8Array) => Buffer.from(b).toString("hex");
-/** A Keylime-style nonce: 20 ASCII characters. */
-const NONCE = enc.encode("fq8EK1mxrnZ7qRBYz3Ar");
-const QUOTE_PCRS = [0, 1, 10, 16];
 const QUOTE_PCR_LIST = `sha256:${QUOTE_PCRS.join(",")}`;
 
 /** Our fixture: the saved AK (made under the RSA EK) that AK load, activation, quote and certify use. */
 interface OurFixture {
   ekPublic: TPMT_PUBLIC;
-  ak: SavedAk & { name: Uint8Array };
+  ak: FixtureAk;
 }
 
 export async function runFlow(
@@ -250,11 +229,7 @@ export async function runFlow(
   const tpm = new Tpm(transport);
   const withTpm = async <T>(fn: (tpm: Tpm, transport: TimedTransport) => Promise<T>): Promise<T> => {
     try {
-      // Reconnect before anything is timed. Two commands: SocketLink waits LEARN_CLOSE_MS (10 ms) at
-      // the first reuse of a transport's connection to learn whether the server closes after each
-      // response, and that is not what a flow step should be charged with.
-      await tpm.execute(GetRandom, { bytesRequested: 8 });
-      await tpm.execute(GetRandom, { bytesRequested: 8 });
+      await connectUntimed(tpm); // reconnect before anything is timed
       return await fn(tpm, transport);
     } finally {
       transport.log.length = 0;
@@ -266,14 +241,9 @@ export async function runFlow(
   try {
     // ---- fixtures: ours (a saved AK) and the tools' (ek.ctx, ak.ctx, ak.pub/priv/name, a credential blob)
     progress("flow: fixtures");
-    const ours: OurFixture = await withTpm(async (tpm) => {
-      const ek = await createEk(tpm, "rsa");
-      try {
-        return { ekPublic: ek.public, ak: await createAk(tpm, ek) };
-      } finally {
-        await releaseEk(tpm, ek);
-      }
-    });
+    const ours: OurFixture = await withTpm((tpm) =>
+      withEk(tpm, async (ek) => ({ ekPublic: ek.public, ak: await createAk(tpm, ek) }))
+    );
     await tool("tpm2_createek", "-c", f("ek.ctx"), "-G", "rsa", "-u", f("ek.pub"));
     await flushTransients();
     await tool(
@@ -289,29 +259,7 @@ export async function runFlow(
     );
     floorFlush.length = 0; // the fixture's flushes ran cold
 
-    const ecKey: KeyObject = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey;
-    const qualifyingData = new Uint8Array(32).fill(0xc3);
-
-    /** EK + AK loaded (the EK flushed again unless `keepEk`), for the steps that use the AK. */
-    const withAk = async (
-      tpm: Tpm,
-      keepEk: boolean,
-      fn: (ak: LoadedKey, ek: Ek | undefined) => Promise<void>,
-    ): Promise<void> => {
-      let ek: Ek | undefined = await createEk(tpm, "rsa");
-      let ak: LoadedKey | undefined;
-      try {
-        ak = await loadAk(tpm, ek, ours.ak);
-        if (!keepEk) {
-          await releaseEk(tpm, ek);
-          ek = undefined;
-        }
-        await fn(ak, ek);
-      } finally {
-        if (ak) await flush(tpm, ak.handle);
-        if (ek) await releaseEk(tpm, ek);
-      }
-    };
+    const ecKey = newCertifyKey();
 
     /** A tool command authorized by the EK policy the tpm2-tools way (tpm2_activatecredential's man page). */
     const withPolicy = (t: ToolInvocation): ToolInvocation[] => [
@@ -324,9 +272,7 @@ export async function runFlow(
     const ekStep = (alg: EkAlg, name: string, runs: number): Step => ({
       name,
       runs,
-      ours: async (tpm, n, time) => {
-        for (let i = 0; i < n; i++) await releaseEk(tpm, await time(() => createEk(tpm, alg)));
-      },
+      ours: (tpm, n, time) => timeCreateEk(tpm, alg, n, time),
       tools: [{
         label: "tpm2_createek",
         argv: ["tpm2_createek", "-c", f("ekb.ctx"), "-G", alg, "-u", f("ekb.pub")],
@@ -340,14 +286,7 @@ export async function runFlow(
         name: "AK create (RSA-2048 RSASSA)",
         runs: o.slow,
         note: "tpm2_createak also loads the AK and saves its context; ours only creates (load is the next step)",
-        ours: async (tpm, n, time) => {
-          const ek = await createEk(tpm, "rsa");
-          try {
-            for (let i = 0; i < n; i++) await time(() => createAk(tpm, ek));
-          } finally {
-            await releaseEk(tpm, ek);
-          }
-        },
+        ours: timeCreateAk,
         tools: [{
           label: "tpm2_createak",
           argv: [
@@ -359,14 +298,7 @@ export async function runFlow(
       {
         name: "AK load",
         runs: o.fast,
-        ours: async (tpm, n, time) => {
-          const ek = await createEk(tpm, "rsa");
-          try {
-            for (let i = 0; i < n; i++) await flush(tpm, (await time(() => loadAk(tpm, ek, ours.ak))).handle);
-          } finally {
-            await releaseEk(tpm, ek);
-          }
-        },
+        ours: (tpm, n, time) => timeLoadAk(tpm, ours.ak, n, time),
         tools: withPolicy({
           label: "tpm2_load",
           argv: [
@@ -395,15 +327,7 @@ export async function runFlow(
         name: "ActivateCredential",
         runs: o.fast,
         note: "ours salts its EK policy session to the EK (one more RSA decryption in the TPM); the tools' is unsalted",
-        ours: (tpm, n, time) =>
-          withAk(tpm, true, async (ak, ek) => {
-            for (let i = 0; i < n; i++) {
-              const credential = enc.encode(`credential ${i}`.padEnd(32, "."));
-              const made = await makeCredential(ek!.public, ak.name, credential);
-              const got = await time(() => activateCredential(tpm, ak, ek!, made.credentialBlob, made.secret));
-              if (Buffer.compare(got, credential) !== 0) throw new Error("ActivateCredential returned another secret");
-            }
-          }),
+        ours: (tpm, n, time) => timeActivateCredential(tpm, ours.ak, n, time),
         tools: withPolicy({
           label: "tpm2_activatecredential",
           argv: [
@@ -415,12 +339,7 @@ export async function runFlow(
       {
         name: `Quote (${QUOTE_PCR_LIST}) + PCR read`,
         runs: o.fast,
-        ours: (tpm, n, time) =>
-          withAk(tpm, false, async (ak) => {
-            for (let i = 0; i < n; i++) {
-              await time(() => quote(tpm, ak, { nonce: NONCE, pcrs: QUOTE_PCRS, hashAlg: TPM_ALG.SHA256 }));
-            }
-          }),
+        ours: (tpm, n, time) => timeQuote(tpm, ours.ak, n, time),
         tools: [{
           label: "tpm2_quote",
           argv: [
@@ -433,10 +352,7 @@ export async function runFlow(
         name: "Certify (EC P-256 software key)",
         runs: o.fast,
         note: "ours: LoadExternal + Certify + flush of a software key; tpm2_certify has the AK certify itself",
-        ours: (tpm, n, time) =>
-          withAk(tpm, false, async (ak) => {
-            for (let i = 0; i < n; i++) await time(() => certifySoftwareKey(tpm, ecKey, ak, qualifyingData));
-          }),
+        ours: (tpm, n, time) => timeCertify(tpm, ours.ak, ecKey, n, time),
         tools: [{
           label: "tpm2_certify",
           argv: [
@@ -459,31 +375,7 @@ export async function runFlow(
     const samplesByStep = new Map<string, StepSamples>();
 
     const oursBlock = (step: Step, s: StepSamples, n: number, record: boolean) =>
-      withTpm(async (tpm, transport) => {
-        const time: TimeFn = async (fn) => {
-          transport.log.length = 0;
-          const t0 = performance.now();
-          const r = await fn();
-          const ms = performance.now() - t0;
-          if (record) {
-            const wire = transport.log.reduce((a, x) => a + x.ms, 0);
-            s.ours.push(ms);
-            s.wire.push(wire);
-            s.client.push(ms - wire);
-            // Per command within one run (a command that runs twice in a run is summed).
-            const byName = new Map<string, number>();
-            for (const x of transport.log) byName.set(shortName(x.code), (byName.get(shortName(x.code)) ?? 0) + x.ms);
-            for (const [name, v] of byName) {
-              let list = s.perCommand.get(name);
-              if (!list) s.perCommand.set(name, list = []);
-              list.push(v);
-            }
-            s.commands ??= transport.log.map((x) => shortName(x.code));
-          }
-          return r;
-        };
-        await step.ours(tpm, n, time);
-      });
+      withTpm((tpm, transport) => step.ours(tpm, n, timer(transport, s, record)));
 
     const toolsBlock = async (step: Step, s: StepSamples, n: number, record: boolean) => {
       for (let i = 0; i < n; i++) {
@@ -492,11 +384,7 @@ export async function runFlow(
         for (const t of step.tools) {
           const ms = await tool(...t.argv);
           sum += ms;
-          if (record) {
-            let list = s.toolProcesses.get(t.label);
-            if (!list) s.toolProcesses.set(t.label, list = []);
-            list.push(ms);
-          }
+          if (record) pushSample(s.toolProcesses, t.label, ms);
         }
         if (record) s.tools.push(sum);
       }
@@ -511,30 +399,16 @@ export async function runFlow(
       // One untimed run per side first: code paths warm, files cached.
       await oursBlock(step, s, 1, false);
       await toolsBlock(step, s, 1, false);
-      for (let done = 0, b = 0; done < step.runs; b++) {
-        const n = Math.min(o.block, step.runs - done);
-        if (b % 2 === 0) {
-          await oursBlock(step, s, n, true);
-          await toolsBlock(step, s, n, true);
-        } else {
-          await toolsBlock(step, s, n, true);
-          await oursBlock(step, s, n, true);
-        }
-        done += n;
-      }
+      // Block by block, ours first in one and the tools first in the next.
+      await rotateBlocks([oursBlock, toolsBlock], step.runs, o.block, (side, n) => side(step, s, n, true));
     }
 
     // ---- the TPM alone: the client's CreatePrimary and password-session Quote bytes on a raw socket
     progress("flow: raw replay of CreatePrimary and Quote");
     const rawReplay: RawReplayResult[] = [];
-    const flushBytes = (handle: number) =>
-      encodeCommandFrame({
-        code: TPM_CC.FlushContext,
-        handles: [],
-        auths: [],
-        parameters: encodeParameters(FlushContext, { flushHandle: handle }),
-      });
-    const u32At = (b: Uint8Array, at: number) => new DataView(b.buffer, b.byteOffset, b.byteLength).getUint32(at);
+    const flushBytes = (handle: number) => plainCommand(FlushContext, { flushHandle: handle });
+    /** The handle a CreatePrimary response returns. */
+    const objectHandle = (r: Uint8Array) => new DataView(r.buffer, r.byteOffset, r.byteLength).getUint32(10);
     const replay = async (bytes: Uint8Array, runs: number, after?: (response: Uint8Array) => Uint8Array) => {
       const sock = await RawSocket.connect({ host: "127.0.0.1", port: inst.port! });
       const times: number[] = [];
@@ -543,11 +417,13 @@ export async function runFlow(
           const t0 = performance.now();
           const r = await sock.exchange(bytes);
           const t = performance.now() - t0;
-          if (u32At(r, 6) !== 0) throw new Error(`raw replay: rc 0x${u32At(r, 6).toString(16)}`);
+          const rc = responseCode(r);
+          if (rc !== 0) throw new Error(`raw replay: rc 0x${rc.toString(16)}`);
           if (i > 0) times.push(t); // the first exchange pays the connection
           if (after) {
             const cleanup = await sock.exchange(after(r));
-            if (u32At(cleanup, 6) !== 0) throw new Error(`raw replay cleanup: rc 0x${u32At(cleanup, 6).toString(16)}`);
+            const cleanupRc = responseCode(cleanup);
+            if (cleanupRc !== 0) throw new Error(`raw replay cleanup: rc 0x${cleanupRc.toString(16)}`);
           }
         }
       } finally {
@@ -580,7 +456,7 @@ export async function runFlow(
         commandBytes: bytes.length,
         runs,
         // Each created EK is flushed again (untimed) on the same socket.
-        rawMs: await replay(bytes, runs, (r) => flushBytes(u32At(r, 10))),
+        rawMs: await replay(bytes, runs, (r) => flushBytes(objectHandle(r))),
         clientSendMs: sendOf(step.name, "CreatePrimary"),
         note:
           "the same template with a password session; createEk's CreatePrimary has an HMAC session (decrypt+encrypt)",
@@ -631,7 +507,7 @@ export async function runFlow(
 
     const results: FlowStepResult[] = steps.map((step) => {
       const s = samplesByStep.get(step.name)!;
-      const oursMs = summarize(s.ours);
+      const oursMs = summarize(s.op);
       const toolsMs = summarize(s.tools);
       return {
         step: step.name,
@@ -639,7 +515,7 @@ export async function runFlow(
         oursCommands: s.commands ?? [],
         oursMs,
         tpmWireMs: summarize(s.wire),
-        clientMs: summarize(s.client),
+        clientMs: summarize(s.op.map((ms, i) => ms - s.wire[i]!)),
         perCommand: [...s.perCommand].map(([command, v]) => ({ command, tpmWireMs: summarize(v) })),
         toolProcesses: step.tools.map((t) => ({ command: t.label, ms: summarize(s.toolProcesses.get(t.label)!) })),
         toolsMs,
@@ -663,38 +539,17 @@ export async function runFlow(
 
 // ---- report --------------------------------------------------------------------------------------
 
-function table(header: string[], rows: string[][], rightFrom = 1): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) =>
-    cells.map((c, i) => (i < rightFrom ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ").trimEnd();
-  return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
-}
-
-const ms = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
-
-/** Consecutive repeats folded: ["PCR_Read", "PCR_Read"] -> "PCR_Read x2". */
-function commandList(names: readonly string[]): string {
-  const out: string[] = [];
-  for (let i = 0; i < names.length;) {
-    let j = i;
-    while (j < names.length && names[j] === names[i]) j++;
-    out.push(j - i > 1 ? `${names[i]} x${j - i}` : names[i]!);
-    i = j;
-  }
-  return out.join(", ") || "(no TPM command)";
-}
+const ms = (x: number) => formatMs(x);
 
 export function flowReport(r: FlowResult): string {
   const rows = r.steps.map((s) => [
     s.step,
     String(s.runs),
-    ms(s.oursMs.median),
-    ms(s.oursMs.p90),
+    ...medianP90(s.oursMs, ms),
     ms(s.tpmWireMs.median),
     ms(s.clientMs.median),
-    ms(s.toolsMs.median),
-    ms(s.toolsMs.p90),
-    `${s.oursOverTools.toFixed(2)}x`,
+    ...medianP90(s.toolsMs, ms),
+    formatRatio(s.oursOverTools),
   ]);
   const legend = r.steps.flatMap((s) => {
     const tools = s.toolProcesses.length > 1
@@ -708,13 +563,12 @@ export function flowReport(r: FlowResult): string {
     ];
   });
   const perCommand = r.steps.flatMap((s) =>
-    s.perCommand.map((c) => [s.step, c.command, ms(c.tpmWireMs.median), ms(c.tpmWireMs.p90)])
+    s.perCommand.map((c) => [s.step, c.command, ...medianP90(c.tpmWireMs, ms)])
   );
   const raw = r.rawReplay.map((x) => [
     x.command,
     String(x.runs),
-    ms(x.rawMs.median),
-    ms(x.rawMs.p90),
+    ...medianP90(x.rawMs, ms),
     x.clientSendMs ? ms(x.clientSendMs.median) : "-",
     x.clientSendMs ? ms(x.clientSendMs.median - x.rawMs.median) : "-",
   ]);

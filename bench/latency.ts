@@ -8,10 +8,10 @@ import { Buffer } from "node:buffer";
 import * as net from "node:net";
 import { Tpm } from "../src/tpm/client.ts";
 import type { AnyCommand, CommandArgs } from "../src/tpm/command.ts";
-import { encodeCommandFrame, encodeParameters } from "../src/tpm/frame.ts";
 import type { SocketAddress } from "../src/tpm/transport/socket_link.ts";
 import type { Transport } from "../src/tpm/transport/transport.ts";
 import { openTransport } from "../src/tpm/transport/uri.ts";
+import { plainCommand, responseCode, rotateBlocks } from "./common.ts";
 import { type LatencySummary, summarize } from "./stats.ts";
 
 /** Median overhead the client may add over the raw exchange. */
@@ -141,10 +141,6 @@ interface Contestant {
   close(): Promise<void>;
 }
 
-function rcOf(b: Uint8Array): number {
-  return b.length >= 10 ? ((b[6]! << 24) | (b[7]! << 16) | (b[8]! << 8) | b[9]!) >>> 0 : -1;
-}
-
 export interface LatencyCase<C extends AnyCommand> {
   socket: "tcp" | "unix";
   uri: string;
@@ -161,21 +157,17 @@ export async function runLatency<C extends AnyCommand>(
   o: LatencyOptions,
   progress: (msg: string) => void,
 ): Promise<LatencyResult> {
-  const args = c.args as Record<string, unknown>;
   // The exact bytes the client sends for this command (no sessions on these commands).
-  const command = encodeCommandFrame({
-    code: c.def.code,
-    handles: [],
-    auths: [],
-    parameters: encodeParameters(c.def, args),
-  });
-
-  let raw: RawSocket | undefined;
-  const rawOp = async (): Promise<Uint8Array> => {
-    const r = await raw!.exchange(command);
-    if (rcOf(r) !== 0) throw new Error(`raw ${c.label}: rc 0x${rcOf(r).toString(16)}`);
+  const command = plainCommand(c.def, c.args);
+  /** The response, unless its response code says the command failed. */
+  const succeeded = (path: string, r: Uint8Array): Uint8Array => {
+    const rc = responseCode(r);
+    if (rc !== 0) throw new Error(`${path} ${c.label}: rc 0x${rc.toString(16)}`);
     return r;
   };
+
+  let raw: RawSocket | undefined;
+  const rawOp = async () => succeeded("raw", await raw!.exchange(command));
   const rawC: Contestant = {
     name: "raw",
     open: async () => {
@@ -189,11 +181,7 @@ export async function runLatency<C extends AnyCommand>(
   };
 
   const transport = openTransport(c.uri);
-  const transportOp = async (): Promise<Uint8Array> => {
-    const r = await transport.send(command);
-    if (rcOf(r) !== 0) throw new Error(`transport ${c.label}: rc 0x${rcOf(r).toString(16)}`);
-    return r;
-  };
+  const transportOp = async () => succeeded("transport", await transport.send(command));
   const transportC: Contestant = {
     name: "transport",
     open: () => Promise.resolve(), // connects lazily on the first send
@@ -252,16 +240,14 @@ export async function runLatency<C extends AnyCommand>(
   for (const k of contestants) await session(k, o.warmup);
 
   const batches = Math.ceil(o.iterations / o.batchSize);
-  for (let b = 0; b < batches; b++) {
-    const at = b * o.batchSize;
-    const n = Math.min(o.batchSize, o.iterations - at);
-    // Rotate the order so no path always runs first (or right after another one's connection closed).
-    for (let j = 0; j < contestants.length; j++) {
-      const k = contestants[(b + j) % contestants.length]!;
-      await session(k, o.batchWarmup, { into: samples.get(k.name)!, at, n });
-    }
-    progress(`${c.socket} ${c.label}: batch ${b + 1}/${batches}`);
-  }
+  // Rotate the order so no path always runs first (or right after another one's connection closed).
+  await rotateBlocks(
+    contestants,
+    o.iterations,
+    o.batchSize,
+    (k, n, at) => session(k, o.batchWarmup, { into: samples.get(k.name)!, at, n }),
+    (b) => progress(`${c.socket} ${c.label}: batch ${b + 1}/${batches}`),
+  );
 
   const s = (name: Contestant["name"]) => summarize(samples.get(name)!);
   const rawS = s("raw");

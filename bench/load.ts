@@ -33,6 +33,9 @@ function processCpuMs(pid: number): number {
   }
 }
 
+/** Above this much CPU used by other processes (% of one core) during a measurement, its figures are flagged. */
+export const BUSY_PERCENT = 10;
+
 export interface LoadProbe {
   /** CPU used by processes other than this one and `pids`, in percent of one core, since the start. */
   stop(): number;

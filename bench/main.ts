@@ -16,9 +16,9 @@ import * as os from "node:os";
 import process from "node:process";
 import type { AnyCommand } from "../src/tpm/command.ts";
 import { GetRandom, PCR_Read } from "../src/tpm/commands.ts";
-import { TPM_ALG } from "../src/tpm/constants.ts";
-import { startSwtpm, type SwtpmInstance, swtpmSkipReason } from "../tests/helpers/swtpm.ts";
+import { startSwtpm, type StartSwtpmOptions, type SwtpmInstance, swtpmSkipReason } from "../tests/helpers/swtpm.ts";
 import { type CodecResult, runCodecBench, type ThroughputOptions } from "./codec.ts";
+import { formatRatio, PCRS_0_7, table } from "./common.ts";
 import {
   FLOW_DEFAULTS,
   FLOW_QUICK,
@@ -29,7 +29,7 @@ import {
   runFlow,
 } from "./flow.ts";
 import { type LatencyCase, type LatencyOptions, type LatencyResult, runLatency, TARGET_OVERHEAD } from "./latency.ts";
-import { startLoadProbe } from "./load.ts";
+import { BUSY_PERCENT, startLoadProbe } from "./load.ts";
 import {
   runSimulatorBench,
   SIMULATOR_DEFAULTS,
@@ -42,9 +42,6 @@ import {
 /** A latency result with the CPU other processes used meanwhile (percent of one core). */
 type LatencyRow = LatencyResult & { otherCpuPercent: number };
 
-/** Above this much foreign CPU during a latency case, its figures are flagged as not representative. */
-const BUSY_PERCENT = 10;
-
 interface Options {
   json: boolean;
   only: "codec" | "latency" | "flow" | "simulator" | undefined;
@@ -56,6 +53,14 @@ interface Options {
 
 const USAGE = `usage: deno run --allow-all bench/main.ts [--json] [--quick] [--only codec|latency|flow|simulator]
        [--iterations N] [--warmup N] [--batch N] [--codec-ms N]`;
+
+/** The options that take a positive integer, and where it goes. */
+const NUMBER_OPTIONS = new Map<string, (o: Options, v: number) => void>([
+  ["--iterations", (o, v) => (o.latency.iterations = v)],
+  ["--warmup", (o, v) => (o.latency.warmup = v)],
+  ["--batch", (o, v) => (o.latency.batchSize = v)],
+  ["--codec-ms", (o, v) => (o.codec.runMs = v)],
+]);
 
 function parseArgs(argv: string[]): Options {
   const o: Options = {
@@ -85,18 +90,6 @@ function parseArgs(argv: string[]): Options {
         o.flow = { ...FLOW_QUICK };
         o.simulator = { ...SIMULATOR_QUICK };
         break;
-      case "--iterations":
-        o.latency.iterations = num(++i, a);
-        break;
-      case "--warmup":
-        o.latency.warmup = num(++i, a);
-        break;
-      case "--batch":
-        o.latency.batchSize = num(++i, a);
-        break;
-      case "--codec-ms":
-        o.codec.runMs = num(++i, a);
-        break;
       case "--only": {
         const v = argv[++i];
         if (v !== "codec" && v !== "latency" && v !== "flow" && v !== "simulator") {
@@ -110,8 +103,11 @@ function parseArgs(argv: string[]): Options {
         console.log(USAGE);
         process.exit(0);
         break;
-      default:
-        throw new Error(`unknown option "${a}"\n${USAGE}`);
+      default: {
+        const set = NUMBER_OPTIONS.get(a);
+        if (!set) throw new Error(`unknown option "${a}"\n${USAGE}`);
+        set(o, num(++i, a));
+      }
     }
   }
   return o;
@@ -190,13 +186,6 @@ function progressDone(): void {
   progressShown = false;
 }
 
-function table(header: string[], rows: string[][], rightFrom = 1): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) =>
-    cells.map((c, i) => (i < rightFrom ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ").trimEnd();
-  return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
-}
-
 const f = (x: number, digits = 1) => x.toFixed(digits);
 const ops = (x: number) => Math.round(x).toLocaleString("en-US");
 
@@ -235,7 +224,7 @@ function latencyReport(r: LatencyRow): string {
     f(s.p90),
     f(s.p99),
     f(s.mean),
-    ratio ? `${f(s.median / r.raw.median, 2)}x` : "1.00x",
+    ratio ? formatRatio(s.median / r.raw.median) : "1.00x",
   ];
   const verdict = r.met ? "MET" : "NOT MET";
   return [
@@ -271,9 +260,9 @@ async function stopAll(): Promise<void> {
   await Promise.allSettled(all.map((i) => i.stop()));
 }
 
-async function withSwtpm<T>(transport: "tcp" | "unix", fn: (inst: SwtpmInstance) => Promise<T>): Promise<T> {
-  // A blank TPM is enough for GetRandom and PCR_Read, and skips swtpm_setup's EK provisioning.
-  const inst = await startSwtpm({ transport, provision: false });
+/** A private swtpm for `fn`, stopped after it (or by the signal handler). */
+async function withSwtpm<T>(options: StartSwtpmOptions, fn: (inst: SwtpmInstance) => Promise<T>): Promise<T> {
+  const inst = await startSwtpm(options);
   instances.add(inst);
   try {
     return await fn(inst);
@@ -282,8 +271,6 @@ async function withSwtpm<T>(transport: "tcp" | "unix", fn: (inst: SwtpmInstance)
     await inst.stop();
   }
 }
-
-const PCRS_0_7 = { pcrSelectionIn: [{ hash: TPM_ALG.SHA256, pcrSelect: Uint8Array.of(0xff, 0x00, 0x00) }] };
 
 function checkRandom(r: Record<string, unknown>): void {
   if ((r.randomBytes as Uint8Array).length !== 32) throw new Error("GetRandom(32) returned the wrong length");
@@ -310,12 +297,13 @@ async function main(): Promise<void> {
     simulator?: SimulatorResult;
     simulatorSkipped?: string;
   } = { machine: m, options: o };
+  const wanted = (part: Options["only"]) => o.only === undefined || o.only === part;
 
-  if (o.only === undefined || o.only === "codec") {
+  if (wanted("codec")) {
     report.codec = runCodecBench(o.codec, progress);
   }
 
-  if (o.only === undefined || o.only === "latency") {
+  if (wanted("latency")) {
     const skip = swtpmSkipReason();
     if (skip) {
       report.latencySkipped = skip;
@@ -326,53 +314,48 @@ async function main(): Promise<void> {
         const r = await runLatency(c, o.latency, progress);
         results.push({ ...r, otherCpuPercent: probe.stop() });
       };
+      const random = { label: "GetRandom(32)", def: GetRandom, args: { bytesRequested: 32 }, check: checkRandom };
+      const pcrs = {
+        label: "PCR_Read(sha256: 0-7)",
+        def: PCR_Read,
+        args: { pcrSelectionIn: PCRS_0_7 },
+        check: checkPcrs,
+      };
+      // A blank TPM is enough for GetRandom and PCR_Read, and skips swtpm_setup's EK provisioning.
       progress("starting swtpm (tcp)");
-      await withSwtpm("tcp", async (inst) => {
+      await withSwtpm({ transport: "tcp", provision: false }, async (inst) => {
         const at = { socket: "tcp" as const, uri: inst.uri, address: { host: "127.0.0.1", port: inst.port! } };
-        const random = { def: GetRandom, args: { bytesRequested: 32 }, check: checkRandom };
-        await measure(inst, { ...at, label: "GetRandom(32)", ...random });
-        await measure(inst, { ...at, label: "PCR_Read(sha256: 0-7)", def: PCR_Read, args: PCRS_0_7, check: checkPcrs });
+        await measure(inst, { ...at, ...random });
+        await measure(inst, { ...at, ...pcrs });
       });
       progress("starting swtpm (unix)");
-      await withSwtpm("unix", async (inst) => {
-        const at = { socket: "unix" as const, uri: inst.uri, address: { path: inst.socketPath! } };
-        await measure(inst, {
-          ...at,
-          label: "GetRandom(32)",
-          def: GetRandom,
-          args: { bytesRequested: 32 },
-          check: checkRandom,
-        });
+      await withSwtpm({ transport: "unix", provision: false }, async (inst) => {
+        await measure(inst, { socket: "unix", uri: inst.uri, address: { path: inst.socketPath! }, ...random });
       });
       report.latency = results;
     }
   }
 
-  if (o.only === undefined || o.only === "flow") {
+  if (wanted("flow")) {
     const skip = swtpmSkipReason() ?? flowSkipReason();
     if (skip) {
       report.flowSkipped = skip;
     } else {
       progress("starting swtpm (tcp, provisioned) for the flow");
       // Provisioned like a real host's TPM (EK certificates in NV); the tools and our client share it.
-      const inst = await startSwtpm({ transport: "tcp" });
-      instances.add(inst);
-      try {
+      await withSwtpm({ transport: "tcp" }, async (inst) => {
         report.flow = await runFlow(inst, o.flow, progress);
-      } finally {
-        instances.delete(inst);
-        await inst.stop();
-      }
+      });
     }
   }
-  if (o.only === undefined || o.only === "simulator") {
+  if (wanted("simulator")) {
     const skip = swtpmSkipReason();
     if (skip) {
       report.simulatorSkipped = skip;
     } else {
       progress("starting swtpm (tcp) for the simulator comparison");
       // A blank TPM: the operations create their EKs and need no certificates.
-      await withSwtpm("tcp", async (inst) => {
+      await withSwtpm({ transport: "tcp", provision: false }, async (inst) => {
         report.simulator = await runSimulatorBench(inst, o.simulator, progress);
       });
     }

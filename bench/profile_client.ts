@@ -8,10 +8,9 @@ import { Session } from "node:inspector";
 import process from "node:process";
 import { Tpm } from "../src/tpm/client.ts";
 import { GetRandom, PCR_Read } from "../src/tpm/commands.ts";
-import { TPM_ALG } from "../src/tpm/constants.ts";
-import { encodeCommandFrame, encodeParameters } from "../src/tpm/frame.ts";
 import { openTransport } from "../src/tpm/transport/uri.ts";
 import { startSwtpm } from "../tests/helpers/swtpm.ts";
+import { PCRS_0_7, plainCommand } from "./common.ts";
 import { RawSocket } from "./latency.ts";
 
 interface CallFrame {
@@ -112,20 +111,11 @@ async function main(): Promise<void> {
   try {
     await post(s, "Profiler.enable");
     const tpm = new Tpm(openTransport(inst.uri));
-    const run = which === "pcrread"
-      ? () =>
-        tpm.execute(PCR_Read, { pcrSelectionIn: [{ hash: TPM_ALG.SHA256, pcrSelect: Uint8Array.of(0xff, 0, 0) }] })
-      : () => tpm.execute(GetRandom, { bytesRequested: 32 });
-    const def = which === "pcrread" ? PCR_Read : GetRandom;
-    const args = which === "pcrread"
-      ? { pcrSelectionIn: [{ hash: TPM_ALG.SHA256, pcrSelect: Uint8Array.of(0xff, 0, 0) }] }
-      : { bytesRequested: 32 };
-    const command = encodeCommandFrame({
-      code: def.code,
-      handles: [],
-      auths: [],
-      parameters: encodeParameters(def, args),
-    });
+    const pcrArgs = { pcrSelectionIn: PCRS_0_7 };
+    const randomArgs = { bytesRequested: 32 };
+    const [def, run, command] = which === "pcrread"
+      ? [PCR_Read, () => tpm.execute(PCR_Read, pcrArgs), plainCommand(PCR_Read, pcrArgs)] as const
+      : [GetRandom, () => tpm.execute(GetRandom, randomArgs), plainCommand(GetRandom, randomArgs)] as const;
 
     const clientProfile = await profiled(s, ops, run);
     await tpm.close();

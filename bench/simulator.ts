@@ -21,26 +21,37 @@
  * Target (from the issue): the simulator within 2x of swtpm at the median, for every operation but
  * first-time RSA key generation, on both simulator backends.
  */
-import { generateKeyPairSync, type KeyObject, randomBytes } from "node:crypto";
-import { activateCredential } from "../src/tpm/activate.ts";
-import { createAk, loadAk, type SavedAk } from "../src/tpm/ak.ts";
-import { certifySoftwareKey } from "../src/tpm/certify.ts";
+import { randomBytes } from "node:crypto";
+import { createAk } from "../src/tpm/ak.ts";
 import { Tpm } from "../src/tpm/client.ts";
-import { GetRandom, Startup } from "../src/tpm/commands.ts";
-import { TPM_ALG, TPM_SU } from "../src/tpm/constants.ts";
-import { makeCredential } from "../src/tpm/credential.ts";
-import { createEk, type Ek, type EkAlg, releaseEk } from "../src/tpm/ek.ts";
-import { commandName } from "../src/tpm/frame.ts";
-import { flush, type LoadedKey } from "../src/tpm/objects.ts";
-import { pcrRead, pcrSelection } from "../src/tpm/pcrs.ts";
-import { quote } from "../src/tpm/quote.ts";
+import { Startup } from "../src/tpm/commands.ts";
+import { TPM_SU } from "../src/tpm/constants.ts";
+import type { EkAlg } from "../src/tpm/ek.ts";
+import { pcrRead } from "../src/tpm/pcrs.ts";
 import type { Transport } from "../src/tpm/transport/transport.ts";
 import { openTransport } from "../src/tpm/transport/uri.ts";
 import { openSimulator, simulatorTransport } from "../simulator/index.ts";
 import { startListening } from "../simulator/listen_uri.ts";
 import type { SimTpm } from "../simulator/sim_tpm.ts";
 import type { SwtpmInstance } from "../tests/helpers/swtpm.ts";
-import { startLoadProbe } from "./load.ts";
+import { commandList, formatMs, formatRatio, medianP90, PCRS_0_7, rotateBlocks, table } from "./common.ts";
+import {
+  connectUntimed,
+  type FixtureAk,
+  newCertifyKey,
+  timeActivateCredential,
+  timeCertify,
+  timeCreateAk,
+  timeCreateEk,
+  TimedSamples,
+  TimedTransport,
+  type TimeFn,
+  timeLoadAk,
+  timeQuote,
+  timer,
+  withEk,
+} from "./flow_steps.ts";
+import { BUSY_PERCENT, startLoadProbe } from "./load.ts";
 import { type LatencySummary, summarize } from "./stats.ts";
 
 export interface SimulatorBenchOptions {
@@ -62,8 +73,6 @@ export const SIMULATOR_QUICK: SimulatorBenchOptions = { fast: 10, slow: 4, pcr: 
 /** The simulator may take this many times swtpm's median (every operation but first-time RSA keygen). */
 export const TARGET_RATIO = 2;
 
-/** Above this much foreign CPU during an operation's blocks, its figures are flagged. */
-const BUSY_PERCENT = 10;
 /**
  * The kernel's CPU times move in clock ticks (10 ms): over a shorter window than this the foreign-CPU
  * share is quantisation noise, so a row that short reports none of its own.
@@ -132,35 +141,6 @@ export interface SimulatorResult {
 
 // ---- backends ------------------------------------------------------------------------------------
 
-interface Sent {
-  code: number;
-  ms: number;
-}
-
-/** Passes commands through and notes how long each send took. */
-class TimedTransport implements Transport {
-  readonly uri: string;
-  readonly resourceManaged: boolean;
-  readonly log: Sent[] = [];
-
-  constructor(private readonly inner: Transport) {
-    this.uri = inner.uri;
-    this.resourceManaged = inner.resourceManaged;
-  }
-
-  async send(command: Uint8Array): Promise<Uint8Array> {
-    const code = new DataView(command.buffer, command.byteOffset, command.byteLength).getUint32(6);
-    const t0 = performance.now();
-    const r = await this.inner.send(command);
-    this.log.push({ code, ms: performance.now() - t0 });
-    return r;
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-}
-
 interface Backend {
   readonly id: BackendId;
   readonly tpm: Tpm;
@@ -168,18 +148,8 @@ interface Backend {
   /** The simulator behind it (absent for swtpm). */
   readonly engine: SimTpm | undefined;
   /** A saved AK under this TPM's RSA EK, for the operations that need one. */
-  fixture: { ak: SavedAk & { name: Uint8Array } } | undefined;
+  fixture: { ak: FixtureAk } | undefined;
 }
-
-class Samples {
-  readonly op: number[] = [];
-  readonly tpm: number[] = [];
-  readonly perCommand = new Map<string, number[]>();
-  commands: string[] | undefined;
-}
-
-/** Times `fn` (one operation run) and notes the TPM + wire time of the commands it sent. */
-type TimeFn = <T>(fn: () => Promise<T>) => Promise<T>;
 
 interface Operation {
   readonly name: string;
@@ -189,14 +159,6 @@ interface Operation {
   /** `n` runs on a backend, each timed part wrapped in `time`; untimed setup and cleanup around. */
   run(b: Backend, n: number, time: TimeFn): Promise<void>;
 }
-
-const shortName = (code: number) => commandName(code).replace(/^TPM2_/, "");
-
-const enc = new TextEncoder();
-/** A Keylime-style nonce: 20 ASCII characters. */
-const NONCE = enc.encode("fq8EK1mxrnZ7qRBYz3Ar");
-const QUOTE_PCRS = [0, 1, 10, 16];
-const PCRS_0_7 = [pcrSelection(TPM_ALG.SHA256, [0, 1, 2, 3, 4, 5, 6, 7])];
 
 // ---- the run -------------------------------------------------------------------------------------
 
@@ -233,62 +195,18 @@ export async function runSimulatorBench(
   ];
 
   try {
-    // Connect, and get past SocketLink's first-reuse probe (it waits to learn whether the server
-    // closes after each response), before anything is timed.
-    for (const b of backends) {
-      await b.tpm.execute(GetRandom, { bytesRequested: 8 });
-      await b.tpm.execute(GetRandom, { bytesRequested: 8 });
-    }
+    for (const b of backends) await connectUntimed(b.tpm);
 
     progress("simulator: fixtures (an AK under each backend's RSA EK)");
-    for (const b of backends) {
-      const ek = await createEk(b.tpm, "rsa");
-      try {
-        b.fixture = { ak: await createAk(b.tpm, ek) };
-      } finally {
-        await releaseEk(b.tpm, ek);
-      }
-    }
+    for (const b of backends) b.fixture = await withEk(b.tpm, async (ek) => ({ ak: await createAk(b.tpm, ek) }));
 
-    const ecKey: KeyObject = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey;
-    const qualifyingData = new Uint8Array(32).fill(0xc3);
-
-    /** The RSA EK and the fixture's AK loaded (the EK flushed again unless `keepEk`). */
-    const withAk = async (
-      b: Backend,
-      keepEk: boolean,
-      fn: (ak: LoadedKey, ek: Ek | undefined) => Promise<void>,
-    ): Promise<void> => {
-      let ek: Ek | undefined = await createEk(b.tpm, "rsa");
-      let ak: LoadedKey | undefined;
-      try {
-        ak = await loadAk(b.tpm, ek, b.fixture!.ak);
-        if (!keepEk) {
-          await releaseEk(b.tpm, ek);
-          ek = undefined;
-        }
-        await fn(ak, ek);
-      } finally {
-        if (ak) await flush(b.tpm, ak.handle);
-        if (ek) await releaseEk(b.tpm, ek);
-      }
-    };
-
-    const withEk = async (b: Backend, fn: (ek: Ek) => Promise<void>) => {
-      const ek = await createEk(b.tpm, "rsa");
-      try {
-        await fn(ek);
-      } finally {
-        await releaseEk(b.tpm, ek);
-      }
-    };
+    const ecKey = newCertifyKey();
+    const ak = (b: Backend) => b.fixture!.ak;
 
     const ekOp = (alg: EkAlg, name: string, runs: number): Operation => ({
       name,
       runs,
-      run: async (b, n, time) => {
-        for (let i = 0; i < n; i++) await releaseEk(b.tpm, await time(() => createEk(b.tpm, alg)));
-      },
+      run: (b, n, time) => timeCreateEk(b.tpm, alg, n, time),
     });
 
     const operations: Operation[] = [
@@ -299,17 +217,14 @@ export async function runSimulatorBench(
           "swtpm: its ordinary CreatePrimary",
         run: async (b, n, time) => {
           const engine = b.engine;
-          if (!engine) {
-            for (let i = 0; i < n; i++) await releaseEk(b.tpm, await time(() => createEk(b.tpm, "rsa")));
-            return;
-          }
+          if (!engine) return timeCreateEk(b.tpm, "rsa", n, time);
           const p = engine.persistent;
           const savedSeed = p.endorsement.seed;
           for (let i = 0; i < n; i++) {
             const cached = new Set(p.rsaPrimaries.keys());
             p.endorsement.seed = new Uint8Array(randomBytes(savedSeed.length));
             try {
-              await releaseEk(b.tpm, await time(() => createEk(b.tpm, "rsa")));
+              await timeCreateEk(b.tpm, "rsa", 1, time);
             } finally {
               p.endorsement.seed = savedSeed;
               for (const k of [...p.rsaPrimaries.keys()]) if (!cached.has(k)) p.rsaPrimaries.delete(k);
@@ -326,53 +241,31 @@ export async function runSimulatorBench(
         name: "Create AK (RSA-2048)",
         runs: o.slow,
         note: "includes the EK policy session (StartAuthSession salted to the EK, PolicySecret)",
-        run: (b, n, time) =>
-          withEk(b, async (ek) => {
-            for (let i = 0; i < n; i++) await time(() => createAk(b.tpm, ek));
-          }),
+        run: (b, n, time) => timeCreateAk(b.tpm, n, time),
       },
       {
         name: "Load AK",
         runs: o.fast,
         note: "includes the EK policy session",
-        run: (b, n, time) =>
-          withEk(b, async (ek) => {
-            for (let i = 0; i < n; i++) await flush(b.tpm, (await time(() => loadAk(b.tpm, ek, b.fixture!.ak))).handle);
-          }),
+        run: (b, n, time) => timeLoadAk(b.tpm, ak(b), n, time),
       },
       {
         name: "ActivateCredential",
         runs: o.fast,
         note: "includes the EK policy session; MakeCredential (software) untimed",
-        run: (b, n, time) =>
-          withAk(b, true, async (ak, ek) => {
-            for (let i = 0; i < n; i++) {
-              const credential = enc.encode(`credential ${i}`.padEnd(32, "."));
-              const made = await makeCredential(ek!.public, ak.name, credential);
-              const got = await time(() => activateCredential(b.tpm, ak, ek!, made.credentialBlob, made.secret));
-              if (Buffer.compare(got, credential) !== 0) throw new Error("ActivateCredential returned another secret");
-            }
-          }),
+        run: (b, n, time) => timeActivateCredential(b.tpm, ak(b), n, time),
       },
       {
         name: "Quote (sha256:0,1,10,16)",
         runs: o.fast,
         note: "quote(): HMAC session, Quote, PCR_Read of the quoted PCRs, flush",
-        run: (b, n, time) =>
-          withAk(b, false, async (ak) => {
-            for (let i = 0; i < n; i++) {
-              await time(() => quote(b.tpm, ak, { nonce: NONCE, pcrs: QUOTE_PCRS, hashAlg: TPM_ALG.SHA256 }));
-            }
-          }),
+        run: (b, n, time) => timeQuote(b.tpm, ak(b), n, time),
       },
       {
         name: "Certify (EC P-256 software key)",
         runs: o.fast,
         note: "certifySoftwareKey(): LoadExternal, HMAC session, Certify, flushes",
-        run: (b, n, time) =>
-          withAk(b, false, async (ak) => {
-            for (let i = 0; i < n; i++) await time(() => certifySoftwareKey(b.tpm, ecKey, ak, qualifyingData));
-          }),
+        run: (b, n, time) => timeCertify(b.tpm, ak(b), ecKey, n, time),
       },
       {
         name: "PCR_Read (sha256:0-7)",
@@ -387,39 +280,14 @@ export async function runSimulatorBench(
     const rows: SimulatorRow[] = [];
     for (const op of operations) {
       progress(`simulator: ${op.name} (${op.runs} runs per backend)`);
-      const samples = new Map<BackendId, Samples>(BACKENDS.map((id) => [id, new Samples()]));
-      const block = async (b: Backend, n: number, record: boolean) => {
-        const s = samples.get(b.id)!;
-        const time: TimeFn = async (fn) => {
-          b.transport.log.length = 0;
-          const t0 = performance.now();
-          const r = await fn();
-          const ms = performance.now() - t0;
-          if (record) {
-            s.op.push(ms);
-            s.tpm.push(b.transport.log.reduce((a, x) => a + x.ms, 0));
-            const byName = new Map<string, number>();
-            for (const x of b.transport.log) byName.set(shortName(x.code), (byName.get(shortName(x.code)) ?? 0) + x.ms);
-            for (const [name, v] of byName) {
-              let list = s.perCommand.get(name);
-              if (!list) s.perCommand.set(name, list = []);
-              list.push(v);
-            }
-            s.commands ??= b.transport.log.map((x) => shortName(x.code));
-          }
-          return r;
-        };
-        await op.run(b, n, time);
-      };
+      const samples = new Map<BackendId, TimedSamples>(BACKENDS.map((id) => [id, new TimedSamples()]));
+      const block = (b: Backend, n: number, record: boolean) =>
+        op.run(b, n, timer(b.transport, samples.get(b.id)!, record));
       // One untimed run per backend first: code paths warm.
       for (const b of backends) await block(b, 1, false);
       const probe = startLoadProbe([swtpm.pid]);
       const t0 = performance.now();
-      for (let done = 0, k = 0; done < op.runs; k++) {
-        const n = Math.min(o.block, op.runs - done);
-        for (let j = 0; j < backends.length; j++) await block(backends[(k + j) % backends.length]!, n, true);
-        done += n;
-      }
+      await rotateBlocks(backends, op.runs, o.block, (b, n) => block(b, n, true));
       const other = probe.stop();
       const wallMs = performance.now() - t0;
       const otherCpuPercent = wallMs >= MIN_PROBE_MS ? other : undefined;
@@ -428,7 +296,7 @@ export async function runSimulatorBench(
         const s = samples.get(id)!;
         return {
           opMs: summarize(s.op),
-          tpmMs: summarize(s.tpm),
+          tpmMs: summarize(s.wire),
           perCommand: [...s.perCommand].map(([command, v]) => ({ command, ms: summarize(v) })),
         };
       };
@@ -477,27 +345,8 @@ export async function runSimulatorBench(
 
 // ---- report --------------------------------------------------------------------------------------
 
-function table(header: string[], rows: string[][], rightFrom = 1): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) =>
-    cells.map((c, i) => (i < rightFrom ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ").trimEnd();
-  return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
-}
-
-const ms = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x >= 1 ? x.toFixed(2) : x.toFixed(3));
-const x = (r: number) => `${r.toFixed(2)}x`;
-
-/** Consecutive repeats folded: ["PCR_Read", "PCR_Read"] -> "PCR_Read x2". */
-function commandList(names: readonly string[]): string {
-  const out: string[] = [];
-  for (let i = 0; i < names.length;) {
-    let j = i;
-    while (j < names.length && names[j] === names[i]) j++;
-    out.push(j - i > 1 ? `${names[i]} x${j - i}` : names[i]!);
-    i = j;
-  }
-  return out.join(", ") || "(no TPM command)";
-}
+const ms = (x: number) => formatMs(x, 3);
+const x = formatRatio;
 
 export function simulatorReport(r: SimulatorResult): string {
   const verdict = (row: SimulatorRow) => {
@@ -510,13 +359,10 @@ export function simulatorReport(r: SimulatorResult): string {
     return [
       row.op,
       String(row.runs),
-      ms(c.swtpm.opMs.median),
-      ms(c.swtpm.opMs.p90),
-      ms(c.simSocket.opMs.median),
-      ms(c.simSocket.opMs.p90),
+      ...medianP90(c.swtpm.opMs, ms),
+      ...medianP90(c.simSocket.opMs, ms),
       x(row.ratio.simSocket),
-      ms(c.simInProcess.opMs.median),
-      ms(c.simInProcess.opMs.p90),
+      ...medianP90(c.simInProcess.opMs, ms),
       x(row.ratio.simInProcess),
       verdict(row),
       row.otherCpuPercent === undefined
