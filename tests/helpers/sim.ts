@@ -1,5 +1,8 @@
 /** Test helper: an embedded simulator behind our client, in process. */
 import { Tpm } from "../../src/tpm/client.ts";
+import { Startup } from "../../src/tpm/commands.ts";
+import { TPM_SU } from "../../src/tpm/constants.ts";
+import { TpmResponseError } from "../../src/tpm/errors.ts";
 import type { Transport } from "../../src/tpm/transport/transport.ts";
 import { type Handler, SimTpm, type SimTpmOptions } from "../../simulator/sim_tpm.ts";
 import { freshPersistent } from "../../simulator/state.ts";
@@ -22,4 +25,22 @@ export class EngineTransport implements Transport {
 export function simWith(handlers: ReadonlyMap<number, Handler>, options: SimTpmOptions = {}) {
   const engine = new SimTpm(freshPersistent((n) => new Uint8Array(randomBytes(n))), handlers, options);
   return { engine, tpm: new Tpm(new EngineTransport(engine)) };
+}
+
+/** simWith, started with TPM2_Startup(CLEAR). */
+export async function startedSim(handlers: ReadonlyMap<number, Handler>, options: SimTpmOptions = {}) {
+  const sim = simWith(handlers, options);
+  await sim.tpm.execute(Startup, { startupType: TPM_SU.CLEAR });
+  return sim;
+}
+
+/** The response code a command that must fail answers with. */
+export async function rcOf(p: Promise<unknown>): Promise<number> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof TpmResponseError) return e.rc;
+    throw e;
+  }
+  throw new Error("the command succeeded, but a TPM error was expected");
 }

@@ -20,11 +20,9 @@ import {
   HierarchyChangeAuth,
   NV_DefineSpace,
   StartAuthSession,
-  Startup,
 } from "../../src/tpm/commands.ts";
-import { RC_MODIFIER, TPM_ALG, TPM_RC, TPM_RH, TPM_SE, TPM_SU } from "../../src/tpm/constants.ts";
+import { RC_MODIFIER, TPM_ALG, TPM_RC, TPM_RH, TPM_SE } from "../../src/tpm/constants.ts";
 import { EK_TEMPLATES } from "../../src/tpm/ek.ts";
-import { TpmResponseError } from "../../src/tpm/errors.ts";
 import { kdfa } from "../../src/tpm/kdf.ts";
 import { createPrimary } from "../../src/tpm/objects.ts";
 import { startAuthSession } from "../../src/tpm/session_start.ts";
@@ -32,27 +30,13 @@ import { AuthSession, type Session, SessionError, SYM_NULL } from "../../src/tpm
 import { TPMA_NV, type TPMS_CONTEXT } from "../../src/tpm/structures.ts";
 import { ALL_HANDLERS } from "../../simulator/handlers/all.ts";
 import { handleBytes } from "../../simulator/object.ts";
-import { simWith } from "../helpers/sim.ts";
+import { rcOf, startedSim } from "../helpers/sim.ts";
+
+const started = () => startedSim(ALL_HANDLERS);
 
 const enc = new TextEncoder();
 const EMPTY = new Uint8Array(0);
 const SHA256 = TPM_ALG.SHA256;
-
-async function started() {
-  const sim = simWith(ALL_HANDLERS);
-  await sim.tpm.execute(Startup, { startupType: TPM_SU.CLEAR });
-  return sim;
-}
-
-async function rcOf(p: Promise<unknown>): Promise<number> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof TpmResponseError) return e.rc;
-    throw e;
-  }
-  assert.fail("the command succeeded");
-}
 
 /**
  * A use of `s` whose command HMAC is keyed with the authValue `before` the command and whose

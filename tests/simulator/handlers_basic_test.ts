@@ -26,7 +26,6 @@ import {
   PCR_Read,
   PCR_Reset,
   ReadClock,
-  Startup,
 } from "../../src/tpm/commands.ts";
 import {
   TPM_ALG,
@@ -55,29 +54,13 @@ import { pcr } from "../../simulator/handlers/pcr.ts";
 import type { SimObject } from "../../simulator/object.ts";
 import type { SimTpm, SimTpmOptions } from "../../simulator/sim_tpm.ts";
 import type { SavedObject } from "../../simulator/state.ts";
-import { simWith } from "../helpers/sim.ts";
+import { rcOf, simWith, startedSim } from "../helpers/sim.ts";
 import { toHex, tracePairs } from "../helpers/vectors.ts";
 
 const HANDLERS = registry(lifecycle, capability, pcr, nv, hierarchy);
+const started = (options: SimTpmOptions = {}) => startedSim(HANDLERS, options);
 const EMPTY = new Uint8Array(0);
 const { SHA1, SHA256, SHA384, SHA512 } = TPM_ALG;
-
-async function started(options: SimTpmOptions = {}) {
-  const sim = simWith(HANDLERS, options);
-  await sim.tpm.execute(Startup, { startupType: TPM_SU.CLEAR });
-  return sim;
-}
-
-/** The response code of a command that must fail. */
-async function rcOf(p: Promise<unknown>): Promise<number> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof TpmResponseError) return e.rc;
-    throw e;
-  }
-  return assert.fail("expected a TPM error response");
-}
 
 const rcHex = (rc: number) => `0x${rc.toString(16)}`;
 const sha = (alg: string, ...parts: Uint8Array[]) => {

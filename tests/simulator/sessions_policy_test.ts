@@ -28,7 +28,6 @@ import {
 } from "../../src/tpm/commands.ts";
 import { TPM_ALG, TPM_CC, TPM_ECC_CURVE, TPM_RC, TPM_RH, TPM_SE, TPM_SU } from "../../src/tpm/constants.ts";
 import { concat, hash } from "../../src/tpm/crypto.ts";
-import { TpmResponseError } from "../../src/tpm/errors.ts";
 import { kdfa } from "../../src/tpm/kdf.ts";
 import { encode } from "../../src/tpm/marshal.ts";
 import {
@@ -58,7 +57,7 @@ import { policy } from "../../simulator/handlers/policy.ts";
 import { session } from "../../simulator/handlers/session.ts";
 import { handleBytes, makeObject, type SimObject } from "../../simulator/object.ts";
 import type { SimTpm, SimTpmOptions } from "../../simulator/sim_tpm.ts";
-import { EngineTransport, simWith } from "../helpers/sim.ts";
+import { EngineTransport, rcOf, simWith } from "../helpers/sim.ts";
 import { WrappedTransport } from "../helpers/transport_wrappers.ts";
 import { fromHex, rawHex, toHex, tracePairs } from "../helpers/vectors.ts";
 
@@ -101,17 +100,6 @@ async function started(options: SimTpmOptions = {}): Promise<Sim> {
   const tpm = new Client(wire);
   await tpm.execute(Startup, { startupType: TPM_SU.CLEAR });
   return { engine, tpm, wire };
-}
-
-/** The response code a command fails with. */
-async function rcOf(p: Promise<unknown>): Promise<number> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof TpmResponseError) return e.rc;
-    throw e;
-  }
-  assert.fail("the command succeeded");
 }
 
 const KEYS: Record<"rsa" | "ecc", JsonWebKey> = {
