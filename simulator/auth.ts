@@ -10,7 +10,7 @@ import { concat, hashFor } from "../src/tpm/crypto.ts";
 import type { AuthCommand, AuthResponse } from "../src/tpm/frame.ts";
 import { aesCfbDecrypt, aesCfbEncrypt, kdfa } from "../src/tpm/kdf.ts";
 import { cpHash, rpHash, trimAuth } from "../src/tpm/sessions.ts";
-import { TPMA_SESSION } from "../src/tpm/structures.ts";
+import { symKeyBits, TPMA_SESSION } from "../src/tpm/structures.ts";
 import { rcSession, TpmRc } from "./rc.ts";
 import type { SimSession } from "./state.ts";
 
@@ -195,7 +195,7 @@ function checkPolicy(def: AnyCommand, entity: Entity, s: SimSession, n: number):
 /** The CFB key includes the authorized entity's authValue whenever there is one (SessionProcess.c). */
 function cfbKey(a: ActiveSession, u: Uint8Array, v: Uint8Array): { key: Uint8Array; iv: Uint8Array } {
   const s = a.session!;
-  const keyBits = s.symmetric.keyBits as number;
+  const keyBits = symKeyBits(s.symmetric);
   const value = a.entity ? concat(s.sessionKey, trimAuth(a.entity.authValue)) : s.sessionKey;
   const bytes = kdfa(s.authHash, value, "CFB", u, v, keyBits + 128);
   return { key: bytes.subarray(0, keyBits / 8), iv: bytes.subarray(keyBits / 8) };

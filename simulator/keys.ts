@@ -9,15 +9,19 @@ import { concat, hashFor, objectName } from "../src/tpm/crypto.ts";
 import { aesCfbDecrypt, aesCfbEncrypt, kdfa } from "../src/tpm/kdf.ts";
 import { decode, encode, Reader } from "../src/tpm/marshal.ts";
 import {
+  publicAsym,
+  publicEcc,
+  publicRsa,
+  publicSymcipher,
+  symObjectKeyBits,
   TPM2B_DIGEST,
   TPM2B_IV,
   TPMA_OBJECT,
-  type TPMS_ECC_PARMS,
-  type TPMS_RSA_PARMS,
   type TPMT_PUBLIC as Public,
   TPMT_SENSITIVE,
   type TPMT_SENSITIVE as Sensitive,
-  type TPMT_SYM_DEF_OBJECT,
+  uniqueEcc,
+  uniqueRsa,
 } from "../src/tpm/structures.ts";
 import { KdfStream, PRIMARY_OBJECT_CREATION } from "./drbg.ts";
 import { deriveEccScalar, eccPublicFromScalar } from "./ecc_keygen.ts";
@@ -59,7 +63,7 @@ export function checkTemplate(t: Public, n = 2): void {
   if (has("restricted") && has("sign") === has("decrypt")) throw rcParam(TPM_RC.ATTRIBUTES, n);
   if (t.authPolicy.length !== 0 && t.authPolicy.length !== DIGEST_SIZE[t.nameAlg]) throw rcParam(TPM_RC.SIZE, n);
   if (t.type === TPM_ALG.RSA || t.type === TPM_ALG.ECC) {
-    const p = t.parameters as TPMS_RSA_PARMS | TPMS_ECC_PARMS;
+    const p = publicAsym(t);
     const symNull = p.symmetric.algorithm === TPM_ALG.NULL;
     // A storage key needs a symmetric cipher to protect children; a signing key must not have one.
     if (has("restricted") && has("decrypt") && (symNull || p.symmetric.mode !== TPM_ALG.CFB)) {
@@ -68,10 +72,10 @@ export function checkTemplate(t: Public, n = 2): void {
     if (!has("decrypt") && !symNull) throw rcParam(TPM_RC.SYMMETRIC, n);
     if (has("restricted") && has("sign") && p.scheme.scheme === TPM_ALG.NULL) throw rcParam(TPM_RC.SCHEME, n);
     if (t.type === TPM_ALG.RSA) {
-      const r = p as TPMS_RSA_PARMS;
+      const r = publicRsa(t);
       if (!RSA_BITS.includes(r.keyBits)) throw rcParam(TPM_RC.KEY_SIZE, n);
       if (r.exponent !== 0 && r.exponent !== 65537) throw rcParam(TPM_RC.VALUE, n);
-    } else if (!CURVE_BYTES[(p as TPMS_ECC_PARMS).curveID]) {
+    } else if (!CURVE_BYTES[publicEcc(t).curveID]) {
       throw rcParam(TPM_RC.CURVE, n);
     }
   } else if (t.type !== TPM_ALG.KEYEDHASH && t.type !== TPM_ALG.SYMCIPHER) {
@@ -110,7 +114,7 @@ export function makeMaterial(t: Public, source: Source): Material {
   const seedValue = isStorage(t) ? take(digestSize) : new Uint8Array(0);
 
   if (t.type === TPM_ALG.RSA) {
-    const bits = (t.parameters as TPMS_RSA_PARMS).keyBits as RsaKeyBits;
+    const bits = publicRsa(t).keyBits as RsaKeyBits;
     let jwk: JsonWebKey;
     if (stream && source.kind === "primary") {
       const cache = source.persistent.rsaPrimaries;
@@ -128,7 +132,7 @@ export function makeMaterial(t: Public, source: Source): Material {
     return { public: { ...t, unique: fromB64u(jwk.n) }, privateJwk: jwk, secret: null, seedValue };
   }
   if (t.type === TPM_ALG.ECC) {
-    const curve = (t.parameters as TPMS_ECC_PARMS).curveID;
+    const curve = publicEcc(t).curveID;
     let jwk: JsonWebKey;
     if (stream) {
       const d = deriveEccScalar(stream, curve);
@@ -151,7 +155,7 @@ export function makeMaterial(t: Public, source: Source): Material {
 }
 
 function symKeyBytes(t: Public): number {
-  return ((t.parameters as { sym: TPMT_SYM_DEF_OBJECT }).sym.keyBits as number) / 8;
+  return symObjectKeyBits(publicSymcipher(t).sym) / 8;
 }
 
 /** TPMT_SENSITIVE of an object: RSA carries one prime, ECC the scalar (Part 2 §12.3.2.3). */
@@ -169,16 +173,16 @@ export function sensitiveOf(
 /** Rebuild the private key of a TPMT_SENSITIVE for its public area; TPM_RC_BINDING when they disagree. */
 export function keyFromSensitive(pub: Public, s: Sensitive, n: number): Pick<Material, "privateJwk" | "secret"> {
   if (s.sensitiveType !== pub.type) throw rcParam(TPM_RC.TYPE, n);
-  const material = s.sensitive as Uint8Array;
+  const material = s.sensitive;
   if (pub.type === TPM_ALG.RSA) {
-    const modulus = bytesToBigInt(pub.unique as Uint8Array);
+    const modulus = bytesToBigInt(uniqueRsa(pub));
     const p = bytesToBigInt(material);
-    const exponent = (pub.parameters as TPMS_RSA_PARMS).exponent || 65537;
+    const exponent = publicRsa(pub).exponent || 65537;
     if (p < 2n || modulus % p !== 0n) throw rcParam(TPM_RC.BINDING, n);
     return { privateJwk: rsaJwk(rsaKeyFromModulusAndPrime(modulus, p, exponent)), secret: null };
   }
   if (pub.type === TPM_ALG.ECC) {
-    const curve = (pub.parameters as TPMS_ECC_PARMS).curveID;
+    const curve = publicEcc(pub).curveID;
     const size = CURVE_BYTES[curve];
     if (!size) throw rcParam(TPM_RC.CURVE, n);
     let point: { x: Uint8Array; y: Uint8Array };
@@ -187,7 +191,7 @@ export function keyFromSensitive(pub: Public, s: Sensitive, n: number): Pick<Mat
     } catch {
       throw rcParam(TPM_RC.BINDING, n);
     }
-    const u = pub.unique as { x: Uint8Array; y: Uint8Array };
+    const u = uniqueEcc(pub);
     const same = (a: Uint8Array, b: Uint8Array) => bytesToBigInt(a) === bytesToBigInt(b);
     if (!same(point.x, u.x) || !same(point.y, u.y)) throw rcParam(TPM_RC.BINDING, n);
     const jwk = {
@@ -205,8 +209,8 @@ export function keyFromSensitive(pub: Public, s: Sensitive, n: number): Pick<Mat
 /** The protection keys a storage parent gives its children. */
 function protection(parent: SimObject, name: Uint8Array) {
   const alg = parent.public.nameAlg;
-  const sym = (parent.public.parameters as { symmetric: TPMT_SYM_DEF_OBJECT }).symmetric;
-  const symKey = kdfa(alg, parent.seedValue, "STORAGE", name, new Uint8Array(0), sym.keyBits as number);
+  const keyBits = symObjectKeyBits(publicAsym(parent.public).symmetric);
+  const symKey = kdfa(alg, parent.seedValue, "STORAGE", name, new Uint8Array(0), keyBits);
   const hmacKey = kdfa(alg, parent.seedValue, "INTEGRITY", new Uint8Array(0), new Uint8Array(0), DIGEST_SIZE[alg]! * 8);
   return { alg, symKey, hmacKey };
 }

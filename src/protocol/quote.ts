@@ -17,11 +17,11 @@ import { type PcrFile, PcrFileError } from "../tpm/pcr_file.ts";
 import { selectedPcrs } from "../tpm/pcrs.ts";
 import { signatureHashAlg } from "../tpm/signature.ts";
 import {
+  attestQuote,
   TPM2B_PUBLIC,
   type TPMS_ATTEST,
   type TPMS_CLOCK_INFO,
   type TPMS_PCR_SELECTION,
-  type TPMS_QUOTE_INFO,
   type TPMT_PUBLIC,
   TPMT_SIGNATURE,
 } from "../tpm/structures.ts";
@@ -232,7 +232,7 @@ export function verifyQuote(input: VerifyQuoteInput): VerifiedQuote {
       qualifyingData: new TextEncoder().encode(input.nonce),
     })
   );
-  const quote = checked.attest.attested as TPMS_QUOTE_INFO;
+  const quote = attestQuote(checked.attest);
 
   // 4. The PCRBLOB must describe exactly the quoted PCRs and hash to pcrDigest.
   checkSelection(quote.pcrSelect, blob.selections, input.hashAlg);

@@ -12,9 +12,10 @@ import { decode } from "./marshal.ts";
 import { selectedPcrs } from "./pcrs.ts";
 import { SignatureError, signatureHashAlg, verifySignature } from "./signature.ts";
 import {
+  attestCertify,
+  attestQuote,
   TPMS_ATTEST,
   type TPMS_ATTEST as Attest,
-  type TPMS_CERTIFY_INFO,
   type TPMS_CLOCK_INFO,
   type TPMS_PCR_SELECTION,
   type TPMS_QUOTE_INFO,
@@ -144,7 +145,7 @@ export function checkQuoteAttest(input: CheckQuoteInput): QuoteAttest {
   checkSignature(input.signer, input.attest, input.signature);
   const hashAlg = signatureHashAlg(input.signature);
   checkNonce(attest.extraData, input.qualifyingData);
-  const quote = attest.attested as TPMS_QUOTE_INFO;
+  const quote = attestQuote(attest);
   if (input.pcrValues !== undefined) checkPcrDigest(quote, hashAlg, input.pcrValues);
   if (input.requireSafe === true && !attest.clockInfo.safe) {
     throw new AttestationError("clock-unsafe", "clockInfo.safe is NO: the TPM clock may have been rolled back");
@@ -221,7 +222,7 @@ export function checkCertifyAttest(input: CheckCertifyInput): CertifyAttest {
   checkSignature(input.signer, input.attest, input.signature);
   const hashAlg = signatureHashAlg(input.signature);
   checkNonce(attest.extraData, input.qualifyingData);
-  const info = attest.attested as TPMS_CERTIFY_INFO;
+  const info = attestCertify(attest);
   if (!bytesEqual(info.name, input.certifiedName)) {
     throw new AttestationError(
       "name",

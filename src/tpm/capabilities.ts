@@ -7,8 +7,14 @@ import { GetCapability } from "./commands.ts";
 import { HANDLE_RANGE, TPM_CAP, TPM_PT } from "./constants.ts";
 import { TransportError } from "./errors.ts";
 import { algName } from "./crypto.ts";
-import { TPMA_ALGORITHM } from "./structures.ts";
-import type { TPMS_PCR_SELECTION, TPMS_TAGGED_PROPERTY } from "./structures.ts";
+import {
+  capabilityAlgs,
+  capabilityHandles,
+  capabilityPcrs,
+  capabilityProperties,
+  TPMA_ALGORITHM,
+  type TPMS_CAPABILITY_DATA,
+} from "./structures.ts";
 import { selectedPcrs } from "./pcrs.ts";
 
 /** Pages a TPM answers before we call it a loop (a TPM that always says moreData). */
@@ -18,6 +24,7 @@ const MAX_PAGES = 64;
 async function collect<T>(
   tpm: Tpm,
   capability: number,
+  read: (data: TPMS_CAPABILITY_DATA) => T[],
   first: number,
   next: (last: T) => number,
   limit = 0xffffffff,
@@ -26,10 +33,10 @@ async function collect<T>(
   let property = first;
   for (let page = 0; page < MAX_PAGES; page++) {
     const r = await tpm.execute(GetCapability, { capability, property, propertyCount: 0xff });
-    const items = r.capabilityData.data as T[];
     if (r.capabilityData.capability !== capability) {
       throw new TransportError(`TPM answered capability ${r.capabilityData.capability} to a request for ${capability}`);
     }
+    const items = read(r.capabilityData);
     out.push(...items);
     if (!r.moreData || items.length === 0 || out.length >= limit) return out;
     property = next(items[items.length - 1]!);
@@ -40,21 +47,21 @@ async function collect<T>(
 /** TPM properties from `first` (TPM_PT.FAMILY_INDICATOR for fixed, TPM_PT.PERMANENT for variable). */
 export async function getProperties(tpm: Tpm, first: number = TPM_PT.FAMILY_INDICATOR): Promise<Map<number, number>> {
   const group = first & 0xffffff00;
-  const items = await collect<TPMS_TAGGED_PROPERTY>(tpm, TPM_CAP.TPM_PROPERTIES, first, (p) => p.property + 1);
+  const items = await collect(tpm, TPM_CAP.TPM_PROPERTIES, capabilityProperties, first, (p) => p.property + 1);
   return new Map(items.filter((p) => (p.property & 0xffffff00) === group).map((p) => [p.property, p.value]));
 }
 
 /** One property, or undefined when the TPM does not report it. */
 export async function getProperty(tpm: Tpm, property: number): Promise<number | undefined> {
   const r = await tpm.execute(GetCapability, { capability: TPM_CAP.TPM_PROPERTIES, property, propertyCount: 1 });
-  const p = (r.capabilityData.data as TPMS_TAGGED_PROPERTY[])[0];
+  const p = capabilityProperties(r.capabilityData)[0];
   return p?.property === property ? p.value : undefined;
 }
 
 /** Handles of one type: the top byte of `rangeStart` (HANDLE_RANGE.PERSISTENT_FIRST ...). */
 export async function getHandles(tpm: Tpm, rangeStart: number): Promise<number[]> {
   const top = rangeStart >>> 24;
-  const all = await collect<number>(tpm, TPM_CAP.HANDLES, rangeStart, (h) => h + 1);
+  const all = await collect(tpm, TPM_CAP.HANDLES, capabilityHandles, rangeStart, (h) => h + 1);
   return all.filter((h) => h >>> 24 === top);
 }
 
@@ -65,7 +72,7 @@ export interface AlgorithmInfo {
 }
 
 export async function getAlgorithms(tpm: Tpm): Promise<AlgorithmInfo[]> {
-  const items = await collect<{ alg: number; algProperties: number }>(tpm, TPM_CAP.ALGS, 0, (a) => a.alg + 1);
+  const items = await collect(tpm, TPM_CAP.ALGS, capabilityAlgs, 0, (a) => a.alg + 1);
   return items.map((a) => ({ alg: a.alg, name: algName(a.alg), properties: TPMA_ALGORITHM.names(a.algProperties) }));
 }
 
@@ -79,7 +86,7 @@ export interface PcrBank {
 /** Allocated PCR banks (TPM_CAP_PCRS); a bank with no PCRs selected is not active. */
 export async function getPcrBanks(tpm: Tpm): Promise<PcrBank[]> {
   const r = await tpm.execute(GetCapability, { capability: TPM_CAP.PCRS, property: 0, propertyCount: 1 });
-  return (r.capabilityData.data as TPMS_PCR_SELECTION[]).map((s) => ({
+  return capabilityPcrs(r.capabilityData).map((s) => ({
     hash: s.hash,
     name: algName(s.hash),
     pcrs: selectedPcrs(s),

@@ -23,7 +23,15 @@ import { MarshalError, TpmLibraryError } from "./errors.ts";
 import { aesCfbDecrypt, aesCfbEncrypt, kdfa } from "./kdf.ts";
 import { secretDecrypt, secretEncrypt, SecretError } from "./secret.ts";
 import { decode, encode, Reader } from "./marshal.ts";
-import { TPM2B_DIGEST, TPMA_OBJECT, type TPMS_ECC_PARMS, type TPMS_RSA_PARMS, type TPMT_PUBLIC } from "./structures.ts";
+import {
+  publicAsym,
+  publicEcc,
+  symObjectKeyBits,
+  symObjectMode,
+  TPM2B_DIGEST,
+  TPMA_OBJECT,
+  type TPMT_PUBLIC,
+} from "./structures.ts";
 
 /**
  * Credential protection failed. `rc` is the response code a TPM gives for the same fault, so the
@@ -110,12 +118,12 @@ function checkProtector(ek: TPMT_PUBLIC): Protector {
       TPM_RC.ATTRIBUTES,
     );
   }
-  const sym = (ek.parameters as TPMS_RSA_PARMS | TPMS_ECC_PARMS).symmetric;
-  const keyBits = sym.keyBits as number;
-  if (sym.algorithm !== TPM_ALG.AES || sym.mode !== TPM_ALG.CFB || ![128, 192, 256].includes(keyBits)) {
-    const what = sym.algorithm === TPM_ALG.NULL
-      ? "NULL"
-      : `${algName(sym.algorithm)}-${String(keyBits)}-${algName(sym.mode as number)}`;
+  const sym = publicAsym(ek).symmetric;
+  const none = sym.algorithm === TPM_ALG.NULL;
+  const keyBits = none ? 0 : symObjectKeyBits(sym);
+  const mode = none ? TPM_ALG.NULL : symObjectMode(sym);
+  if (sym.algorithm !== TPM_ALG.AES || mode !== TPM_ALG.CFB || ![128, 192, 256].includes(keyBits)) {
+    const what = none ? "NULL" : `${algName(sym.algorithm)}-${String(keyBits)}-${algName(mode)}`;
     throw new CredentialError(
       `EK symmetric algorithm must be AES-CFB (128, 192 or 256 bits), not ${what}`,
       TPM_RC.SYMMETRIC,
@@ -126,7 +134,7 @@ function checkProtector(ek: TPMT_PUBLIC): Protector {
 }
 
 function curveOf(ek: TPMT_PUBLIC) {
-  const { curveID } = ek.parameters as TPMS_ECC_PARMS;
+  const { curveID } = publicEcc(ek);
   const curve = CURVES[curveID];
   if (!curve) throw new CredentialError(`EK curve ${hex(curveID)} is not supported`, TPM_RC.CURVE);
   return curve;

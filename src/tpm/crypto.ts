@@ -10,13 +10,8 @@ import type { CHash } from "@noble/hashes/utils";
 import { hex, nameOf, TPM_ALG, TPM_ECC_CURVE } from "./constants.ts";
 import { MarshalError } from "./errors.ts";
 import { encode } from "./marshal.ts";
-import { TPMS_NV_PUBLIC, TPMT_PUBLIC } from "./structures.ts";
-import type {
-  TPMS_ECC_PARMS,
-  TPMS_ECC_POINT,
-  TPMS_NV_PUBLIC as NvPublic,
-  TPMT_PUBLIC as Public,
-} from "./structures.ts";
+import { publicEcc, publicRsa, TPMS_NV_PUBLIC, TPMT_PUBLIC, uniqueEcc, uniqueRsa } from "./structures.ts";
+import type { TPMS_NV_PUBLIC as NvPublic, TPMT_PUBLIC as Public } from "./structures.ts";
 import { leftPad, u16be } from "./bytes.ts";
 
 /** A @noble/hashes hash: callable, and usable by its hmac(). */
@@ -80,19 +75,19 @@ const b64url = (b: Uint8Array) => Buffer.from(b).toString("base64url");
 /** The public key of an RSA or ECC TPMT_PUBLIC as a Node KeyObject (exponent 0 means 65537). */
 export function publicKeyOf(pub: Public): KeyObject {
   if (pub.type === TPM_ALG.RSA) {
-    const { exponent } = pub.parameters as { exponent: number };
+    const { exponent } = publicRsa(pub);
     const e = exponent === 0 ? 65537 : exponent;
     const eBytes = Uint8Array.of(e >>> 24, (e >>> 16) & 0xff, (e >>> 8) & 0xff, e & 0xff);
-    const n = pub.unique as Uint8Array;
+    const n = uniqueRsa(pub);
     if (n.length === 0) throw new MarshalError("RSA public key has an empty modulus", "value").at("TPMT_PUBLIC");
     const jwk = { kty: "RSA", n: b64url(n), e: b64url(eBytes.subarray(eBytes.findIndex((x) => x !== 0))) };
     return createPublicKey({ key: jwk, format: "jwk" });
   }
   if (pub.type === TPM_ALG.ECC) {
-    const { curveID } = pub.parameters as TPMS_ECC_PARMS;
+    const { curveID } = publicEcc(pub);
     const curve = CURVES[curveID];
     if (!curve) throw new MarshalError(`ECC curve ${hex(curveID)} is not supported`, "value").at("TPMT_PUBLIC");
-    const { x, y } = pub.unique as TPMS_ECC_POINT;
+    const { x, y } = uniqueEcc(pub);
     const jwk = { kty: "EC", crv: curve.crv, x: b64url(leftPad(x, curve.bytes)), y: b64url(leftPad(y, curve.bytes)) };
     return createPublicKey({ key: jwk, format: "jwk" });
   }

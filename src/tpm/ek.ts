@@ -14,7 +14,7 @@ import { createPrimary, flush, type LoadedKey, readPublic, withTransient } from 
 import { emptyPolicy, policyOR, policyOrDigest, policySecret, policySecretDigest } from "./policy.ts";
 import { flushSession, startAuthSession, withSession } from "./session_start.ts";
 import type { AuthSession, Session } from "./sessions.ts";
-import { TPMA_OBJECT, type TPMT_PUBLIC, type TPMT_SYM_DEF_OBJECT } from "./structures.ts";
+import { publicAsym, TPMA_OBJECT, type TPMT_PUBLIC, type TPMT_SYM_DEF_OBJECT } from "./structures.ts";
 
 const hex = (s: string) => Uint8Array.from(Buffer.from(s, "hex"));
 
@@ -170,7 +170,7 @@ export async function ekPolicySession(
   options: { endorsementAuth?: Session } = {},
 ): Promise<AuthSession> {
   const alg = ek.public.nameAlg;
-  const symmetric = (ek.public.parameters as { symmetric: TPMT_SYM_DEF_OBJECT }).symmetric;
+  const symmetric = publicAsym(ek.public).symmetric;
   const session = await startAuthSession(tpm, {
     kind: "policy",
     authHash: alg,

@@ -10,6 +10,7 @@
  * cases, and a TPM2B wrapping a structure must be consumed exactly. Failures raise MarshalError whose
  * message names the structure and field path.
  */
+import { hex, nameOf } from "./constants.ts";
 import { MarshalError, type MarshalFault } from "./errors.ts";
 
 /** Byte reader over an untrusted buffer; never reads past `end`. */
@@ -166,12 +167,18 @@ export type Infer<C> = C extends Codec<infer T> ? T : never;
  */
 export type Field<T> = Codec<T> | UnionField<T>;
 
-export interface UnionField<T> {
+/** Cases of a union by selector value, as declared. */
+export type UnionCases = Readonly<Record<number, Codec<unknown>>>;
+
+export interface UnionField<T, C extends UnionCases = UnionCases> {
   readonly union: string;
   readonly selector: string;
   readonly cases: ReadonlyMap<number, Codec<unknown>>;
-  /** The value's TypeScript type only; never read at run time. */
+  /** Names of selector values for messages (a constants table such as TPM_ALG). */
+  readonly names: Readonly<Record<string, number>> | undefined;
+  /** The value's TypeScript type and the declared cases, for types only; never read at run time. */
   readonly _type?: T;
+  readonly _cases?: C;
 }
 
 function isUnion(f: Field<unknown>): f is UnionField<unknown> {
@@ -442,32 +449,39 @@ export const empty: Codec<null> = {
  * A TPMU_* member of a struct, chosen by the value of an earlier field `selector`.
  * An unlisted selector is a decode error ("selector"), as the TPM's TPM_RC_SELECTOR.
  */
-export function union<C extends Record<number, Codec<unknown>>>(
+export function union<C extends UnionCases>(
   name: string,
   selector: string,
   cases: C,
-): UnionField<Infer<C[keyof C]>> {
+  names?: Readonly<Record<string, number>>,
+): UnionField<Infer<C[keyof C]>, C> {
   const map = new Map<number, Codec<unknown>>();
   for (const [k, c] of Object.entries(cases)) map.set(Number(k), c);
-  return { union: name, selector, cases: map };
+  return { union: name, selector, cases: map, names };
 }
 
 export type StructType<F extends Record<string, Field<unknown>>> = { [K in keyof F]: FieldType<F[K]> };
 
+/** A struct codec that keeps its field declarations, so checked union accessors can be derived from it. */
+export interface StructCodec<F extends Record<string, Field<unknown>>> extends Codec<StructType<F>> {
+  readonly fields: F;
+}
+
 /** A TPMS_/TPMT_ structure: fields in declaration order. */
-export function struct<F extends Record<string, Field<unknown>>>(name: string, fields: F): Codec<StructType<F>> {
+export function struct<F extends Record<string, Field<unknown>>>(name: string, fields: F): StructCodec<F> {
   const entries = Object.entries(fields) as [string, Field<unknown>][];
   type V = Record<string, unknown>;
   const pick = (f: UnionField<unknown>, sel: unknown, op: "decode" | "encode"): Codec<unknown> => {
     const c = f.cases.get(sel as number);
     if (!c) {
-      const hex = typeof sel === "number" ? `0x${sel.toString(16).padStart(4, "0")}` : String(sel);
-      throw new MarshalError(`${f.union} has no member for ${f.selector} ${hex} (${op})`, "selector");
+      const shown = typeof sel === "number" ? hex(sel) : String(sel);
+      throw new MarshalError(`${f.union} has no member for ${f.selector} ${shown} (${op})`, "selector");
     }
     return c;
   };
   return {
     name,
+    fields,
     shape: { kind: "struct", fields: entries },
     encode(w, v) {
       const o = v as V;
@@ -491,6 +505,40 @@ export function struct<F extends Record<string, Field<unknown>>>(name: string, f
       }
       return o as StructType<F>;
     },
+  };
+}
+
+/** The names of a struct's fields that are unions. */
+type UnionKeys<F> = { [K in keyof F]: F[K] extends UnionField<unknown> ? K : never }[keyof F] & string;
+type CasesOf<U> = U extends UnionField<unknown, infer C> ? C : never;
+
+/**
+ * A checked accessor for union field `field` of struct `codec`: it returns the member when the
+ * selector is one of `selectors` (typed as exactly that member) and raises MarshalError ("selector")
+ * naming the union and the selector otherwise. Declared beside each union instead of casting members.
+ */
+export function member<
+  F extends Record<string, Field<unknown>>,
+  K extends UnionKeys<F>,
+  S extends keyof CasesOf<F[K]> & number,
+>(codec: StructCodec<F>, field: K, ...selectors: [S, ...S[]]): (v: StructType<F>) => Infer<CasesOf<F[K]>[S]> {
+  const u = codec.fields[field] as UnionField<unknown>;
+  const allowed: ReadonlySet<number> = new Set(selectors);
+  const label = (v: unknown) => {
+    if (typeof v !== "number") return String(v);
+    const name = u.names && nameOf(u.names, v);
+    return name ? `${name} (${hex(v)})` : hex(v);
+  };
+  const wanted = selectors.map(label).join(" or ");
+  return (v) => {
+    const sel = (v as Record<string, unknown>)[u.selector];
+    if (typeof sel !== "number" || !allowed.has(sel)) {
+      throw new MarshalError(
+        `${u.union} member ${codec.name}.${field} read as ${wanted}, but ${u.selector} is ${label(sel)}`,
+        "selector",
+      );
+    }
+    return v[field] as Infer<CasesOf<F[K]>[S]>;
   };
 }
 

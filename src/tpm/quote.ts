@@ -10,9 +10,16 @@ import { TransportError } from "./errors.ts";
 import { encode } from "./marshal.ts";
 import type { LoadedKey } from "./objects.ts";
 import { pcrRead, pcrSelection } from "./pcrs.ts";
+import { signatureHashAlg } from "./signature.ts";
 import { flushSession, startAuthSession } from "./session_start.ts";
 import type { Session } from "./sessions.ts";
-import { TPMS_ATTEST, type TPMS_ATTEST as Attest, type TPMS_PCR_SELECTION, type TPMT_SIGNATURE } from "./structures.ts";
+import {
+  attestQuote,
+  TPMS_ATTEST,
+  type TPMS_ATTEST as Attest,
+  type TPMS_PCR_SELECTION,
+  type TPMT_SIGNATURE,
+} from "./structures.ts";
 
 export interface QuoteRequest {
   /** qualifyingData, e.g. the ASCII bytes of a verifier's nonce. */
@@ -56,7 +63,7 @@ export async function quote(tpm: Tpm, ak: LoadedKey, req: QuoteRequest): Promise
       const read = await pcrRead(tpm, [selection]);
       const values = read.values.get(req.hashAlg)!;
       const ordered = [...values.keys()].sort((a, b) => a - b).map((i) => values.get(i)!);
-      const info = q.quoted.attested as { pcrDigest: Uint8Array };
+      const info = attestQuote(q.quoted);
       // pcrDigest is computed with the signing scheme's hash (Part 3 §18.4).
       if (Buffer.compare(hash(signatureHash(q.signature, req.hashAlg), ...ordered), info.pcrDigest) === 0) {
         return {
@@ -76,6 +83,6 @@ export async function quote(tpm: Tpm, ak: LoadedKey, req: QuoteRequest): Promise
 
 /** The hash the signing scheme used: the TPM computes pcrDigest with the signing key's scheme hash. */
 function signatureHash(sig: TPMT_SIGNATURE, fallback: number): number {
-  const s = sig.signature as { hash?: number } | null;
-  return s?.hash ?? fallback;
+  const h = signatureHashAlg(sig);
+  return h === TPM_ALG.NULL ? fallback : h;
 }

@@ -13,10 +13,12 @@ import { MarshalError, TpmLibraryError } from "./errors.ts";
 import { kdfe } from "./kdf.ts";
 import { decode, encode } from "./marshal.ts";
 import {
-  type TPMS_ECC_PARMS,
+  publicEcc,
   TPMS_ECC_POINT,
   type TPMS_ECC_POINT as EccPoint,
   type TPMT_PUBLIC,
+  uniqueEcc,
+  uniqueRsa,
 } from "./structures.ts";
 import { leftPad } from "./bytes.ts";
 
@@ -66,10 +68,10 @@ export function secretEncrypt(
     return { seed, encryptedSecret: new Uint8Array(encryptedSecret) };
   }
   if (key.type === TPM_ALG.ECC) {
-    const { curveID } = key.parameters as TPMS_ECC_PARMS;
+    const { curveID } = publicEcc(key);
     const curve = ECDH_CURVES[curveID];
     if (!curve) throw new MarshalError(`ECC curve 0x${curveID.toString(16)} is not supported`, "value");
-    const point = key.unique as EccPoint;
+    const point = uniqueEcc(key);
     const ecdh = createECDH(curve.name);
     if (fixed.ephemeralPrivate) ecdh.setPrivateKey(fixed.ephemeralPrivate);
     else ecdh.generateKeys();
@@ -108,7 +110,7 @@ export function secretDecrypt(
   const oaepHash = hashNames[key.nameAlg];
   if (!digestSize || !oaepHash) throw new SecretError(`nameAlg ${algName(key.nameAlg)} is not supported`, TPM_RC.HASH);
   if (key.type === TPM_ALG.RSA) {
-    const modulus = (key.unique as Uint8Array).length;
+    const modulus = uniqueRsa(key).length;
     if (encryptedSecret.length !== modulus) {
       throw new SecretError(
         `the ${label} secret is ${encryptedSecret.length} bytes; the modulus is ${modulus}`,
@@ -131,7 +133,7 @@ export function secretDecrypt(
     return seed;
   }
   if (key.type === TPM_ALG.ECC) {
-    const { curveID } = key.parameters as TPMS_ECC_PARMS;
+    const { curveID } = publicEcc(key);
     const curve = ECDH_CURVES[curveID];
     if (!curve) throw new SecretError(`curve 0x${curveID.toString(16)} is not supported`, TPM_RC.CURVE);
     let qe: EccPoint;
@@ -162,7 +164,7 @@ export function secretDecrypt(
       throw new SecretError(`the ${label} secret is not a point on the key's curve`, TPM_RC.ECC_POINT);
     }
     // Both x values as marshalled, as CryptSecretDecrypt passes them to KDFe.
-    return kdfe(key.nameAlg, z, label, qe.x, (key.unique as EccPoint).x, digestSize * 8);
+    return kdfe(key.nameAlg, z, label, qe.x, uniqueEcc(key).x, digestSize * 8);
   }
   throw new SecretError(`a ${algName(key.type)} key cannot decrypt a secret`, TPM_RC.KEY);
 }

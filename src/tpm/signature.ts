@@ -10,13 +10,17 @@ import { DIGEST_SIZE, hex, TPM_ALG, TPM_ECC_CURVE } from "./constants.ts";
 import { algName, publicKeyOf } from "./crypto.ts";
 import { TpmLibraryError } from "./errors.ts";
 import {
+  publicAsym,
+  publicEcc,
+  signatureEcc,
+  signatureHmac,
+  signatureRsa,
   TPMA_OBJECT,
-  type TPMS_ECC_PARMS,
-  type TPMS_RSA_PARMS,
   type TPMS_SIGNATURE_ECC,
   type TPMS_SIGNATURE_RSA,
   type TPMT_PUBLIC,
   type TPMT_SIGNATURE,
+  uniqueRsa,
 } from "./structures.ts";
 
 /** Why a signature was refused. */
@@ -66,12 +70,10 @@ const ECC_SCHEMES: ReadonlySet<number> = new Set([TPM_ALG.ECDSA, TPM_ALG.ECDAA, 
 /** The hash algorithm a TPMT_SIGNATURE was made with (TPM_ALG_NULL for a NULL signature). */
 export function signatureHashAlg(sig: TPMT_SIGNATURE): number {
   if (sig.sigAlg === TPM_ALG.NULL) return TPM_ALG.NULL;
-  const s = sig.signature as { hash?: unknown; hashAlg?: unknown } | null;
-  const h = s?.hash ?? s?.hashAlg; // TPMS_SIGNATURE_* carry `hash`, the HMAC TPMT_HA carries `hashAlg`
-  if (typeof h !== "number") {
-    throw new SignatureError("unsupported", `signature algorithm ${algName(sig.sigAlg)} carries no hash algorithm`);
-  }
-  return h;
+  if (sig.sigAlg === TPM_ALG.HMAC) return signatureHmac(sig).hashAlg;
+  if (RSA_SCHEMES.has(sig.sigAlg)) return signatureRsa(sig).hash;
+  if (ECC_SCHEMES.has(sig.sigAlg)) return signatureEcc(sig).hash;
+  throw new SignatureError("unsupported", `signature algorithm ${algName(sig.sigAlg)} carries no hash algorithm`);
 }
 
 /**
@@ -103,9 +105,9 @@ export function verifySignature(signer: TPMT_PUBLIC, message: Uint8Array, sig: T
   if (!nodeHash) throw new SignatureError("hash", `hash algorithm ${algName(hashAlg)} is not supported`);
 
   // A key with a scheme signs only with that scheme and hash (Part 1 §C.2, Part 3 TPM2_Sign inScheme).
-  const fixed = (signer.parameters as TPMS_RSA_PARMS | TPMS_ECC_PARMS).scheme;
+  const fixed = publicAsym(signer).scheme;
   if (fixed.scheme !== TPM_ALG.NULL) {
-    const fixedHash = (fixed.details as { hashAlg?: number } | null)?.hashAlg;
+    const fixedHash = fixed.details?.hashAlg;
     if (fixed.scheme !== alg || (fixedHash !== undefined && fixedHash !== hashAlg)) {
       throw new SignatureError(
         "scheme",
@@ -125,9 +127,9 @@ export function verifySignature(signer: TPMT_PUBLIC, message: Uint8Array, sig: T
   }
 
   if (alg === TPM_ALG.ECDSA) {
-    verifyEcdsa(signer, key, nodeHash, message, sig.signature as TPMS_SIGNATURE_ECC);
+    verifyEcdsa(signer, key, nodeHash, message, signatureEcc(sig));
   } else {
-    verifyRsa(signer, key, nodeHash, hashAlg, alg, message, sig.signature as TPMS_SIGNATURE_RSA);
+    verifyRsa(signer, key, nodeHash, hashAlg, alg, message, signatureRsa(sig));
   }
 }
 
@@ -140,7 +142,7 @@ function verifyRsa(
   message: Uint8Array,
   s: TPMS_SIGNATURE_RSA,
 ): void {
-  const modulus = signer.unique as Uint8Array;
+  const modulus = uniqueRsa(signer);
   // The TPM always returns a signature as long as the modulus (Part 1 §C.2); shorter means truncated.
   if (s.sig.length !== modulus.length) {
     throw new SignatureError(
@@ -170,7 +172,7 @@ function verifyEcdsa(
   message: Uint8Array,
   s: TPMS_SIGNATURE_ECC,
 ): void {
-  const { curveID } = signer.parameters as TPMS_ECC_PARMS;
+  const { curveID } = publicEcc(signer);
   const n = CURVE_BYTES[curveID];
   if (n === undefined) throw new SignatureError("unsupported", `ECC curve ${hex(curveID)} is not supported`);
   // IEEE P1363 wants r ‖ s, each left-padded to the field size; the TPM may strip leading zeros.

@@ -13,6 +13,7 @@ import {
   fixed,
   type Infer,
   list,
+  member,
   sized,
   sizedBytes,
   struct,
@@ -226,7 +227,7 @@ const TPMU_HA = union("TPMU_HA", "hashAlg", {
   [A.SHA3_384]: digestOf(48),
   [A.SHA3_512]: digestOf(64),
   [A.NULL]: empty,
-});
+}, A);
 
 /** TPMT_HA (Part 2 §10.3.2). */
 export const TPMT_HA = struct("TPMT_HA", { hashAlg: TPMI_ALG_HASH, digest: TPMU_HA });
@@ -327,10 +328,19 @@ const TPMU_CAPABILITIES = union("TPMU_CAPABILITIES", "capability", {
   [TPM_CAP.ECC_CURVES]: TPML_ECC_CURVE,
   [TPM_CAP.AUTH_POLICIES]: TPML_TAGGED_POLICY,
   [TPM_CAP.ACT]: TPML_ACT_DATA,
-});
+}, TPM_CAP);
 
 /** TPMS_CAPABILITY_DATA (Part 2 §10.10.2). */
 export const TPMS_CAPABILITY_DATA = struct("TPMS_CAPABILITY_DATA", { capability: TPM_CAP_T, data: TPMU_CAPABILITIES });
+
+/** TPMU_CAPABILITIES members by capability (MarshalError when the capability differs). */
+export const capabilityAlgs = member(TPMS_CAPABILITY_DATA, "data", TPM_CAP.ALGS);
+export const capabilityHandles = member(TPMS_CAPABILITY_DATA, "data", TPM_CAP.HANDLES);
+export const capabilityCommands = member(TPMS_CAPABILITY_DATA, "data", TPM_CAP.COMMANDS);
+export const capabilityPcrs = member(TPMS_CAPABILITY_DATA, "data", TPM_CAP.PCRS);
+export const capabilityProperties = member(TPMS_CAPABILITY_DATA, "data", TPM_CAP.TPM_PROPERTIES);
+export const capabilityPcrProperties = member(TPMS_CAPABILITY_DATA, "data", TPM_CAP.PCR_PROPERTIES);
+export const capabilityEccCurves = member(TPMS_CAPABILITY_DATA, "data", TPM_CAP.ECC_CURVES);
 
 // ---- clock and attestation (Part 2 §10.11, §10.12) -----------------------------------------------
 
@@ -386,7 +396,7 @@ const TPMU_ATTEST = union("TPMU_ATTEST", "type", {
   [TPM_ST.ATTEST_TIME]: TPMS_TIME_ATTEST_INFO,
   [TPM_ST.ATTEST_NV]: TPMS_NV_CERTIFY_INFO,
   [TPM_ST.ATTEST_NV_DIGEST]: TPMS_NV_DIGEST_CERTIFY_INFO,
-});
+}, TPM_ST);
 
 /** TPMS_ATTEST (Part 2 §10.12.12). */
 export const TPMS_ATTEST = struct("TPMS_ATTEST", {
@@ -398,6 +408,13 @@ export const TPMS_ATTEST = struct("TPMS_ATTEST", {
   firmwareVersion: u64,
   attested: TPMU_ATTEST,
 });
+
+/** TPMU_ATTEST members by type (MarshalError when the TPMS_ATTEST is of another type). */
+export const attestQuote = member(TPMS_ATTEST, "attested", TPM_ST.ATTEST_QUOTE);
+export const attestCertify = member(TPMS_ATTEST, "attested", TPM_ST.ATTEST_CERTIFY);
+export const attestCreation = member(TPMS_ATTEST, "attested", TPM_ST.ATTEST_CREATION);
+export const attestNv = member(TPMS_ATTEST, "attested", TPM_ST.ATTEST_NV);
+export const attestTime = member(TPMS_ATTEST, "attested", TPM_ST.ATTEST_TIME);
 /** TPM2B_ATTEST (Part 2 §10.12.13). */
 export const TPM2B_ATTEST = sized("TPM2B_ATTEST", TPMS_ATTEST);
 
@@ -426,7 +443,7 @@ const TPMU_SYM_KEY_BITS = union("TPMU_SYM_KEY_BITS", "algorithm", {
   [A.CAMELLIA]: TPM_KEY_BITS,
   [A.XOR]: TPMI_ALG_HASH,
   [A.NULL]: empty,
-});
+}, A);
 /** TPMU_SYM_MODE (Part 2 §11.1.4). */
 const TPMU_SYM_MODE = union("TPMU_SYM_MODE", "algorithm", {
   [A.AES]: TPMI_ALG_SYM_MODE,
@@ -434,7 +451,7 @@ const TPMU_SYM_MODE = union("TPMU_SYM_MODE", "algorithm", {
   [A.CAMELLIA]: TPMI_ALG_SYM_MODE,
   [A.XOR]: empty,
   [A.NULL]: empty,
-});
+}, A);
 /** TPMU_SYM_DETAILS (Part 2 §11.1.5): empty for every algorithm, kept so the layout matches the spec. */
 const TPMU_SYM_DETAILS = union("TPMU_SYM_DETAILS", "algorithm", {
   [A.AES]: empty,
@@ -442,26 +459,26 @@ const TPMU_SYM_DETAILS = union("TPMU_SYM_DETAILS", "algorithm", {
   [A.CAMELLIA]: empty,
   [A.XOR]: empty,
   [A.NULL]: empty,
-});
+}, A);
 /** The same unions restricted to TPMI_ALG_SYM_OBJECT (no XOR), for TPMT_SYM_DEF_OBJECT. */
 const TPMU_SYM_KEY_BITS_OBJECT = union("TPMU_SYM_KEY_BITS", "algorithm", {
   [A.AES]: TPM_KEY_BITS,
   [A.SM4]: TPM_KEY_BITS,
   [A.CAMELLIA]: TPM_KEY_BITS,
   [A.NULL]: empty,
-});
+}, A);
 const TPMU_SYM_MODE_OBJECT = union("TPMU_SYM_MODE", "algorithm", {
   [A.AES]: TPMI_ALG_SYM_MODE,
   [A.SM4]: TPMI_ALG_SYM_MODE,
   [A.CAMELLIA]: TPMI_ALG_SYM_MODE,
   [A.NULL]: empty,
-});
+}, A);
 const TPMU_SYM_DETAILS_OBJECT = union("TPMU_SYM_DETAILS", "algorithm", {
   [A.AES]: empty,
   [A.SM4]: empty,
   [A.CAMELLIA]: empty,
   [A.NULL]: empty,
-});
+}, A);
 
 /** TPMT_SYM_DEF (Part 2 §11.1.6). */
 export const TPMT_SYM_DEF = struct("TPMT_SYM_DEF", {
@@ -470,6 +487,11 @@ export const TPMT_SYM_DEF = struct("TPMT_SYM_DEF", {
   mode: TPMU_SYM_MODE,
   details: TPMU_SYM_DETAILS,
 });
+
+/** The key size and mode of a block-cipher TPMT_SYM_DEF (a session's symmetric), and XOR's hash. */
+export const symKeyBits = member(TPMT_SYM_DEF, "keyBits", A.AES, A.SM4, A.CAMELLIA);
+export const symMode = member(TPMT_SYM_DEF, "mode", A.AES, A.SM4, A.CAMELLIA);
+export const symXorHash = member(TPMT_SYM_DEF, "keyBits", A.XOR);
 /** TPMT_SYM_DEF_OBJECT (Part 2 §11.1.7): no XOR. */
 export const TPMT_SYM_DEF_OBJECT = struct("TPMT_SYM_DEF_OBJECT", {
   algorithm: TPMI_ALG_SYM_OBJECT,
@@ -477,6 +499,10 @@ export const TPMT_SYM_DEF_OBJECT = struct("TPMT_SYM_DEF_OBJECT", {
   mode: TPMU_SYM_MODE_OBJECT,
   details: TPMU_SYM_DETAILS_OBJECT,
 });
+
+/** The key size and mode of a TPMT_SYM_DEF_OBJECT that is not NULL. */
+export const symObjectKeyBits = member(TPMT_SYM_DEF_OBJECT, "keyBits", A.AES, A.SM4, A.CAMELLIA);
+export const symObjectMode = member(TPMT_SYM_DEF_OBJECT, "mode", A.AES, A.SM4, A.CAMELLIA);
 /** TPM2B_SYM_KEY (Part 2 §11.1.8). */
 export const TPM2B_SYM_KEY = sizedBytes("TPM2B_SYM_KEY", LIMITS.MAX_SYM_KEY_BYTES);
 /** TPMS_SYMCIPHER_PARMS (Part 2 §11.1.9). */
@@ -509,12 +535,15 @@ const TPMU_SCHEME_KEYEDHASH = union("TPMU_SCHEME_KEYEDHASH", "scheme", {
   [A.HMAC]: TPMS_SCHEME_HASH,
   [A.XOR]: TPMS_SCHEME_XOR,
   [A.NULL]: empty,
-});
+}, A);
 /** TPMT_KEYEDHASH_SCHEME (Part 2 §11.1.23). */
 export const TPMT_KEYEDHASH_SCHEME = struct("TPMT_KEYEDHASH_SCHEME", {
   scheme: TPMI_ALG_KEYEDHASH_SCHEME,
   details: TPMU_SCHEME_KEYEDHASH,
 });
+
+/** The HMAC scheme's details of a TPMT_KEYEDHASH_SCHEME. */
+export const keyedHashHmac = member(TPMT_KEYEDHASH_SCHEME, "details", A.HMAC);
 
 /** Signature schemes shared by TPMU_SIG_SCHEME and TPMU_ASYM_SCHEME. */
 const SIG_SCHEMES = {
@@ -531,9 +560,22 @@ const TPMU_SIG_SCHEME = union("TPMU_SIG_SCHEME", "scheme", {
   ...SIG_SCHEMES,
   [A.HMAC]: TPMS_SCHEME_HASH,
   [A.NULL]: empty,
-});
+}, A);
 /** TPMT_SIG_SCHEME (Part 2 §11.2.1.5). */
 export const TPMT_SIG_SCHEME = struct("TPMT_SIG_SCHEME", { scheme: TPMI_ALG_SIG_SCHEME, details: TPMU_SIG_SCHEME });
+
+/** The details (hashAlg, and ECDAA's count) of a TPMT_SIG_SCHEME that is not NULL. */
+export const sigSchemeDetails = member(
+  TPMT_SIG_SCHEME,
+  "details",
+  A.RSASSA,
+  A.RSAPSS,
+  A.ECDSA,
+  A.ECDAA,
+  A.SM2,
+  A.ECSCHNORR,
+  A.HMAC,
+);
 
 /** TPMU_KDF_SCHEME (Part 2 §11.2.3.2). */
 const TPMU_KDF_SCHEME = union("TPMU_KDF_SCHEME", "scheme", {
@@ -542,9 +584,12 @@ const TPMU_KDF_SCHEME = union("TPMU_KDF_SCHEME", "scheme", {
   [A.KDF2]: TPMS_SCHEME_HASH,
   [A.KDF1_SP800_108]: TPMS_SCHEME_HASH,
   [A.NULL]: empty,
-});
+}, A);
 /** TPMT_KDF_SCHEME (Part 2 §11.2.3.3). */
 export const TPMT_KDF_SCHEME = struct("TPMT_KDF_SCHEME", { scheme: TPMI_ALG_KDF, details: TPMU_KDF_SCHEME });
+
+/** The hash of a TPMT_KDF_SCHEME that is not NULL. */
+export const kdfSchemeDetails = member(TPMT_KDF_SCHEME, "details", A.MGF1, A.KDF1_SP800_56A, A.KDF2, A.KDF1_SP800_108);
 
 /** TPMU_ASYM_SCHEME (Part 2 §11.2.3.5). */
 const asymScheme = (name: string) =>
@@ -555,7 +600,7 @@ const asymScheme = (name: string) =>
     [A.RSAES]: empty,
     [A.OAEP]: TPMS_SCHEME_HASH,
     [A.NULL]: empty,
-  });
+  }, A);
 
 /** TPMT_ASYM_SCHEME (Part 2 §11.2.3.6). */
 export const TPMT_ASYM_SCHEME = struct("TPMT_ASYM_SCHEME", {
@@ -577,6 +622,24 @@ export const TPMT_ECC_SCHEME = struct("TPMT_ECC_SCHEME", {
   scheme: TPMI_ALG_ECC_SCHEME,
   details: asymScheme("TPMU_ASYM_SCHEME"),
 });
+
+/**
+ * The details of a key's TPMT_RSA_SCHEME or TPMT_ECC_SCHEME (same union) that carries a hash: every
+ * scheme but NULL and RSAES.
+ */
+export const asymSchemeDetails = member(
+  TPMT_ASYM_SCHEME,
+  "details",
+  A.ECDH,
+  A.ECMQV,
+  A.RSASSA,
+  A.RSAPSS,
+  A.ECDSA,
+  A.ECDAA,
+  A.SM2,
+  A.ECSCHNORR,
+  A.OAEP,
+);
 
 // ---- RSA and ECC (Part 2 §11.2.4, §11.2.5) -------------------------------------------------------
 
@@ -611,9 +674,14 @@ const TPMU_SIGNATURE = union("TPMU_SIGNATURE", "sigAlg", {
   [A.ECSCHNORR]: TPMS_SIGNATURE_ECC,
   [A.HMAC]: TPMT_HA,
   [A.NULL]: empty,
-});
+}, A);
 /** TPMT_SIGNATURE (Part 2 §11.3.4). */
 export const TPMT_SIGNATURE = struct("TPMT_SIGNATURE", { sigAlg: TPMI_ALG_SIG_SCHEME, signature: TPMU_SIGNATURE });
+
+/** TPMU_SIGNATURE members by sigAlg (MarshalError for another algorithm). */
+export const signatureRsa = member(TPMT_SIGNATURE, "signature", A.RSASSA, A.RSAPSS);
+export const signatureEcc = member(TPMT_SIGNATURE, "signature", A.ECDSA, A.ECDAA, A.SM2, A.ECSCHNORR);
+export const signatureHmac = member(TPMT_SIGNATURE, "signature", A.HMAC);
 /** TPM2B_ENCRYPTED_SECRET (Part 2 §11.4.33): sizeof(TPMU_ENCRYPTED_SECRET). */
 export const TPM2B_ENCRYPTED_SECRET = sizedBytes("TPM2B_ENCRYPTED_SECRET", LIMITS.MAX_RSA_KEY_BYTES);
 
@@ -642,14 +710,14 @@ const TPMU_PUBLIC_PARMS = union("TPMU_PUBLIC_PARMS", "type", {
   [A.SYMCIPHER]: TPMS_SYMCIPHER_PARMS,
   [A.RSA]: TPMS_RSA_PARMS,
   [A.ECC]: TPMS_ECC_PARMS,
-});
+}, A);
 /** TPMU_PUBLIC_ID (Part 2 §12.2.3.2). */
 const TPMU_PUBLIC_ID = union("TPMU_PUBLIC_ID", "type", {
   [A.KEYEDHASH]: TPM2B_DIGEST,
   [A.SYMCIPHER]: TPM2B_DIGEST,
   [A.RSA]: TPM2B_PUBLIC_KEY_RSA,
   [A.ECC]: TPMS_ECC_POINT,
-});
+}, A);
 
 /** TPMT_PUBLIC_PARMS (Part 2 §12.2.3.8). */
 export const TPMT_PUBLIC_PARMS = struct("TPMT_PUBLIC_PARMS", { type: TPMI_ALG_PUBLIC, parameters: TPMU_PUBLIC_PARMS });
@@ -663,6 +731,16 @@ export const TPMT_PUBLIC = struct("TPMT_PUBLIC", {
   parameters: TPMU_PUBLIC_PARMS,
   unique: TPMU_PUBLIC_ID,
 });
+
+/** TPMU_PUBLIC_PARMS and TPMU_PUBLIC_ID members by object type (MarshalError for another type). */
+export const publicRsa = member(TPMT_PUBLIC, "parameters", A.RSA);
+export const publicEcc = member(TPMT_PUBLIC, "parameters", A.ECC);
+/** RSA or ECC parameters: both carry `symmetric` and `scheme`. */
+export const publicAsym = member(TPMT_PUBLIC, "parameters", A.RSA, A.ECC);
+export const publicKeyedHash = member(TPMT_PUBLIC, "parameters", A.KEYEDHASH);
+export const publicSymcipher = member(TPMT_PUBLIC, "parameters", A.SYMCIPHER);
+export const uniqueRsa = member(TPMT_PUBLIC, "unique", A.RSA);
+export const uniqueEcc = member(TPMT_PUBLIC, "unique", A.ECC);
 /** TPM2B_PUBLIC (Part 2 §12.2.5). */
 export const TPM2B_PUBLIC = sized("TPM2B_PUBLIC", TPMT_PUBLIC);
 /** TPM2B_TEMPLATE (Part 2 §12.2.6): a marshalled TPMT_PUBLIC. */
@@ -678,7 +756,7 @@ const TPMU_SENSITIVE_COMPOSITE = union("TPMU_SENSITIVE_COMPOSITE", "sensitiveTyp
   [A.ECC]: TPM2B_ECC_PARAMETER,
   [A.KEYEDHASH]: TPM2B_SENSITIVE_DATA,
   [A.SYMCIPHER]: TPM2B_SYM_KEY,
-});
+}, A);
 /** TPMT_SENSITIVE (Part 2 §12.3.2.4). */
 export const TPMT_SENSITIVE = struct("TPMT_SENSITIVE", {
   sensitiveType: TPMI_ALG_PUBLIC,

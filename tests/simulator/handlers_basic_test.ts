@@ -27,18 +27,7 @@ import {
   PCR_Reset,
   ReadClock,
 } from "../../src/tpm/commands.ts";
-import {
-  TPM_ALG,
-  TPM_CAP,
-  TPM_CC,
-  TPM_PT,
-  TPM_PT_PCR,
-  TPM_RC,
-  TPM_RH,
-  TPM_RS_PW,
-  TPM_SU,
-} from "../../src/tpm/constants.ts";
-import { TpmResponseError } from "../../src/tpm/errors.ts";
+import { TPM_ALG, TPM_CAP, TPM_CC, TPM_PT, TPM_PT_PCR, TPM_RC, TPM_RH, TPM_RS_PW } from "../../src/tpm/constants.ts";
 import { decodeCommand, decodeResponseFrame, encodeCommandFrame, encodeParameters } from "../../src/tpm/frame.ts";
 import { decode } from "../../src/tpm/marshal.ts";
 import { nvDefine, nvRead, nvReadPublic, nvWrite } from "../../src/tpm/nv.ts";
