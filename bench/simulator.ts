@@ -26,7 +26,7 @@ import { createAk } from "../src/tpm/ak.ts";
 import { Tpm } from "../src/tpm/client.ts";
 import { Startup } from "../src/tpm/commands.ts";
 import { TPM_SU } from "../src/tpm/constants.ts";
-import type { EkAlg } from "../src/tpm/ek.ts";
+import type { EkAlg } from "../src/tpm/templates.ts";
 import { pcrRead } from "../src/tpm/pcrs.ts";
 import type { Transport } from "../src/tpm/transport/transport.ts";
 import { openTransport } from "../src/tpm/transport/uri.ts";

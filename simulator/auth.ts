@@ -2,14 +2,21 @@
  * The TPM side of authorization (Part 1 §19, §21; ms-tpm-20-ref SessionProcess.c): check each
  * session of a command, decrypt its first parameter, and build the response's session area.
  */
-import { randomBytes, timingSafeEqual } from "node:crypto";
-import { hmac } from "@noble/hashes/hmac";
+import { randomBytes } from "node:crypto";
 import type { AnyCommand } from "../src/tpm/command.ts";
 import { DIGEST_SIZE, handleType, TPM_ALG, TPM_HT, TPM_RC, TPM_RS_PW } from "../src/tpm/constants.ts";
-import { concat, hashFor } from "../src/tpm/crypto.ts";
+import { concat } from "../src/tpm/crypto.ts";
 import type { AuthCommand, AuthResponse } from "../src/tpm/frame.ts";
-import { aesCfbDecrypt, aesCfbEncrypt, kdfa } from "../src/tpm/kdf.ts";
-import { cpHash, rpHash, trimAuth } from "../src/tpm/sessions.ts";
+import { aesCfbDecrypt, aesCfbEncrypt } from "../src/tpm/kdf.ts";
+import { sameSecret } from "../src/tpm/bytes.ts";
+import {
+  cpHash,
+  parameterCfbKey,
+  rpHash,
+  sessionHmac,
+  sessionHmacValid,
+  trimAuth,
+} from "../src/tpm/session_digests.ts";
 import { symKeyBits, TPMA_SESSION } from "../src/tpm/structures.ts";
 import { rcSession, TpmRc } from "./rc.ts";
 import type { SimSession } from "./state.ts";
@@ -44,11 +51,6 @@ export interface ActiveSession {
 }
 
 const CONTINUE = TPMA_SESSION.of("continueSession");
-
-/** Constant-time equality: these compare authValues and HMACs. */
-function secretsEqual(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && timingSafeEqual(a, b);
-}
 
 export interface CheckInput {
   readonly def: AnyCommand;
@@ -97,7 +99,7 @@ export function checkSessions(input: CheckInput): { active: ActiveSession[]; par
       if (!entity || encDec || TPMA_SESSION.has(attrs, "audit")) throw rcSession(TPM_RC.ATTRIBUTES, n);
       if (a.nonce.length !== 0) throw rcSession(TPM_RC.NONCE, n);
       checkAuthValueRole(def, entity, i);
-      if (!secretsEqual(trimAuth(a.hmac), trimAuth(entity.authValue))) fail(input, entity, n);
+      if (!sameSecret(trimAuth(a.hmac), trimAuth(entity.authValue))) fail(input, entity, n);
       return { auth: a, session: undefined, entity, hmacKey: new Uint8Array(0), includeAuth: false };
     }
     if (s.kind === "trial") throw rcSession(TPM_RC.ATTRIBUTES, n);
@@ -108,7 +110,7 @@ export function checkSessions(input: CheckInput): { active: ActiveSession[]; par
     if (entity && s.kind === "policy") {
       checkPolicy(def, entity, s, n);
       if (s.policy.passwordNeeded) {
-        if (!secretsEqual(trimAuth(a.hmac), trimAuth(entity.authValue))) fail(input, entity, n);
+        if (!sameSecret(trimAuth(a.hmac), trimAuth(entity.authValue))) fail(input, entity, n);
         return { auth: a, session: s, entity, hmacKey: EMPTY_KEY, includeAuth: false };
       }
       includeAuth = s.policy.authValueNeeded;
@@ -116,20 +118,13 @@ export function checkSessions(input: CheckInput): { active: ActiveSession[]; par
       checkAuthValueRole(def, entity, i);
       // A session bound to this very entity, with the authValue it had then, already has that
       // authValue in the session key (IsSessionBindEntity).
-      const bound = s.boundEntity !== null && secretsEqual(s.boundEntity, boundEntity(entity.name, entity.authValue));
+      const bound = s.boundEntity !== null && sameSecret(s.boundEntity, boundEntity(entity.name, entity.authValue));
       includeAuth = !bound;
     }
     const key = includeAuth ? concat(s.sessionKey, trimAuth(entity!.authValue)) : s.sessionKey;
     const cp = cpHash(s.authHash, def.code, input.names, input.parameters);
-    const expected = hmac(
-      hashFor(s.authHash),
-      key,
-      concat(cp, a.nonce, s.nonceTPM, ...(i === 0 ? extra : []), Uint8Array.of(attrs)),
-    );
-    // The empty-HMAC rule: with an empty key, an empty hmac is accepted too (spec/tpm.md §3).
-    const ok = (key.length === 0 && a.hmac.length === 0) ||
-      (a.hmac.length === expected.length && timingSafeEqual(a.hmac, expected));
-    if (!ok) {
+    const expected = sessionHmac(s.authHash, key, cp, a.nonce, s.nonceTPM, attrs, i === 0 ? extra : []);
+    if (!sessionHmacValid(a.hmac, expected, key)) {
       if (entity) fail(input, entity, n);
       throw rcSession(TPM_RC.BAD_AUTH, n);
     }
@@ -187,7 +182,7 @@ function checkAuthValueRole(def: AnyCommand, entity: Entity, i: number): void {
 /** A policy session must have reached the entity's authPolicy (and the command it was limited to). */
 function checkPolicy(def: AnyCommand, entity: Entity, s: SimSession, n: number): void {
   if (s.policy.commandCode !== null && s.policy.commandCode !== def.code) throw rcSession(TPM_RC.POLICY_CC, n);
-  if (entity.authPolicy.length === 0 || !secretsEqual(s.policy.digest, entity.authPolicy)) {
+  if (entity.authPolicy.length === 0 || !sameSecret(s.policy.digest, entity.authPolicy)) {
     throw rcSession(TPM_RC.POLICY_FAIL, n);
   }
 }
@@ -197,8 +192,7 @@ function cfbKey(a: ActiveSession, u: Uint8Array, v: Uint8Array): { key: Uint8Arr
   const s = a.session!;
   const keyBits = symKeyBits(s.symmetric);
   const value = a.entity ? concat(s.sessionKey, trimAuth(a.entity.authValue)) : s.sessionKey;
-  const bytes = kdfa(s.authHash, value, "CFB", u, v, keyBits + 128);
-  return { key: bytes.subarray(0, keyBits / 8), iv: bytes.subarray(keyBits / 8) };
+  return parameterCfbKey(s.authHash, keyBits, value, u, v);
 }
 
 function transformFirst(area: Uint8Array, f: (d: Uint8Array) => Uint8Array, n: number): Uint8Array {
@@ -251,7 +245,7 @@ export function respondSessions(
       return { nonce: s.nonceTPM, sessionAttributes: attrs, hmac: new Uint8Array(0) };
     }
     const rp = rpHash(s.authHash, def.code, out);
-    const mac = hmac(hashFor(s.authHash), a.hmacKey, concat(rp, s.nonceTPM, a.auth.nonce, Uint8Array.of(attrs)));
+    const mac = sessionHmac(s.authHash, a.hmacKey, rp, s.nonceTPM, a.auth.nonce, attrs);
     return { nonce: s.nonceTPM, sessionAttributes: attrs, hmac: mac };
   });
   return { parameters: out, auths };

@@ -8,7 +8,7 @@ import { webcrypto } from "node:crypto";
 
 import { EK_NV, EK_PERSISTENT, TPM_ALG, TPM_ECC_CURVE, TPM_RH } from "../src/tpm/constants.ts";
 import { publicKeyOf } from "../src/tpm/crypto.ts";
-import { EK_TEMPLATES, type EkAlg } from "../src/tpm/ek.ts";
+import { EK_TEMPLATES, type EkAlg } from "../src/tpm/templates.ts";
 import { TPMA_NV } from "../src/tpm/structures.ts";
 import { X509Certificate, x509lib as x509 } from "../src/tpm/x509.ts";
 import { KdfStream } from "./drbg.ts";

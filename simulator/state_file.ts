@@ -3,9 +3,10 @@
  * atomically with mode 0600 (it holds the TPM's seeds). A corrupt or unknown-version file is an error
  * that says so; it never silently becomes a new TPM.
  */
-import { createHash, randomBytes } from "node:crypto";
-import { open, readFile, rename, rm } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { writeFileAtomic } from "../src/util/atomic_file.ts";
+import { fromHex, toHex } from "../src/util/encoding.ts";
 import type { Persistent } from "./state.ts";
 
 export const STATE_FORMAT = "keylime-ts-simulator-state";
@@ -21,7 +22,7 @@ export class StateFileError extends Error {
 
 /** JSON for the state's value types: bytes, bigints and maps are tagged so they come back as such. */
 function toJson(v: unknown): unknown {
-  if (v instanceof Uint8Array) return { $hex: Buffer.from(v).toString("hex") };
+  if (v instanceof Uint8Array) return { $hex: toHex(v) };
   if (typeof v === "bigint") return { $big: v.toString() };
   if (v instanceof Map) return { $map: [...v].map(([k, x]) => [toJson(k), toJson(x)]) };
   if (Array.isArray(v)) return v.map(toJson);
@@ -34,8 +35,11 @@ function fromJson(v: unknown): unknown {
   if (v && typeof v === "object") {
     const o = v as Record<string, unknown>;
     if (typeof o.$hex === "string") {
-      if (!/^(?:[0-9a-f]{2})*$/.test(o.$hex)) throw new Error("a byte field is not hex");
-      return new Uint8Array(Buffer.from(o.$hex, "hex"));
+      try {
+        return fromHex(o.$hex);
+      } catch {
+        throw new Error("a byte field is not hex");
+      }
     }
     if (typeof o.$big === "string") {
       if (!/^\d+$/.test(o.$big)) throw new Error("a counter is not a number");
@@ -121,20 +125,7 @@ export async function readState(path: string): Promise<Persistent | null> {
   return parseState(text, path);
 }
 
-/** Write atomically: a 0600 temporary file in the same directory, flushed, then renamed over. */
+/** Write atomically with mode 0600: the file holds the TPM's seeds. */
 export async function writeState(path: string, p: Persistent): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.tmp`);
-  const fh = await open(tmp, "wx", 0o600);
-  try {
-    await fh.writeFile(serializeState(p));
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await rename(tmp, path);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw e;
-  }
+  await writeFileAtomic(path, serializeState(p));
 }

@@ -1,7 +1,8 @@
 /**
  * The layering of DESIGN.md, checked by reading every import:
- * - src/tpm imports only itself, node built-ins and npm packages other than Hono;
- * - simulator/ imports src/tpm and nothing else of the project;
+ * - src/tpm imports only itself, src/util, node built-ins and npm packages other than Hono;
+ * - simulator/ imports src/tpm's wire, crypto and transport modules and src/util, nothing else of the
+ *   project: no client operation module (sessions, EK/AK/NV/PCR operations), not even transitively;
  * - src/ never imports simulator/, except the composition layer (src/main.ts, src/cli/);
  * - src/agent and src/registrar never import each other.
  */
@@ -64,21 +65,58 @@ test("src/tpm stays a self-contained TPM library", () => {
   assert.ok(files.length > 5);
   const bad = check(
     files,
-    "src/tpm imports only src/tpm, node: built-ins and npm packages other than hono",
+    "src/tpm imports only src/tpm, src/util, node: built-ins and npm packages other than hono",
     (spec, target) => {
-      if (target !== null) return inside(target, "src/tpm");
+      if (target !== null) return inside(target, "src/tpm") || inside(target, "src/util");
       return !/^(hono|@hono\/)/.test(spec);
     },
   );
   assert.deepEqual(bad, []);
 });
 
-test("simulator/ imports only src/tpm of the project", () => {
+/** The modules of src/tpm the simulator may use: wire, crypto and data, and transport for its servers. */
+const SIMULATOR_MAY_USE = new Set(
+  [
+    // wire
+    "constants",
+    "errors",
+    "marshal",
+    "structures",
+    "command",
+    "commands",
+    "frame",
+    "bytes",
+    // crypto and data
+    "crypto",
+    "kdf",
+    "secret",
+    "credential",
+    "signature",
+    "session_digests",
+    "templates",
+    "x509",
+  ].map((m) => `src/tpm/${m}.ts`),
+);
+const simulatorMayImport = (target: string) =>
+  SIMULATOR_MAY_USE.has(target) || inside(target, "src/tpm/transport") || inside(target, "src/util");
+
+test("simulator/ imports only src/tpm's wire, crypto and transport modules and src/util", () => {
   const bad = check(
     sources("simulator"),
-    "simulator/ imports src/tpm and nothing else of the project",
+    "simulator/ imports src/tpm's wire, crypto and transport modules and src/util, nothing else of the project",
     (spec, target) =>
-      target === null ? !/^(hono|@hono\/)/.test(spec) : inside(target, "simulator") || inside(target, "src/tpm"),
+      target === null ? !/^(hono|@hono\/)/.test(spec) : inside(target, "simulator") || simulatorMayImport(target),
+  );
+  assert.deepEqual(bad, []);
+});
+
+test("what the simulator may use of src/tpm imports no client operation module either", () => {
+  const files = sources("src/tpm").filter(simulatorMayImport);
+  assert.ok(files.includes("src/tpm/templates.ts") && files.includes("src/tpm/transport/uri.ts"));
+  const bad = check(
+    files,
+    "a module the simulator uses imports only modules the simulator may use",
+    (_s, target) => target === null || simulatorMayImport(target),
   );
   assert.deepEqual(bad, []);
 });
@@ -105,4 +143,15 @@ test("agent and registrar do not import each other", () => {
     (_s, t) => !inside(t, "src/agent"),
   );
   assert.deepEqual([...a, ...r], []);
+});
+
+test("src/util knows nothing of the project", () => {
+  const files = sources("src/util");
+  assert.ok(files.includes("src/util/encoding.ts"));
+  const bad = check(
+    files,
+    "src/util imports only src/util",
+    (_s, target) => target === null || inside(target, "src/util"),
+  );
+  assert.deepEqual(bad, []);
 });

@@ -3,7 +3,7 @@
  * TPM2_DictionaryAttackLockReset, as ms-tpm-20-ref Clear.c / HierarchyChangeAuth.c do them.
  */
 import { DIGEST_SIZE, TPM_RC, TPM_RH } from "../../src/tpm/constants.ts";
-import { trimAuth } from "../../src/tpm/sessions.ts";
+import { trimAuth } from "../../src/tpm/session_digests.ts";
 import { TPMA_NV } from "../../src/tpm/structures.ts";
 import { rcHandle, rcParam } from "../rc.ts";
 import type { SimTpm } from "../sim_tpm.ts";

@@ -6,7 +6,7 @@
  */
 import { DIGEST_SIZE, handleType, TPM_HT, TPM_RC, TPM_RH } from "../../src/tpm/constants.ts";
 import { nvName } from "../../src/tpm/crypto.ts";
-import { trimAuth } from "../../src/tpm/sessions.ts";
+import { trimAuth } from "../../src/tpm/session_digests.ts";
 import { nvIndexType, TPMA_NV, type TPMS_NV_PUBLIC } from "../../src/tpm/structures.ts";
 import { rc, rcHandle, rcParam } from "../rc.ts";
 import type { Call, SimTpm } from "../sim_tpm.ts";

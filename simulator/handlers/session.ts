@@ -15,10 +15,8 @@ import {
   TPM_RH,
   TPM_SE,
 } from "../../src/tpm/constants.ts";
-import { concat } from "../../src/tpm/crypto.ts";
-import { kdfa } from "../../src/tpm/kdf.ts";
 import { secretDecrypt } from "../../src/tpm/secret.ts";
-import { trimAuth } from "../../src/tpm/sessions.ts";
+import { deriveSessionKey } from "../../src/tpm/session_digests.ts";
 import { TPMA_OBJECT, type TPMT_SYM_DEF } from "../../src/tpm/structures.ts";
 import { boundEntity } from "../auth.ts";
 import { privateKeyOf } from "../object.ts";
@@ -106,13 +104,9 @@ function startAuthSession(
 
   const sessionHandle = allocateHandle(tpm, kind);
   const nonceTPM = tpm.random(digestSize);
-  // sessionKey = KDFa(authHash, bindAuth ‖ salt, "ATH", nonceTPM, nonceCaller, digestBits); empty only
-  // when neither bound nor salted. A bind entity with an empty authValue still gives a KDFa with an
-  // empty key (SessionCreate; ESYS computes the same).
-  const secret = concat(trimAuth(bind?.authValue ?? EMPTY), salt);
-  const sessionKey = !bind && salt.length === 0
-    ? EMPTY
-    : kdfa(a.authHash, secret, "ATH", nonceTPM, a.nonceCaller, digestSize * 8);
+  // Empty only when neither bound nor salted: a bind entity with an empty authValue still gives a
+  // KDFa with an empty key (SessionCreate; ESYS computes the same).
+  const sessionKey = deriveSessionKey(a.authHash, bind?.authValue, salt, nonceTPM, a.nonceCaller);
   tpm.volatile.sessions.set(sessionHandle, {
     handle: sessionHandle,
     kind,

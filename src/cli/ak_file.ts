@@ -4,7 +4,7 @@
  */
 import { readFile } from "node:fs/promises";
 import type { SavedAk } from "../tpm/ak.ts";
-import { EK_ALGS, type EkAlg } from "../tpm/ek.ts";
+import { EK_ALGS, type EkAlg } from "../tpm/templates.ts";
 import { decode, encode } from "../tpm/marshal.ts";
 import { TPM2B_PRIVATE, TPMT_PUBLIC } from "../tpm/structures.ts";
 import { writeFileAtomic } from "../util/atomic_file.ts";

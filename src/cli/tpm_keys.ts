@@ -2,11 +2,13 @@
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { encodePcrBlob } from "../protocol/pcr_blob.ts";
 import { encodeQuote } from "../protocol/quote.ts";
-import { type AkAlgorithms, createAk, loadAk, parseAkKey } from "../tpm/ak.ts";
+import { createAk, loadAk } from "../tpm/ak.ts";
+import { type AkAlgorithms, parseAkKey } from "../tpm/templates.ts";
 import type { Tpm } from "../tpm/client.ts";
 import { TPM_ALG } from "../tpm/constants.ts";
 import { algByName, algName, publicKeyPem } from "../tpm/crypto.ts";
-import { createEk, type Ek, EK_ALGS, type EkAlg, persistentEk, releaseEk } from "../tpm/ek.ts";
+import { createEk, type Ek, persistentEk, releaseEk } from "../tpm/ek.ts";
+import { EK_ALGS, type EkAlg } from "../tpm/templates.ts";
 import { encode } from "../tpm/marshal.ts";
 import { flush, type LoadedKey } from "../tpm/objects.ts";
 import { quote } from "../tpm/quote.ts";

@@ -1,4 +1,5 @@
 /** Big-endian integers as bytes, padding, and comparison: the small byte helpers every layer needs. */
+import { timingSafeEqual } from "node:crypto";
 
 export function u16be(v: number): Uint8Array {
   return Uint8Array.of(v >>> 8, v & 0xff);
@@ -22,7 +23,12 @@ export function leftPad(b: Uint8Array, n: number): Uint8Array {
   return out;
 }
 
-/** Byte equality for public values (Names, digests); use timingSafeEqual for secrets. */
+/** Byte equality for public values (Names, digests); use sameSecret for secrets. */
 export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** Constant-time byte equality, for secrets (authValues, HMACs, integrity values); only the length leaks. */
+export function sameSecret(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
 }

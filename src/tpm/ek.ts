@@ -1,118 +1,21 @@
 /**
- * The endorsement key (TCG EK Credential Profile 2.x, Annex B): templates of the low range (L-1, L-2)
- * and high range (H-1..H-7), their policies, the policy session that authorizes EK use, an existing
- * persistent EK, and the EK certificate and CA chain in NV.
+ * The endorsement key (TCG EK Credential Profile 2.x): created from a template of templates.ts, or an
+ * existing persistent EK; the policy session that authorizes EK use; the EK certificate and CA chain
+ * in NV.
  */
 import { X509Certificate } from "./x509.ts";
 import type { Tpm } from "./client.ts";
-import { DIGEST_SIZE, EK_NV, HANDLE_RANGE, TPM_ALG, TPM_ECC_CURVE, TPM_RC, TPM_RH } from "./constants.ts";
-import { TpmResponseError } from "./errors.ts";
+import { DIGEST_SIZE, EK_NV, HANDLE_RANGE, TPM_RC, TPM_RH } from "./constants.ts";
+import { TpmResponseError, TpmUsageError } from "./errors.ts";
 import { publicKeyOf, publicKeyPem, sameKey } from "./crypto.ts";
 import { getHandles } from "./capabilities.ts";
 import { nvRead } from "./nv.ts";
 import { createPrimary, flush, type LoadedKey, readPublic, withTransient } from "./objects.ts";
-import { emptyPolicy, policyOR, policyOrDigest, policySecret, policySecretDigest } from "./policy.ts";
+import { policyOR, policySecret } from "./policy.ts";
 import { flushSession, startAuthSession, withSession } from "./session_start.ts";
 import type { AuthSession, Session } from "./sessions.ts";
-import { publicAsym, TPMA_OBJECT, type TPMT_PUBLIC, type TPMT_SYM_DEF_OBJECT } from "./structures.ts";
-
-const hex = (s: string) => Uint8Array.from(Buffer.from(s, "hex"));
-
-/** PolicyC: PolicyAuthorizeNV(0x01C07F01), per hash (EK profile §B.6; tpm2-tools, tss-esapi). */
-const POLICY_C: Readonly<Record<number, Uint8Array>> = {
-  [TPM_ALG.SHA256]: hex("3767e2edd43ff45a3a7e1eaefcef78643dca964632e7aad82c673a30d8633fde"),
-  [TPM_ALG.SHA384]: hex(
-    "d6032ce61f2fb3c240eb3cf6a33237ef2b6a16f4293c22b455e261cffd217ad5b4947c2d73e63005eed2dc2b3593d165",
-  ),
-  [TPM_ALG.SHA512]: hex(
-    "589ee1e146544716e8deafe6db247b01b81e9f9c7dd16b814aa15913874910" +
-      "5fba5388dd1dea702f35240c184933121e2c61b8f50d3ef91393a49a38c3f73fc8",
-  ),
-};
-
-const ENDORSEMENT_NAME = Uint8Array.of(0x40, 0x00, 0x00, 0x0b);
-
-/** PolicyA = PolicySecret(TPM_RH_ENDORSEMENT), the low-range EK policy. */
-export function ekPolicyA(alg: number): Uint8Array {
-  return policySecretDigest(alg, emptyPolicy(alg), ENDORSEMENT_NAME);
-}
-
-/** PolicyB = PolicyOR(PolicyA, PolicyC), the high-range EK policy. */
-export function ekPolicyB(alg: number): Uint8Array {
-  const c = POLICY_C[alg];
-  if (!c) throw new TpmResponseError(`EK policy for hash 0x${alg.toString(16)} (no PolicyC known)`, TPM_RC.HASH);
-  return policyOrDigest(alg, [ekPolicyA(alg), c]);
-}
-
-/** PolicyA-SHA256, the authPolicy of the L-1 and L-2 templates. */
-export const POLICY_A_SHA256 = ekPolicyA(TPM_ALG.SHA256);
-
-/** The EK kinds Keylime's tpm_encryption_alg selects; rsa/ecc are the low-range L-1/L-2 templates. */
-export type EkAlg = "rsa" | "ecc" | "rsa3072" | "rsa4096" | "ecc384" | "ecc521";
-export const EK_ALGS: readonly EkAlg[] = ["rsa", "ecc", "rsa3072", "rsa4096", "ecc384", "ecc521"];
-
-const LOW_ATTRIBUTES = TPMA_OBJECT.of(
-  "fixedTPM",
-  "fixedParent",
-  "sensitiveDataOrigin",
-  "adminWithPolicy",
-  "restricted",
-  "decrypt",
-);
-/** High-range templates add userWithAuth (0x000300F2). */
-const HIGH_ATTRIBUTES = LOW_ATTRIBUTES + TPMA_OBJECT.of("userWithAuth");
-
-const aesCfb = (keyBits: 128 | 256): TPMT_SYM_DEF_OBJECT => ({
-  algorithm: TPM_ALG.AES,
-  keyBits,
-  mode: TPM_ALG.CFB,
-  details: null,
-});
-const NULL_SCHEME = { scheme: TPM_ALG.NULL, details: null };
-
-function rsaTemplate(range: "low" | "high", nameAlg: number, keyBits: number, aes: 128 | 256): TPMT_PUBLIC {
-  return {
-    type: TPM_ALG.RSA,
-    nameAlg,
-    objectAttributes: range === "low" ? LOW_ATTRIBUTES : HIGH_ATTRIBUTES,
-    authPolicy: range === "low" ? ekPolicyA(nameAlg) : ekPolicyB(nameAlg),
-    parameters: { symmetric: aesCfb(aes), scheme: NULL_SCHEME, keyBits, exponent: 0 },
-    // The low range fills unique with zeros of the key size; the high range leaves it empty.
-    unique: new Uint8Array(range === "low" ? keyBits / 8 : 0),
-  };
-}
-
-function eccTemplate(range: "low" | "high", nameAlg: number, curveID: number, aes: 128 | 256): TPMT_PUBLIC {
-  const size = range === "low" ? 32 : 0;
-  return {
-    type: TPM_ALG.ECC,
-    nameAlg,
-    objectAttributes: range === "low" ? LOW_ATTRIBUTES : HIGH_ATTRIBUTES,
-    authPolicy: range === "low" ? ekPolicyA(nameAlg) : ekPolicyB(nameAlg),
-    parameters: { symmetric: aesCfb(aes), scheme: NULL_SCHEME, curveID, kdf: NULL_SCHEME },
-    unique: { x: new Uint8Array(size), y: new Uint8Array(size) },
-  };
-}
-
-/** TCG EK templates (profile v2.6 §B.3.3-B.3.4 L-1/L-2; §B.4.4 H-3, H-4, H-6, H-7). */
-export const EK_TEMPLATES: Readonly<Record<EkAlg, TPMT_PUBLIC>> = {
-  rsa: rsaTemplate("low", TPM_ALG.SHA256, 2048, 128),
-  ecc: eccTemplate("low", TPM_ALG.SHA256, TPM_ECC_CURVE.NIST_P256, 128),
-  ecc384: eccTemplate("high", TPM_ALG.SHA384, TPM_ECC_CURVE.NIST_P384, 256),
-  ecc521: eccTemplate("high", TPM_ALG.SHA512, TPM_ECC_CURVE.NIST_P521, 256),
-  rsa3072: rsaTemplate("high", TPM_ALG.SHA384, 3072, 256),
-  rsa4096: rsaTemplate("high", TPM_ALG.SHA384, 4096, 256),
-};
-
-/** NV index of the EK certificate for each template. */
-export const EK_CERT_INDEX: Readonly<Record<EkAlg, number>> = {
-  rsa: EK_NV.RSA2048_CERT,
-  ecc: EK_NV.ECC_P256_CERT,
-  ecc384: EK_NV.H3_ECC_P384_CERT,
-  ecc521: EK_NV.H4_ECC_P521_CERT,
-  rsa3072: EK_NV.H6_RSA3072_CERT,
-  rsa4096: EK_NV.H7_RSA4096_CERT,
-};
+import { publicAsym, TPMA_OBJECT, type TPMT_PUBLIC } from "./structures.ts";
+import { EK_CERT_INDEX, EK_TEMPLATES, type EkAlg, ekPolicyA, POLICY_C } from "./templates.ts";
 
 /** An EK in use: created from a template (and flushed after use) or persistent (never flushed). */
 export interface Ek extends LoadedKey {
@@ -137,17 +40,14 @@ export async function createEk(tpm: Tpm, alg: EkAlg): Promise<Ek> {
  */
 export async function persistentEk(tpm: Tpm, handle: number): Promise<Ek> {
   if (handle >>> 24 !== HANDLE_RANGE.PERSISTENT_FIRST >>> 24) {
-    throw new TpmResponseError(
-      `EK handle 0x${handle.toString(16)} is not a persistent handle (0x81...)`,
-      TPM_RC.HANDLE,
-    );
+    throw new TpmUsageError(`EK handle 0x${handle.toString(16)} is not a persistent handle (0x81...)`);
   }
   const key = await readPublic(tpm, handle);
   const a = key.public.objectAttributes;
   if (!TPMA_OBJECT.has(a, "restricted") || !TPMA_OBJECT.has(a, "decrypt") || TPMA_OBJECT.has(a, "sign")) {
-    throw new TpmResponseError(
-      `object 0x${handle.toString(16)} is not an EK: attributes 0x${a.toString(16)} lack restricted|decrypt`,
-      TPM_RC.ATTRIBUTES,
+    throw new TpmUsageError(
+      `object 0x${handle.toString(16)} is not an EK: attributes 0x${a.toString(16)} lack restricted|decrypt ` +
+        `or have sign; give the handle of a restricted decryption key (Keylime's ek_handle)`,
     );
   }
   return { ...key, persistent: true };

@@ -116,7 +116,10 @@ export function describeRc(rc: number): string {
   return `${d.name}${where}`;
 }
 
-/** The TPM answered a command with a response code other than success. */
+/**
+ * The TPM answered a command with a response code other than success. Only the response decoder
+ * raises it: a check the client makes itself is a TpmProtocolError or a TpmUsageError.
+ */
 export class TpmResponseError extends TpmLibraryError {
   readonly code = "ERR_TPM_RC";
   readonly rc: number;
@@ -153,6 +156,39 @@ function hintFor(base: number): string {
       return " (dictionary-attack lockout is active)";
     default:
       return "";
+  }
+}
+
+/**
+ * The TPM answered, but the answer is inconsistent: a Name that is not its public area's, PCRs that
+ * were not asked for, a capability list of another kind. Retrying will not help unless the TPM changes.
+ */
+export class TpmProtocolError extends TpmLibraryError {
+  readonly code: string = "ERR_TPM_PROTOCOL";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "TpmProtocolError";
+  }
+}
+
+/** PCRs kept changing while they were read or quoted: a transient state, worth retrying (HTTP 503). */
+export class PcrsUnstableError extends TpmProtocolError {
+  override readonly code = "ERR_TPM_PCR_UNSTABLE";
+  constructor(message: string) {
+    super(message);
+    this.name = "PcrsUnstableError";
+  }
+}
+
+/**
+ * The caller asked for something that cannot work, found before or without asking the TPM: a scheme
+ * that does not fit the key, a handle that is not persistent, an algorithm this library does not know.
+ */
+export class TpmUsageError extends TpmLibraryError {
+  readonly code = "ERR_TPM_USAGE";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "TpmUsageError";
   }
 }
 

@@ -1,9 +1,11 @@
 /** Loaded objects: create a primary, load an external key, read a public area, flush (Part 3 §12, §24, §28). */
 import type { Tpm } from "./client.ts";
 import { CreatePrimary, FlushContext, LoadExternal, ReadPublic } from "./commands.ts";
-import { TPM_RC, TPM_RH } from "./constants.ts";
-import { TpmResponseError } from "./errors.ts";
+import { TPM_RH } from "./constants.ts";
+import { TpmProtocolError } from "./errors.ts";
 import { objectName } from "./crypto.ts";
+import { sameBytes } from "./bytes.ts";
+import { toHex } from "../util/encoding.ts";
 import type { ExecuteOptions } from "./client.ts";
 import type { TPMT_PUBLIC, TPMT_SENSITIVE } from "./structures.ts";
 
@@ -16,12 +18,35 @@ export interface LoadedKey {
 
 const EMPTY = new Uint8Array(0);
 
+/** The Name of `pub`, which must be the Name the TPM answered for it. */
 function checkName(command: string, pub: TPMT_PUBLIC, name: Uint8Array): Uint8Array {
   const expected = objectName(pub);
-  if (Buffer.compare(expected, name) !== 0) {
-    throw new TpmResponseError(`TPM2_${command} (the Name does not match the public area)`, TPM_RC.INTEGRITY);
+  if (!sameBytes(expected, name)) {
+    throw new TpmProtocolError(
+      `TPM2_${command} answered the Name ${toHex(name)}, which is not the Name of its public area ` +
+        `(${toHex(expected)})`,
+    );
   }
   return expected;
+}
+
+/**
+ * The object TPM2_`command` just loaded at `handle`, once its Name is checked against `pub`; on a
+ * mismatch the object is flushed again, so nothing is left loaded.
+ */
+export async function checkedObject(
+  tpm: Tpm,
+  command: string,
+  handle: number,
+  pub: TPMT_PUBLIC,
+  name: Uint8Array,
+): Promise<LoadedKey> {
+  try {
+    return { handle, public: pub, name: checkName(command, pub, name) };
+  } catch (e) {
+    await flush(tpm, handle).catch(() => {});
+    throw e;
+  }
 }
 
 /** TPM2_CreatePrimary with a template; the returned Name is checked against the public area. */
@@ -38,12 +63,7 @@ export async function createPrimary(
     outsideInfo: EMPTY,
     creationPCR: [],
   }, options);
-  try {
-    return { handle: r.objectHandle, public: r.outPublic, name: checkName("CreatePrimary", r.outPublic, r.name) };
-  } catch (e) {
-    await flush(tpm, r.objectHandle);
-    throw e;
-  }
+  return await checkedObject(tpm, "CreatePrimary", r.objectHandle, r.outPublic, r.name);
 }
 
 /** TPM2_LoadExternal of a public area, with its private part when given, into the NULL hierarchy. */
@@ -53,12 +73,7 @@ export async function loadExternal(
   sensitive: TPMT_SENSITIVE | null = null,
 ): Promise<LoadedKey> {
   const r = await tpm.execute(LoadExternal, { inPrivate: sensitive, inPublic: pub, hierarchy: TPM_RH.NULL });
-  try {
-    return { handle: r.objectHandle, public: pub, name: checkName("LoadExternal", pub, r.name) };
-  } catch (e) {
-    await flush(tpm, r.objectHandle);
-    throw e;
-  }
+  return await checkedObject(tpm, "LoadExternal", r.objectHandle, pub, r.name);
 }
 
 /** TPM2_FlushContext. */

@@ -1,6 +1,6 @@
 /**
- * Policy commands on a policy session, and the policy digests they produce (Part 3 §23), so a
- * caller can both satisfy a policy on the TPM and compute the digest it must equal in software.
+ * Policy commands on a policy session (Part 3 §23). The digests they produce, which a caller computes
+ * in software to compare, are in session_digests.ts.
  */
 import type { Tpm } from "./client.ts";
 import {
@@ -11,41 +11,8 @@ import {
   PolicyPassword,
   PolicySecret,
 } from "./commands.ts";
-import { DIGEST_SIZE, TPM_CC } from "./constants.ts";
-import { hash } from "./crypto.ts";
 import type { Session } from "./sessions.ts";
 import type { AuthSession } from "./sessions.ts";
-import { u32be } from "./bytes.ts";
-
-/** The digest every policy session starts from: all zeros. */
-export function emptyPolicy(alg: number): Uint8Array {
-  return new Uint8Array(DIGEST_SIZE[alg]!);
-}
-
-/** PolicySecret's update: d = H(H(d ‖ CC_PolicySecret ‖ authName) ‖ policyRef) (Part 3 §23.4). */
-export function policySecretDigest(
-  alg: number,
-  digest: Uint8Array,
-  authName: Uint8Array,
-  policyRef = new Uint8Array(),
-) {
-  return hash(alg, hash(alg, digest, u32be(TPM_CC.PolicySecret), authName), policyRef);
-}
-
-/** PolicyOR's update: d = H(0…0 ‖ CC_PolicyOR ‖ digests…) (Part 3 §23.6). */
-export function policyOrDigest(alg: number, branches: readonly Uint8Array[]): Uint8Array {
-  return hash(alg, emptyPolicy(alg), u32be(TPM_CC.PolicyOR), ...branches);
-}
-
-/** PolicyCommandCode's update: d = H(d ‖ CC_PolicyCommandCode ‖ code). */
-export function policyCommandCodeDigest(alg: number, digest: Uint8Array, code: number): Uint8Array {
-  return hash(alg, digest, u32be(TPM_CC.PolicyCommandCode), u32be(code));
-}
-
-/** PolicyAuthValue's / PolicyPassword's update (both extend with CC_PolicyAuthValue). */
-export function policyAuthValueDigest(alg: number, digest: Uint8Array): Uint8Array {
-  return hash(alg, digest, u32be(TPM_CC.PolicyAuthValue));
-}
 
 export interface PolicySecretOptions {
   /** How the secret's owner is authorized (default: empty password). */

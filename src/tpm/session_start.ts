@@ -6,11 +6,10 @@ import { randomBytes } from "node:crypto";
 import type { Tpm } from "./client.ts";
 import { FlushContext, StartAuthSession } from "./commands.ts";
 import { DIGEST_SIZE, TPM_ALG, TPM_RH } from "./constants.ts";
-import { concat } from "./crypto.ts";
 import { MarshalError } from "./errors.ts";
-import { kdfa } from "./kdf.ts";
 import { secretEncrypt } from "./secret.ts";
-import { AES_128_CFB, AuthSession, type SessionFlags, type SessionKind, sessionType, trimAuth } from "./sessions.ts";
+import { deriveSessionKey, trimAuth } from "./session_digests.ts";
+import { AES_128_CFB, AuthSession, type SessionFlags, type SessionKind, sessionType } from "./sessions.ts";
 import type { TPMT_PUBLIC, TPMT_SYM_DEF } from "./structures.ts";
 
 export interface StartSessionOptions {
@@ -46,23 +45,17 @@ export async function startAuthSession(tpm: Tpm, options: StartSessionOptions = 
     authHash,
   });
 
-  const bindAuth = trimAuth(options.bind?.authValue ?? new Uint8Array(0));
-  const secret = concat(bindAuth, shared?.seed ?? new Uint8Array(0));
-  // A bound or salted session has a session key even when bindAuth ‖ salt is empty (Part 1 §19.6.8);
-  // only an unbound, unsalted one has none.
-  const sessionKey = options.bind || shared
-    ? kdfa(authHash, secret, "ATH", r.nonceTPM, nonceCaller, digestSize * 8)
-    : new Uint8Array(0);
+  const bindAuth = options.bind ? trimAuth(options.bind.authValue ?? new Uint8Array(0)) : undefined;
   return new AuthSession(
     {
       handle: r.sessionHandle,
       kind,
       authHash,
       symmetric,
-      sessionKey,
+      sessionKey: deriveSessionKey(authHash, bindAuth, shared?.seed ?? new Uint8Array(0), r.nonceTPM, nonceCaller),
       nonceTPM: r.nonceTPM,
       bindName: options.bind?.name,
-      bindAuth: options.bind ? bindAuth : undefined,
+      bindAuth,
     },
     options.flags,
   );

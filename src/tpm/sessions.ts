@@ -9,16 +9,16 @@
  *   1. verify():    every session checks its TPMS_AUTH_RESPONSE over rpHash and takes the new nonceTPM;
  *   2. the encrypt session (if any) decrypts the first response parameter.
  */
-import { randomBytes, timingSafeEqual } from "node:crypto";
-import { hmac } from "@noble/hashes/hmac";
+import { randomBytes } from "node:crypto";
 import type { AnyCommand } from "./command.ts";
 import { DIGEST_SIZE, TPM_ALG, TPM_RS_PW, TPM_SE } from "./constants.ts";
-import { concat, hash, hashFor } from "./crypto.ts";
+import { concat } from "./crypto.ts";
 import { MarshalError, TpmLibraryError } from "./errors.ts";
 import type { AuthCommand, AuthResponse } from "./frame.ts";
-import { aesCfbDecrypt, aesCfbEncrypt, kdfa } from "./kdf.ts";
+import { aesCfbDecrypt, aesCfbEncrypt } from "./kdf.ts";
+import { cpHash, parameterCfbKey, rpHash, sessionHmac, sessionHmacValid, trimAuth } from "./session_digests.ts";
 import { TPMA_SESSION, type TPMT_SYM_DEF } from "./structures.ts";
-import { sameBytes, u32be } from "./bytes.ts";
+import { sameBytes } from "./bytes.ts";
 
 /** What a session sees of a command before it is framed. */
 export interface CommandContext {
@@ -73,23 +73,6 @@ export class SessionError extends TpmLibraryError {
 
 const EMPTY = new Uint8Array(0);
 const CONTINUE = TPMA_SESSION.of("continueSession");
-
-/** authValues are used without trailing zero bytes (Part 1 §19.6.4; ms-tpm-20-ref MemoryRemoveTrailingZeros). */
-export function trimAuth(v: Uint8Array): Uint8Array {
-  let n = v.length;
-  while (n > 0 && v[n - 1] === 0) n--;
-  return v.subarray(0, n);
-}
-
-/** cpHash = H(u32 commandCode ‖ Name(h1) ‖ Name(h2) ‖ Name(h3) ‖ parameters) (Part 1 §18.7). */
-export function cpHash(alg: number, code: number, names: readonly Uint8Array[], parameters: Uint8Array): Uint8Array {
-  return hash(alg, u32be(code), ...names, parameters);
-}
-
-/** rpHash = H(u32 responseCode (0) ‖ u32 commandCode ‖ parameters) (Part 1 §18.8). */
-export function rpHash(alg: number, code: number, parameters: Uint8Array): Uint8Array {
-  return hash(alg, u32be(0), u32be(code), parameters);
-}
 
 /** A password authorization (TPM_RS_PW): the authValue travels in clear as the "hmac". */
 export class PasswordSession implements Session {
@@ -251,11 +234,7 @@ export class AuthSession implements Session {
       sameBytes(ctx.entityName, this.#bindName) && sameBytes(trimAuth(authValue), this.#bindAuth ?? EMPTY);
     const cp = cpHash(this.authHash, ctx.def.code, ctx.names, ctx.parameters);
     const key = this.#hmacKey(authValue);
-    const mac = hmac(
-      hashFor(this.authHash),
-      key,
-      concat(cp, this.#nonceCaller, this.#nonceTPM, ...ctx.extraNonces, Uint8Array.of(attrs)),
-    );
+    const mac = sessionHmac(this.authHash, key, cp, this.#nonceCaller, this.#nonceTPM, attrs, ctx.extraNonces);
     return { sessionHandle: this.handle, nonce: this.#nonceCaller, sessionAttributes: attrs, hmac: mac };
   }
 
@@ -268,14 +247,8 @@ export class AuthSession implements Session {
     if (this.kind === "policy" && this.policyPassword) return;
     const rp = rpHash(this.authHash, ctx.def.code, ctx.parameters);
     const key = this.#hmacKey(authValue);
-    const expected = hmac(
-      hashFor(this.authHash),
-      key,
-      concat(rp, auth.nonce, this.#nonceCaller, Uint8Array.of(auth.sessionAttributes)),
-    );
-    // The empty-HMAC rule (spec/tpm.md §3): with an empty key the TPM may answer an empty HMAC.
-    if (auth.hmac.length === 0 && key.length === 0) return;
-    if (auth.hmac.length !== expected.length || !timingSafeEqual(auth.hmac, expected)) {
+    const expected = sessionHmac(this.authHash, key, rp, auth.nonce, this.#nonceCaller, auth.sessionAttributes);
+    if (!sessionHmacValid(auth.hmac, expected, key)) {
       throw new SessionError(
         `the response HMAC of ${ctx.def.name} does not verify for session 0x${this.handle.toString(16)}: ` +
           `the response was altered or the session keys disagree`,
@@ -297,9 +270,7 @@ export class AuthSession implements Session {
     }
     // Unlike the HMAC key, the CFB key includes the authorized entity's authValue even when the
     // session is bound to it or is a policy session (ms-tpm-20-ref SessionProcess.c, ParseSessionBuffer).
-    const value = concat(this.#sessionKey, authValue);
-    const bytes = kdfa(this.authHash, value, "CFB", u, v, keyBits + 128);
-    return { key: bytes.subarray(0, keyBits / 8), iv: bytes.subarray(keyBits / 8) };
+    return parameterCfbKey(this.authHash, keyBits, concat(this.#sessionKey, authValue), u, v);
   }
 }
 

@@ -1,6 +1,6 @@
 /** A software key acting as an AK: a node:crypto key pair, its TPMT_PUBLIC, and a signer making TPMT_SIGNATUREs. */
 import { constants, generateKeyPairSync, sign } from "node:crypto";
-import { AK_ATTRIBUTES } from "../../src/tpm/ak.ts";
+import { AK_ATTRIBUTES } from "../../src/tpm/templates.ts";
 import { TPM_ALG, TPM_ECC_CURVE } from "../../src/tpm/constants.ts";
 import type { TPMT_PUBLIC, TPMT_SIGNATURE } from "../../src/tpm/structures.ts";
 

@@ -22,7 +22,7 @@ import {
   StartAuthSession,
 } from "../../src/tpm/commands.ts";
 import { RC_MODIFIER, TPM_ALG, TPM_RC, TPM_RH, TPM_SE } from "../../src/tpm/constants.ts";
-import { EK_TEMPLATES } from "../../src/tpm/ek.ts";
+import { EK_TEMPLATES } from "../../src/tpm/templates.ts";
 import { kdfa } from "../../src/tpm/kdf.ts";
 import { createPrimary } from "../../src/tpm/objects.ts";
 import { startAuthSession } from "../../src/tpm/session_start.ts";

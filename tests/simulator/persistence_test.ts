@@ -13,7 +13,8 @@ import { createAk, loadAk, type SavedAk } from "../../src/tpm/ak.ts";
 import { Tpm } from "../../src/tpm/client.ts";
 import { Shutdown, Startup } from "../../src/tpm/commands.ts";
 import { TPM_ALG, TPM_RH, TPM_SU } from "../../src/tpm/constants.ts";
-import { createEk, EK_TEMPLATES, persistentEk, releaseEk } from "../../src/tpm/ek.ts";
+import { createEk, persistentEk, releaseEk } from "../../src/tpm/ek.ts";
+import { EK_TEMPLATES } from "../../src/tpm/templates.ts";
 import { createPrimary, flush } from "../../src/tpm/objects.ts";
 import { quote } from "../../src/tpm/quote.ts";
 

@@ -31,18 +31,20 @@ import { concat, hash } from "../../src/tpm/crypto.ts";
 import { kdfa } from "../../src/tpm/kdf.ts";
 import { encode } from "../../src/tpm/marshal.ts";
 import {
-  emptyPolicy,
   policyAuthValue,
-  policyAuthValueDigest,
   policyCommandCode,
-  policyCommandCodeDigest,
   policyGetDigest,
   policyOR,
-  policyOrDigest,
   policyPassword,
   policySecret,
-  policySecretDigest,
 } from "../../src/tpm/policy.ts";
+import {
+  emptyPolicy,
+  policyAuthValueDigest,
+  policyCommandCodeDigest,
+  policyOrDigest,
+  policySecretDigest,
+} from "../../src/tpm/session_digests.ts";
 import { secretEncrypt } from "../../src/tpm/secret.ts";
 import { flushSession, startAuthSession } from "../../src/tpm/session_start.ts";
 import { AES_128_CFB, type AuthSession, PasswordSession, SessionError, SYM_NULL } from "../../src/tpm/sessions.ts";

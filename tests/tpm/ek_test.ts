@@ -10,8 +10,6 @@ import { TPM_ALG, TPM_RC } from "../../src/tpm/constants.ts";
 import { publicKeyOf, sameKey } from "../../src/tpm/crypto.ts";
 import {
   createEk,
-  ekPolicyA,
-  ekPolicyB,
   ekReport,
   persistentEk,
   readEkCertChain,
@@ -19,6 +17,7 @@ import {
   releaseEk,
   splitDer,
 } from "../../src/tpm/ek.ts";
+import { ekPolicyA, ekPolicyB } from "../../src/tpm/templates.ts";
 import { TpmResponseError } from "../../src/tpm/errors.ts";
 import { nvDefine, nvUndefine, nvWrite } from "../../src/tpm/nv.ts";
 import { openTransport } from "../../src/tpm/transport/uri.ts";

@@ -10,21 +10,17 @@ import { Tpm } from "../../src/tpm/client.ts";
 import { Create, CreatePrimary, GetRandom, Hash, NV_Read } from "../../src/tpm/commands.ts";
 import { TPM_ALG, TPM_RC, TPM_RH } from "../../src/tpm/constants.ts";
 import { TpmResponseError } from "../../src/tpm/errors.ts";
-import { EK_TEMPLATES, POLICY_A_SHA256 } from "../../src/tpm/ek.ts";
+import { EK_TEMPLATES, POLICY_A_SHA256 } from "../../src/tpm/templates.ts";
 import { createPrimary, flush } from "../../src/tpm/objects.ts";
 import { nvRead, nvReadPublic } from "../../src/tpm/nv.ts";
+import { policyAuthValue, policyCommandCode, policyGetDigest, policyOR, policySecret } from "../../src/tpm/policy.ts";
 import {
   emptyPolicy,
-  policyAuthValue,
   policyAuthValueDigest,
-  policyCommandCode,
   policyCommandCodeDigest,
-  policyGetDigest,
-  policyOR,
   policyOrDigest,
-  policySecret,
   policySecretDigest,
-} from "../../src/tpm/policy.ts";
+} from "../../src/tpm/session_digests.ts";
 import { flushSession, startAuthSession } from "../../src/tpm/session_start.ts";
 import { SessionError } from "../../src/tpm/sessions.ts";
 import { openTransport } from "../../src/tpm/transport/uri.ts";

@@ -14,7 +14,7 @@ import {
 } from "../../src/tpm/frame.ts";
 import { decode, encode } from "../../src/tpm/marshal.ts";
 import { TPMT_PUBLIC } from "../../src/tpm/structures.ts";
-import { EK_TEMPLATES } from "../../src/tpm/ek.ts";
+import { EK_TEMPLATES } from "../../src/tpm/templates.ts";
 import { rawHex, rawPairs, toHex, tracePairs, type VectorPair } from "../helpers/vectors.ts";
 
 function roundTrip(v: VectorPair) {
