@@ -10,7 +10,6 @@ import { handleType, TPM_HT, TPM_RC, TPM_RH } from "../src/tpm/constants.ts";
 import { nvName, objectName } from "../src/tpm/crypto.ts";
 import { MarshalError } from "../src/tpm/errors.ts";
 import { type CommandFrame, decodeCommandFrame, encodeResponseFrame, parameterNumber } from "../src/tpm/frame.ts";
-import { decode, encode } from "../src/tpm/marshal.ts";
 import { TPMA_NV, TPMA_OBJECT } from "../src/tpm/structures.ts";
 import { type ActiveSession, checkSessions, type Entity, respondSessions } from "./auth.ts";
 import type { TpmEngine } from "./engine.ts";
@@ -18,8 +17,18 @@ import { handleBytes, type SimObject } from "./object.ts";
 import { rc, rcHandle, rcParam, TpmRc } from "./rc.ts";
 import { freshVolatile, type Persistent, type SimSession, type Volatile } from "./state.ts";
 
-/** A command handler: named arguments in, named response values out (response handle included). */
-export type Handler = (tpm: SimTpm, args: Record<string, unknown>, call: Call) => unknown;
+/** A command's handler as registered by handle() (handlers/index.ts), its types checked there. */
+export interface Handler {
+  readonly def: AnyCommand;
+  /** Decode the parameters (MarshalError when they do not) into a run of the handler. */
+  prepare(handles: readonly number[], parameters: Uint8Array): (tpm: SimTpm, call: Call) => Promise<HandlerOutput>;
+}
+
+/** A handler's response handle (if the command has one) and its response parameters, marshalled. */
+export interface HandlerOutput {
+  readonly handles: number[];
+  readonly parameters: Uint8Array;
+}
 
 /** What a handler knows about the call besides its arguments. */
 export interface Call {
@@ -246,18 +255,13 @@ export class SimTpm implements TpmEngine {
       onAuthFailure: () => this.persistent.failedTries++,
     });
 
-    let params: Record<string, unknown>;
+    let run: ReturnType<Handler["prepare"]>;
     try {
-      params = decode(def.params, parameters) as Record<string, unknown>;
+      run = handler.prepare(frame.handles, parameters);
     } catch (e) {
       throw parameterFault(def, e);
     }
-    const args: Record<string, unknown> = { ...params };
-    def.handles.forEach(([name], i) => (args[name] = frame.handles[i]));
-
-    const values = (await handler(this, args, { def, locality, sessions: active })) as Record<string, unknown>;
-    const handles = def.responseHandle === undefined ? [] : [values[def.responseHandle] as number];
-    const rawParams = encode(def.response, values as never);
+    const { handles, parameters: rawParams } = await run(this, { def, locality, sessions: active });
     const { parameters: outParams, auths } = respondSessions(def, active, rawParams, (e) => this.#authValueNow(e));
     this.#afterUse(active);
     return encodeResponseFrame({ rc: TPM_RC.SUCCESS, handles, parameters: outParams, auths });

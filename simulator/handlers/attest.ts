@@ -8,18 +8,20 @@ import { CredentialError, makeCredential, unwrapCredential } from "../../src/tpm
 import { kdfa } from "../../src/tpm/kdf.ts";
 import { encode } from "../../src/tpm/marshal.ts";
 import { secretDecrypt, SecretError } from "../../src/tpm/secret.ts";
+import type { CommandArgs, ResponseArgs } from "../../src/tpm/command.ts";
+import { ActivateCredential, Certify, MakeCredential, Quote } from "../../src/tpm/commands.ts";
 import {
+  publicAsym,
   TPMA_OBJECT,
   TPMS_ATTEST,
   type TPMS_ATTEST as Attest,
-  type TPMS_PCR_SELECTION,
   type TPMT_SIG_SCHEME,
 } from "../../src/tpm/structures.ts";
 import { privateKeyOf, signWith, type SimObject } from "../object.ts";
 import { rcHandle, rcParam, TpmRc } from "../rc.ts";
 import type { SimTpm } from "../sim_tpm.ts";
 import { FIRMWARE_VERSION } from "./firmware.ts";
-import type { HandlerGroup } from "./index.ts";
+import { handle } from "./index.ts";
 import { hierarchyState, selectedPcrValues } from "./objects.ts";
 
 /** The scheme a signature uses: the key's own, or the caller's when the key has none (Part 3 §18.2). */
@@ -27,17 +29,18 @@ function signingScheme(key: SimObject, inScheme: TPMT_SIG_SCHEME, n: number): { 
   const a = key.public.objectAttributes;
   if (!TPMA_OBJECT.has(a, "sign")) throw rcHandle(TPM_RC.KEY, n);
   if (!key.privateJwk) throw rcHandle(TPM_RC.KEY, n);
-  const own = (key.public.parameters as { scheme: TPMT_SIG_SCHEME }).scheme;
+  const own = publicAsym(key.public).scheme;
   const given = inScheme.scheme === TPM_ALG.NULL ? undefined : inScheme;
   if (
-    own.scheme !== TPM_ALG.NULL && given && (given.scheme !== own.scheme ||
-      (given.details as { hashAlg: number }).hashAlg !== (own.details as { hashAlg: number }).hashAlg)
+    own.scheme !== TPM_ALG.NULL && given &&
+    (given.scheme !== own.scheme || given.details?.hashAlg !== own.details?.hashAlg)
   ) {
     throw rcParam(TPM_RC.SCHEME, 2);
   }
   const chosen = own.scheme !== TPM_ALG.NULL ? own : given;
-  if (!chosen) throw rcParam(TPM_RC.SCHEME, 2);
-  return { scheme: chosen.scheme, hashAlg: (chosen.details as { hashAlg: number }).hashAlg };
+  const hashAlg = chosen?.details?.hashAlg;
+  if (!chosen || hashAlg === undefined) throw rcParam(TPM_RC.SCHEME, 2);
+  return { scheme: chosen.scheme, hashAlg };
 }
 
 /**
@@ -75,10 +78,7 @@ function sign(signer: SimObject, s: { scheme: number; hashAlg: number }, attest:
   return { attest, signature: signWith(signer, s.scheme, s.hashAlg, bytes) };
 }
 
-function quote(
-  tpm: SimTpm,
-  args: { signHandle: number; qualifyingData: Uint8Array; inScheme: TPMT_SIG_SCHEME; PCRselect: TPMS_PCR_SELECTION[] },
-) {
+function quote(tpm: SimTpm, args: CommandArgs<typeof Quote>): ResponseArgs<typeof Quote> {
   const signer = tpm.object(args.signHandle, 1);
   const s = signingScheme(signer, args.inScheme, 1);
   checkQualifyingData(args.qualifyingData, s.hashAlg);
@@ -92,10 +92,7 @@ function quote(
   return { quoted: r.attest, signature: r.signature };
 }
 
-function certify(
-  tpm: SimTpm,
-  args: { objectHandle: number; signHandle: number; qualifyingData: Uint8Array; inScheme: TPMT_SIG_SCHEME },
-) {
+function certify(tpm: SimTpm, args: CommandArgs<typeof Certify>): ResponseArgs<typeof Certify> {
   const object = tpm.object(args.objectHandle, 1);
   const signer = tpm.object(args.signHandle, 2);
   const s = signingScheme(signer, args.inScheme, 2);
@@ -120,8 +117,8 @@ function asRc(e: unknown, param: number): never {
 
 async function makeCredentialCmd(
   tpm: SimTpm,
-  args: { handle: number; credential: Uint8Array; objectName: Uint8Array },
-) {
+  args: CommandArgs<typeof MakeCredential>,
+): Promise<ResponseArgs<typeof MakeCredential>> {
   const key = tpm.object(args.handle, 1);
   try {
     return await makeCredential(key.public, args.objectName, args.credential);
@@ -132,8 +129,8 @@ async function makeCredentialCmd(
 
 function activateCredential(
   tpm: SimTpm,
-  args: { activateHandle: number; keyHandle: number; credentialBlob: Uint8Array; secret: Uint8Array },
-) {
+  args: CommandArgs<typeof ActivateCredential>,
+): ResponseArgs<typeof ActivateCredential> {
   const activate = tpm.object(args.activateHandle, 1);
   const key = tpm.object(args.keyHandle, 2);
   if (!TPMA_OBJECT.has(key.public.objectAttributes, "decrypt") || !key.privateJwk) throw rcHandle(TPM_RC.TYPE, 2);
@@ -150,9 +147,9 @@ function activateCredential(
   }
 }
 
-export const attest: HandlerGroup = {
-  Quote: (tpm, args) => quote(tpm, args as never),
-  Certify: (tpm, args) => certify(tpm, args as never),
-  MakeCredential: (tpm, args) => makeCredentialCmd(tpm, args as never),
-  ActivateCredential: (tpm, args) => activateCredential(tpm, args as never),
-};
+export const attest = [
+  handle(Quote, quote),
+  handle(Certify, certify),
+  handle(MakeCredential, makeCredentialCmd),
+  handle(ActivateCredential, activateCredential),
+];

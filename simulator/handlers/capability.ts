@@ -5,7 +5,8 @@
  * fits in MAX_CAP_DATA. TPM properties stay within the group (fixed 0x100, variable 0x200) that
  * `property` falls in.
  */
-import { COMMANDS } from "../../src/tpm/commands.ts";
+import type { CommandArgs, ResponseArgs } from "../../src/tpm/command.ts";
+import { COMMANDS, GetCapability } from "../../src/tpm/commands.ts";
 import {
   handleType,
   TPM_ALG,
@@ -23,6 +24,7 @@ import {
   TPMA_CC,
   TPMA_PERMANENT,
   TPMA_STARTUP_CLEAR,
+  type TPMS_CAPABILITY_DATA,
   type TPMS_PCR_SELECTION,
   type TPMS_TAGGED_PROPERTY,
 } from "../../src/tpm/structures.ts";
@@ -30,7 +32,7 @@ import { rcParam } from "../rc.ts";
 import type { SimTpm } from "../sim_tpm.ts";
 import { PCR_BANKS, PCR_COUNT } from "../state.ts";
 import { FIRMWARE_VERSION_1, FIRMWARE_VERSION_2 } from "./firmware.ts";
-import type { HandlerGroup } from "./index.ts";
+import { handle } from "./index.ts";
 import { pcrBitmap, TCB_PCRS } from "./pcr.ts";
 
 /** MAX_CAP_BUFFER less the capability and count fields (Part 2 Table 4). */
@@ -304,14 +306,11 @@ function page<T>(items: readonly T[], count: number, max: number): { items: T[];
   return { items: items.slice(0, n), more: items.length > n };
 }
 
-interface Args {
-  capability: number;
-  property: number;
-  propertyCount: number;
-}
-
-function getCapability(tpm: SimTpm, { capability, property, propertyCount: count }: Args) {
-  let r: { items: unknown[]; more: boolean };
+function getCapability(
+  tpm: SimTpm,
+  { capability, property, propertyCount: count }: CommandArgs<typeof GetCapability>,
+): ResponseArgs<typeof GetCapability> {
+  let r: { items: TPMS_CAPABILITY_DATA["data"]; more: boolean };
   switch (capability) {
     case TPM_CAP.ALGS:
       r = page(ALGORITHMS.filter((a) => a.alg >= property), count, MAX.algs);
@@ -347,6 +346,4 @@ function getCapability(tpm: SimTpm, { capability, property, propertyCount: count
   return { moreData: r.more, capabilityData: { capability, data: r.items } };
 }
 
-export const capability: HandlerGroup = {
-  GetCapability: (tpm, args) => getCapability(tpm, args as unknown as Args),
-};
+export const capability = [handle(GetCapability, getCapability)];

@@ -4,7 +4,7 @@
  * and make objects persistent.
  */
 import type { CommandArgs, ResponseArgs } from "../../src/tpm/command.ts";
-import type { ContextLoad, ContextSave, EvictControl, FlushContext } from "../../src/tpm/commands.ts";
+import { ContextLoad, ContextSave, EvictControl, FlushContext } from "../../src/tpm/commands.ts";
 import { HANDLE_RANGE, handleType, TPM_HT, TPM_RC, TPM_RH } from "../../src/tpm/constants.ts";
 import { TPMA_OBJECT } from "../../src/tpm/structures.ts";
 import {
@@ -20,7 +20,7 @@ import {
 import { rc, rcHandle, rcParam } from "../rc.ts";
 import type { SimTpm } from "../sim_tpm.ts";
 import type { Volatile } from "../state.ts";
-import type { HandlerGroup } from "./index.ts";
+import { handle } from "./index.ts";
 import { policyExtras, restorePolicyExtras } from "./policy.ts";
 
 type Args<C> = CommandArgs<C>;
@@ -164,9 +164,9 @@ async function evictControl(tpm: SimTpm, a: Args<typeof EvictControl>): Promise<
   return {};
 }
 
-export const context: HandlerGroup = {
-  FlushContext: (tpm, args) => flushContext(tpm, args as Args<typeof FlushContext>),
-  ContextSave: (tpm, args) => contextSave(tpm, args as Args<typeof ContextSave>),
-  ContextLoad: (tpm, args) => contextLoad(tpm, args as Args<typeof ContextLoad>),
-  EvictControl: (tpm, args) => evictControl(tpm, args as Args<typeof EvictControl>),
-};
+export const context = [
+  handle(FlushContext, flushContext),
+  handle(ContextSave, contextSave),
+  handle(ContextLoad, contextLoad),
+  handle(EvictControl, evictControl),
+];

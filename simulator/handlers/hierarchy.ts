@@ -2,12 +2,14 @@
  * Hierarchy commands (Part 3 §24.6, §24.8, §25.2): TPM2_Clear, TPM2_HierarchyChangeAuth and
  * TPM2_DictionaryAttackLockReset, as ms-tpm-20-ref Clear.c / HierarchyChangeAuth.c do them.
  */
+import type { CommandArgs, ResponseArgs } from "../../src/tpm/command.ts";
+import { Clear, DictionaryAttackLockReset, HierarchyChangeAuth } from "../../src/tpm/commands.ts";
 import { DIGEST_SIZE, TPM_RC, TPM_RH } from "../../src/tpm/constants.ts";
 import { trimAuth } from "../../src/tpm/session_digests.ts";
 import { TPMA_NV } from "../../src/tpm/structures.ts";
 import { rcHandle, rcParam } from "../rc.ts";
 import type { SimTpm } from "../sim_tpm.ts";
-import type { HandlerGroup } from "./index.ts";
+import { handle } from "./index.ts";
 import { pcrChanged, TICKET_HASH } from "./pcr.ts";
 
 const EMPTY = new Uint8Array(0);
@@ -19,7 +21,7 @@ const EMPTY = new Uint8Array(0);
  * resetCount and restartCount back to zero, Safe YES. The endorsement seed stays, so the EK (and
  * its certificate in platform NV) survive.
  */
-async function clear(tpm: SimTpm, { authHandle }: { authHandle: number }) {
+async function clear(tpm: SimTpm, { authHandle }: CommandArgs<typeof Clear>): Promise<ResponseArgs<typeof Clear>> {
   if (authHandle !== TPM_RH.LOCKOUT && authHandle !== TPM_RH.PLATFORM) throw rcHandle(TPM_RC.VALUE, 1);
   const p = tpm.persistent;
   p.owner.seed = tpm.random(p.owner.seed.length);
@@ -50,7 +52,10 @@ async function clear(tpm: SimTpm, { authHandle }: { authHandle: number }) {
  * integrity digest. It takes effect for the next command (a password session's response has no
  * HMAC to compute with it).
  */
-async function hierarchyChangeAuth(tpm: SimTpm, { authHandle, newAuth }: { authHandle: number; newAuth: Uint8Array }) {
+async function hierarchyChangeAuth(
+  tpm: SimTpm,
+  { authHandle, newAuth }: CommandArgs<typeof HierarchyChangeAuth>,
+): Promise<ResponseArgs<typeof HierarchyChangeAuth>> {
   const p = tpm.persistent;
   const set: Readonly<Record<number, (v: Uint8Array) => void>> = {
     [TPM_RH.OWNER]: (v) => (p.owner.authValue = v),
@@ -67,15 +72,18 @@ async function hierarchyChangeAuth(tpm: SimTpm, { authHandle, newAuth }: { authH
   return {};
 }
 
-async function dictionaryAttackLockReset(tpm: SimTpm, { lockHandle }: { lockHandle: number }) {
+async function dictionaryAttackLockReset(
+  tpm: SimTpm,
+  { lockHandle }: CommandArgs<typeof DictionaryAttackLockReset>,
+): Promise<ResponseArgs<typeof DictionaryAttackLockReset>> {
   if (lockHandle !== TPM_RH.LOCKOUT) throw rcHandle(TPM_RC.VALUE, 1);
   tpm.persistent.failedTries = 0;
   await tpm.save();
   return {};
 }
 
-export const hierarchy: HandlerGroup = {
-  Clear: (tpm, args) => clear(tpm, args as { authHandle: number }),
-  HierarchyChangeAuth: (tpm, args) => hierarchyChangeAuth(tpm, args as { authHandle: number; newAuth: Uint8Array }),
-  DictionaryAttackLockReset: (tpm, args) => dictionaryAttackLockReset(tpm, args as { lockHandle: number }),
-};
+export const hierarchy = [
+  handle(Clear, clear),
+  handle(HierarchyChangeAuth, hierarchyChangeAuth),
+  handle(DictionaryAttackLockReset, dictionaryAttackLockReset),
+];

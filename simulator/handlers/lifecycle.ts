@@ -2,18 +2,23 @@
  * Start-up and shut-down (Part 1 §12; Part 3 §9-§10): TPM Reset, Restart and Resume, with the
  * counters and PCRs each keeps or clears, and the clock's `safe` flag.
  */
+import type { CommandArgs, ResponseArgs } from "../../src/tpm/command.ts";
+import { SelfTest, Shutdown, Startup } from "../../src/tpm/commands.ts";
 import { TPM_RC, TPM_SU } from "../../src/tpm/constants.ts";
 import { rcParam } from "../rc.ts";
 import type { SimTpm } from "../sim_tpm.ts";
 import { freshNullHierarchy, resetPcrs } from "../state.ts";
 import { nvStartup } from "./nv.ts";
-import type { HandlerGroup } from "./index.ts";
+import { handle } from "./index.ts";
 
 function copyPcrs(p: Map<number, Uint8Array[]>): Map<number, Uint8Array[]> {
   return new Map([...p].map(([alg, values]) => [alg, values.map((v) => v.slice())]));
 }
 
-async function startup(tpm: SimTpm, { startupType }: { startupType: number }) {
+async function startup(
+  tpm: SimTpm,
+  { startupType }: CommandArgs<typeof Startup>,
+): Promise<ResponseArgs<typeof Startup>> {
   const p = tpm.persistent;
   if (startupType === TPM_SU.STATE) {
     // TPM Resume: only after TPM2_Shutdown(STATE).
@@ -45,7 +50,10 @@ async function startup(tpm: SimTpm, { startupType }: { startupType: number }) {
   return {};
 }
 
-async function shutdown(tpm: SimTpm, { shutdownType }: { shutdownType: number }) {
+async function shutdown(
+  tpm: SimTpm,
+  { shutdownType }: CommandArgs<typeof Shutdown>,
+): Promise<ResponseArgs<typeof Shutdown>> {
   const p = tpm.persistent;
   if (shutdownType === TPM_SU.STATE) {
     p.shutdown = "state";
@@ -61,8 +69,4 @@ async function shutdown(tpm: SimTpm, { shutdownType }: { shutdownType: number })
   return {};
 }
 
-export const lifecycle: HandlerGroup = {
-  Startup: (tpm, args) => startup(tpm, args as { startupType: number }),
-  Shutdown: (tpm, args) => shutdown(tpm, args as { shutdownType: number }),
-  SelfTest: () => ({}),
-};
+export const lifecycle = [handle(Startup, startup), handle(Shutdown, shutdown), handle(SelfTest, () => ({}))];

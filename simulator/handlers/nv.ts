@@ -4,14 +4,16 @@
  * not implement, and ms-tpm-20-ref refuses to define them then too. Checks and their order follow
  * ms-tpm-20-ref NV_DefineSpace.c, NV_Read.c, NV_Write.c and NvReadAccessChecks/NvWriteAccessChecks.
  */
+import type { CommandArgs, ResponseArgs } from "../../src/tpm/command.ts";
+import { NV_DefineSpace, NV_Read, NV_ReadPublic, NV_UndefineSpace, NV_Write } from "../../src/tpm/commands.ts";
 import { DIGEST_SIZE, handleType, TPM_HT, TPM_RC, TPM_RH } from "../../src/tpm/constants.ts";
 import { nvName } from "../../src/tpm/crypto.ts";
 import { trimAuth } from "../../src/tpm/session_digests.ts";
-import { nvIndexType, TPMA_NV, type TPMS_NV_PUBLIC } from "../../src/tpm/structures.ts";
+import { nvIndexType, TPMA_NV } from "../../src/tpm/structures.ts";
 import { rc, rcHandle, rcParam } from "../rc.ts";
 import type { Call, SimTpm } from "../sim_tpm.ts";
 import type { NvIndex, Persistent } from "../state.ts";
-import type { HandlerGroup } from "./index.ts";
+import { handle } from "./index.ts";
 import { HASH_ALGS } from "./pcr.ts";
 
 /** TPM_PT_NV_INDEX_MAX and TPM_PT_NV_BUFFER_MAX (capability.ts reports the same). */
@@ -38,13 +40,10 @@ function index(tpm: SimTpm, handle: number, n: number): NvIndex {
   return nv;
 }
 
-interface DefineArgs {
-  authHandle: number;
-  auth: Uint8Array;
-  publicInfo: TPMS_NV_PUBLIC;
-}
-
-async function defineSpace(tpm: SimTpm, { authHandle, auth, publicInfo: pub }: DefineArgs) {
+async function defineSpace(
+  tpm: SimTpm,
+  { authHandle, auth, publicInfo: pub }: CommandArgs<typeof NV_DefineSpace>,
+): Promise<ResponseArgs<typeof NV_DefineSpace>> {
   provision(authHandle);
   const a = pub.attributes;
   // What unmarshalling TPM2B_NV_PUBLIC refuses.
@@ -80,7 +79,10 @@ async function defineSpace(tpm: SimTpm, { authHandle, auth, publicInfo: pub }: D
   return {};
 }
 
-async function undefineSpace(tpm: SimTpm, { authHandle, nvIndex }: { authHandle: number; nvIndex: number }) {
+async function undefineSpace(
+  tpm: SimTpm,
+  { authHandle, nvIndex }: CommandArgs<typeof NV_UndefineSpace>,
+): Promise<ResponseArgs<typeof NV_UndefineSpace>> {
   provision(authHandle);
   const nv = index(tpm, nvIndex, 2);
   if (has(nv.public.attributes, "POLICY_DELETE")) throw rcHandle(TPM_RC.ATTRIBUTES, 2);
@@ -91,7 +93,7 @@ async function undefineSpace(tpm: SimTpm, { authHandle, nvIndex }: { authHandle:
   return {};
 }
 
-function readPublic(tpm: SimTpm, { nvIndex }: { nvIndex: number }) {
+function readPublic(tpm: SimTpm, { nvIndex }: CommandArgs<typeof NV_ReadPublic>): ResponseArgs<typeof NV_ReadPublic> {
   const nv = index(tpm, nvIndex, 1);
   return { nvPublic: nv.public, nvName: nvName(nv.public) };
 }
@@ -124,14 +126,11 @@ function checkAccess(call: Call, authHandle: number, nv: NvIndex, op: "read" | "
   if (!allowed) throw rc(TPM_RC.NV_AUTHORIZATION);
 }
 
-interface ReadArgs {
-  authHandle: number;
-  nvIndex: number;
-  size: number;
-  offset: number;
-}
-
-function read(tpm: SimTpm, { authHandle, nvIndex, size, offset }: ReadArgs, call: Call) {
+function read(
+  tpm: SimTpm,
+  { authHandle, nvIndex, size, offset }: CommandArgs<typeof NV_Read>,
+  call: Call,
+): ResponseArgs<typeof NV_Read> {
   const nv = index(tpm, nvIndex, 2);
   checkAccess(call, authHandle, nv, "read");
   if (!has(nv.public.attributes, "WRITTEN")) throw rc(TPM_RC.NV_UNINITIALIZED);
@@ -141,14 +140,11 @@ function read(tpm: SimTpm, { authHandle, nvIndex, size, offset }: ReadArgs, call
   return { data: nv.data.slice(offset, offset + size) };
 }
 
-interface WriteArgs {
-  authHandle: number;
-  nvIndex: number;
-  data: Uint8Array;
-  offset: number;
-}
-
-async function write(tpm: SimTpm, { authHandle, nvIndex, data, offset }: WriteArgs, call: Call) {
+async function write(
+  tpm: SimTpm,
+  { authHandle, nvIndex, data, offset }: CommandArgs<typeof NV_Write>,
+  call: Call,
+): Promise<ResponseArgs<typeof NV_Write>> {
   // TPM2B_MAX_NV_BUFFER holds at most MAX_NV_BUFFER_SIZE on this TPM (our codec allows more).
   if (data.length > MAX_NV_BUFFER_SIZE) throw rcParam(TPM_RC.SIZE, 1);
   const nv = index(tpm, nvIndex, 2);
@@ -180,10 +176,10 @@ export function nvStartup(p: Persistent, reset: boolean): void {
   }
 }
 
-export const nv: HandlerGroup = {
-  NV_DefineSpace: (tpm, args) => defineSpace(tpm, args as unknown as DefineArgs),
-  NV_UndefineSpace: (tpm, args) => undefineSpace(tpm, args as { authHandle: number; nvIndex: number }),
-  NV_ReadPublic: (tpm, args) => readPublic(tpm, args as { nvIndex: number }),
-  NV_Read: (tpm, args, call) => read(tpm, args as unknown as ReadArgs, call),
-  NV_Write: (tpm, args, call) => write(tpm, args as unknown as WriteArgs, call),
-};
+export const nv = [
+  handle(NV_DefineSpace, defineSpace),
+  handle(NV_UndefineSpace, undefineSpace),
+  handle(NV_ReadPublic, readPublic),
+  handle(NV_Read, read),
+  handle(NV_Write, write),
+];

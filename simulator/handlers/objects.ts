@@ -1,23 +1,18 @@
 /** Object commands (Part 3 §12, §24.1): CreatePrimary, Create, Load, LoadExternal, ReadPublic. */
+import type { CommandArgs, ResponseArgs } from "../../src/tpm/command.ts";
+import { Create, CreatePrimary, Load, LoadExternal, ReadPublic } from "../../src/tpm/commands.ts";
 import { DIGEST_SIZE, HANDLE_RANGE, TPM_ALG, TPM_RC, TPM_RH, TPM_ST } from "../../src/tpm/constants.ts";
 import { concat, hash, objectName } from "../../src/tpm/crypto.ts";
 import { hmac } from "@noble/hashes/hmac";
 import { hashFor } from "../../src/tpm/crypto.ts";
 import { encode } from "../../src/tpm/marshal.ts";
-import {
-  TPMA_OBJECT,
-  TPMS_CREATION_DATA,
-  type TPMS_PCR_SELECTION,
-  type TPMS_SENSITIVE_CREATE,
-  type TPMT_PUBLIC,
-  type TPMT_SENSITIVE,
-} from "../../src/tpm/structures.ts";
+import { TPMA_OBJECT, TPMS_CREATION_DATA, type TPMS_PCR_SELECTION } from "../../src/tpm/structures.ts";
 import { checkTemplate, keyFromSensitive, makeMaterial, sensitiveOf, unwrapPrivate, wrapPrivate } from "../keys.ts";
 import { handleBytes, isStorageParent, makeObject, type SimObject } from "../object.ts";
 import { rc, rcHandle, rcParam } from "../rc.ts";
 import type { Call, SimTpm } from "../sim_tpm.ts";
 import type { HierarchyState } from "../state.ts";
-import type { HandlerGroup } from "./index.ts";
+import { handle } from "./index.ts";
 
 const EMPTY: Uint8Array = new Uint8Array(0);
 
@@ -89,14 +84,14 @@ function creation(
   };
 }
 
-interface CreateArgs {
-  inSensitive: TPMS_SENSITIVE_CREATE;
-  inPublic: TPMT_PUBLIC;
-  outsideInfo: Uint8Array;
-  creationPCR: TPMS_PCR_SELECTION[];
-}
+/** The creation parameters CreatePrimary and Create share. */
+type CreateArgs = Omit<CommandArgs<typeof Create>, "parentHandle">;
 
-function createPrimary(tpm: SimTpm, args: CreateArgs & { primaryHandle: number }, call: Call) {
+function createPrimary(
+  tpm: SimTpm,
+  args: CommandArgs<typeof CreatePrimary>,
+  call: Call,
+): ResponseArgs<typeof CreatePrimary> {
   const h = hierarchyState(tpm, args.primaryHandle);
   checkTemplate(args.inPublic);
   const m = makeMaterial(args.inPublic, {
@@ -126,7 +121,7 @@ function storageParent(tpm: SimTpm, handle: number): SimObject {
   return parent;
 }
 
-function create(tpm: SimTpm, args: CreateArgs & { parentHandle: number }, call: Call) {
+function create(tpm: SimTpm, args: CommandArgs<typeof Create>, call: Call): ResponseArgs<typeof Create> {
   const parent = storageParent(tpm, args.parentHandle);
   checkTemplate(args.inPublic);
   const m = makeMaterial(args.inPublic, { kind: "random", sensitiveData: args.inSensitive.data });
@@ -143,7 +138,7 @@ function create(tpm: SimTpm, args: CreateArgs & { parentHandle: number }, call: 
   };
 }
 
-function load(tpm: SimTpm, args: { parentHandle: number; inPrivate: Uint8Array; inPublic: TPMT_PUBLIC }) {
+function load(tpm: SimTpm, args: CommandArgs<typeof Load>): ResponseArgs<typeof Load> {
   const parent = storageParent(tpm, args.parentHandle);
   checkTemplate(args.inPublic);
   const name = objectName(args.inPublic);
@@ -156,10 +151,7 @@ function load(tpm: SimTpm, args: { parentHandle: number; inPrivate: Uint8Array; 
   return { objectHandle: loadTransient(tpm, o), name: o.name };
 }
 
-function loadExternal(
-  tpm: SimTpm,
-  args: { inPrivate: TPMT_SENSITIVE | null; inPublic: TPMT_PUBLIC; hierarchy: number },
-) {
+function loadExternal(tpm: SimTpm, args: CommandArgs<typeof LoadExternal>): ResponseArgs<typeof LoadExternal> {
   hierarchyState(tpm, args.hierarchy, 3);
   const pub = args.inPublic;
   if (!DIGEST_SIZE[pub.nameAlg]) throw rcParam(TPM_RC.HASH, 2);
@@ -183,17 +175,17 @@ function loadExternal(
   return { objectHandle: loadTransient(tpm, o), name: o.name };
 }
 
-function readPublic(tpm: SimTpm, { objectHandle }: { objectHandle: number }) {
+function readPublic(tpm: SimTpm, { objectHandle }: CommandArgs<typeof ReadPublic>): ResponseArgs<typeof ReadPublic> {
   const o = tpm.object(objectHandle, 1);
   return { outPublic: o.public, name: o.name, qualifiedName: o.qualifiedName };
 }
 
-export const objects: HandlerGroup = {
-  CreatePrimary: (tpm, args, call) => createPrimary(tpm, args as never, call),
-  Create: (tpm, args, call) => create(tpm, args as never, call),
-  Load: (tpm, args) => load(tpm, args as never),
-  LoadExternal: (tpm, args) => loadExternal(tpm, args as never),
-  ReadPublic: (tpm, args) => readPublic(tpm, args as never),
-};
+export const objects = [
+  handle(CreatePrimary, createPrimary),
+  handle(Create, create),
+  handle(Load, load),
+  handle(LoadExternal, loadExternal),
+  handle(ReadPublic, readPublic),
+];
 
 export { rc };

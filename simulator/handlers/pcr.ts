@@ -5,6 +5,8 @@
  * encodes them: which localities may extend or reset each PCR, and which PCRs do not move the
  * pcrUpdateCounter.
  */
+import type { CommandArgs, ResponseArgs } from "../../src/tpm/command.ts";
+import { GetRandom, Hash, PCR_Extend, PCR_Read, PCR_Reset, ReadClock, StirRandom } from "../../src/tpm/commands.ts";
 import { hmac } from "@noble/hashes/hmac";
 import { sha256 } from "@noble/hashes/sha2";
 import {
@@ -18,11 +20,11 @@ import {
   TPM_ST,
 } from "../../src/tpm/constants.ts";
 import { concat, hash } from "../../src/tpm/crypto.ts";
-import type { TPMS_PCR_SELECTION, TPMT_HA } from "../../src/tpm/structures.ts";
+import type { TPMS_PCR_SELECTION } from "../../src/tpm/structures.ts";
 import { rc, rcHandle, rcParam } from "../rc.ts";
 import type { Call, SimTpm } from "../sim_tpm.ts";
 import { PCR_COUNT } from "../state.ts";
-import type { HandlerGroup } from "./index.ts";
+import { handle } from "./index.ts";
 import { u16be } from "../../src/tpm/bytes.ts";
 
 /** Hash algorithms the simulator implements (TPMI_ALG_HASH accepts no other). */
@@ -99,7 +101,7 @@ function checkSelections(selections: readonly TPMS_PCR_SELECTION[], n: number): 
  * At most 8 digests; pcrSelectionOut keeps every bank asked for (an unallocated one with nothing
  * selected) and says which PCRs were read (ms-tpm-20-ref PCRRead; swtpm answers the same, flow-trace/119).
  */
-function pcrRead(tpm: SimTpm, { pcrSelectionIn }: { pcrSelectionIn: TPMS_PCR_SELECTION[] }) {
+function pcrRead(tpm: SimTpm, { pcrSelectionIn }: CommandArgs<typeof PCR_Read>): ResponseArgs<typeof PCR_Read> {
   checkSelections(pcrSelectionIn, 1);
   const pcrValues: Uint8Array[] = [];
   const pcrSelectionOut = pcrSelectionIn.map(({ hash: alg, pcrSelect: asked }) => {
@@ -116,15 +118,19 @@ function pcrRead(tpm: SimTpm, { pcrSelectionIn }: { pcrSelectionIn: TPMS_PCR_SEL
 }
 
 /** PCR := H(PCR ‖ digest) in each listed bank; banks that are not allocated are skipped. */
-function pcrExtend(tpm: SimTpm, { pcrHandle, digests }: { pcrHandle: number; digests: TPMT_HA[] }, call: Call) {
+function pcrExtend(
+  tpm: SimTpm,
+  { pcrHandle, digests }: CommandArgs<typeof PCR_Extend>,
+  call: Call,
+): ResponseArgs<typeof PCR_Extend> {
   for (const d of digests) if (d.hashAlg !== TPM_ALG.NULL && !HASH_ALGS.has(d.hashAlg)) throw rcParam(TPM_RC.HASH, 1);
   if (pcrHandle === TPM_RH.NULL) return {};
   const pcr = pcrIndex(pcrHandle);
   if (!(PCR_ATTRIBUTES[pcr]!.extendLocality & localityBit(call.locality))) throw rc(TPM_RC.LOCALITY);
   for (const { hashAlg, digest } of digests) {
     const bank = tpm.volatile.pcrs.get(hashAlg);
-    if (!bank) continue;
-    bank[pcr] = hash(hashAlg, bank[pcr]!, digest as Uint8Array);
+    if (!bank || digest === null) continue;
+    bank[pcr] = hash(hashAlg, bank[pcr]!, digest);
     // Once per bank, as ms-tpm-20-ref PCRExtend does.
     pcrChanged(tpm, pcr);
   }
@@ -132,7 +138,11 @@ function pcrExtend(tpm: SimTpm, { pcrHandle, digests }: { pcrHandle: number; dig
 }
 
 /** Zero a resettable PCR in every bank. Locality 4 resets nothing: PCR 17 is the DRTM PCR. */
-function pcrReset(tpm: SimTpm, { pcrHandle }: { pcrHandle: number }, call: Call) {
+function pcrReset(
+  tpm: SimTpm,
+  { pcrHandle }: CommandArgs<typeof PCR_Reset>,
+  call: Call,
+): ResponseArgs<typeof PCR_Reset> {
   const pcr = pcrIndex(pcrHandle);
   const allowed = call.locality !== 4 && (PCR_ATTRIBUTES[pcr]!.resetLocality & localityBit(call.locality)) !== 0;
   if (!allowed) throw rc(TPM_RC.LOCALITY);
@@ -176,7 +186,7 @@ function startsWithGenerated(data: Uint8Array): boolean {
   return data.length >= 4 && new DataView(data.buffer, data.byteOffset).getUint32(0) === TPM_GENERATED_VALUE;
 }
 
-function hashCommand(tpm: SimTpm, args: { data: Uint8Array; hashAlg: number; hierarchy: number }) {
+function hashCommand(tpm: SimTpm, args: CommandArgs<typeof Hash>): ResponseArgs<typeof Hash> {
   if (!HASH_ALGS.has(args.hashAlg)) throw rcParam(TPM_RC.HASH, 2);
   if (!HIERARCHIES.has(args.hierarchy)) throw rcParam(TPM_RC.VALUE, 3);
   const outHash = hash(args.hashAlg, args.data);
@@ -187,7 +197,7 @@ function hashCommand(tpm: SimTpm, args: { data: Uint8Array; hashAlg: number; hie
 /** Clock at the first ReadClock since _TPM_Init, per volatile state: TPMS_TIME_INFO.time counts from there. */
 const timeBase = new WeakMap<object, bigint>();
 
-function readClock(tpm: SimTpm) {
+function readClock(tpm: SimTpm): ResponseArgs<typeof ReadClock> {
   const clock = tpm.tickClock();
   const base = timeBase.get(tpm.volatile) ?? clock;
   timeBase.set(tpm.volatile, base);
@@ -200,16 +210,14 @@ function readClock(tpm: SimTpm) {
   };
 }
 
-export const pcr: HandlerGroup = {
-  PCR_Read: (tpm, args) => pcrRead(tpm, args as { pcrSelectionIn: TPMS_PCR_SELECTION[] }),
-  PCR_Extend: (tpm, args, call) => pcrExtend(tpm, args as { pcrHandle: number; digests: TPMT_HA[] }, call),
-  PCR_Reset: (tpm, args, call) => pcrReset(tpm, args as { pcrHandle: number }, call),
+export const pcr = [
+  handle(PCR_Read, pcrRead),
+  handle(PCR_Extend, pcrExtend),
+  handle(PCR_Reset, pcrReset),
   // At most sizeof(TPMU_HA) bytes per call (Part 3 §16.1).
-  GetRandom: (tpm, args) => ({
-    randomBytes: tpm.random(Math.min((args as { bytesRequested: number }).bytesRequested, 64)),
-  }),
+  handle(GetRandom, (tpm, { bytesRequested }) => ({ randomBytes: tpm.random(Math.min(bytesRequested, 64)) })),
   // The host CSPRNG takes no caller input; accepting it is allowed, since added input never weakens a DRBG.
-  StirRandom: () => ({}),
-  Hash: (tpm, args) => hashCommand(tpm, args as { data: Uint8Array; hashAlg: number; hierarchy: number }),
-  ReadClock: (tpm) => readClock(tpm),
-};
+  handle(StirRandom, () => ({})),
+  handle(Hash, hashCommand),
+  handle(ReadClock, readClock),
+];

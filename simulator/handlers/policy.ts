@@ -6,7 +6,7 @@
  */
 import { createHmac } from "node:crypto";
 import type { CommandArgs, ResponseArgs } from "../../src/tpm/command.ts";
-import type {
+import {
   PolicyAuthValue,
   PolicyCommandCode,
   PolicyGetDigest,
@@ -24,7 +24,7 @@ import type { PolicyExtras } from "../context_blob.ts";
 import { rc, rcHandle, rcParam } from "../rc.ts";
 import { resetPolicy, type SimTpm } from "../sim_tpm.ts";
 import { PCR_COUNT, type PolicyState, type SimSession } from "../state.ts";
-import type { HandlerGroup } from "./index.ts";
+import { handle } from "./index.ts";
 import { u32be, u64be } from "../../src/tpm/bytes.ts";
 import { sameBytes } from "../../src/tpm/bytes.ts";
 
@@ -211,8 +211,8 @@ function policyCommandCode(tpm: SimTpm, a: Args<typeof PolicyCommandCode>): Out<
 }
 
 /** PolicyAuthValue and PolicyPassword extend the same way; they differ in how the authValue travels. */
-function policyAuth(tpm: SimTpm, handle: number, how: "hmac" | "password"): Record<never, never> {
-  const s = policySession(tpm, handle, 1);
+function policyAuth(tpm: SimTpm, session: number, how: "hmac" | "password"): Record<never, never> {
+  const s = policySession(tpm, session, 1);
   extend(s, TPM_CC.PolicyAuthValue);
   s.policy.authValueNeeded = how === "hmac";
   s.policy.passwordNeeded = how === "password";
@@ -228,13 +228,13 @@ function policyRestart(tpm: SimTpm, a: Args<typeof PolicyRestart>): Out<typeof P
   return {};
 }
 
-export const policy: HandlerGroup = {
-  PolicySecret: (tpm, args) => policySecret(tpm, args as Args<typeof PolicySecret>),
-  PolicyOR: (tpm, args) => policyOR(tpm, args as Args<typeof PolicyOR>),
-  PolicyPCR: (tpm, args) => policyPCR(tpm, args as Args<typeof PolicyPCR>),
-  PolicyCommandCode: (tpm, args) => policyCommandCode(tpm, args as Args<typeof PolicyCommandCode>),
-  PolicyAuthValue: (tpm, args) => policyAuth(tpm, (args as Args<typeof PolicyAuthValue>).policySession, "hmac"),
-  PolicyPassword: (tpm, args) => policyAuth(tpm, (args as Args<typeof PolicyPassword>).policySession, "password"),
-  PolicyGetDigest: (tpm, args) => policyGetDigest(tpm, args as Args<typeof PolicyGetDigest>),
-  PolicyRestart: (tpm, args) => policyRestart(tpm, args as Args<typeof PolicyRestart>),
-};
+export const policy = [
+  handle(PolicySecret, policySecret),
+  handle(PolicyOR, policyOR),
+  handle(PolicyPCR, policyPCR),
+  handle(PolicyCommandCode, policyCommandCode),
+  handle(PolicyAuthValue, (tpm, { policySession }) => policyAuth(tpm, policySession, "hmac")),
+  handle(PolicyPassword, (tpm, { policySession }) => policyAuth(tpm, policySession, "password")),
+  handle(PolicyGetDigest, policyGetDigest),
+  handle(PolicyRestart, policyRestart),
+];

@@ -24,7 +24,7 @@ import { rc, rcHandle, rcParam } from "../rc.ts";
 import type { SimTpm } from "../sim_tpm.ts";
 import type { SimSession } from "../state.ts";
 import { savedSessions } from "./context.ts";
-import type { HandlerGroup } from "./index.ts";
+import { handle } from "./index.ts";
 
 const EMPTY = new Uint8Array(0);
 /** Session hashes this TPM offers (the PCR banks' hashes plus SHA-512, as swtpm). */
@@ -121,6 +121,4 @@ function startAuthSession(
   return { sessionHandle, nonceTPM: nonceTPM.slice() };
 }
 
-export const session: HandlerGroup = {
-  StartAuthSession: (tpm, args) => startAuthSession(tpm, args as CommandArgs<typeof StartAuthSession>),
-};
+export const session = [handle(StartAuthSession, startAuthSession)];

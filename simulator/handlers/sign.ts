@@ -13,20 +13,23 @@ import { hmac } from "@noble/hashes/hmac";
 import { sha256 } from "@noble/hashes/sha2";
 import { DIGEST_SIZE, TPM_ALG, TPM_ECC_CURVE, TPM_RC, TPM_RH, TPM_ST } from "../../src/tpm/constants.ts";
 import { concat } from "../../src/tpm/crypto.ts";
+import { signatureHashAlg } from "../../src/tpm/signature.ts";
+import type { CommandArgs, ResponseArgs } from "../../src/tpm/command.ts";
+import { Sign, VerifySignature } from "../../src/tpm/commands.ts";
 import {
+  publicAsym,
+  publicEcc,
+  signatureEcc,
+  signatureRsa,
   TPMA_OBJECT,
-  type TPMS_ECC_PARMS,
   type TPMT_SIG_SCHEME,
-  type TPMT_SIGNATURE,
-  TPMT_TK_HASHCHECK,
+  uniqueEcc,
+  uniqueRsa,
 } from "../../src/tpm/structures.ts";
-import type { Infer } from "../../src/tpm/marshal.ts";
-
-type HashCheck = Infer<typeof TPMT_TK_HASHCHECK>;
 import { privateKeyOf, type SimObject } from "../object.ts";
 import { rcHandle, rcParam } from "../rc.ts";
 import type { SimTpm } from "../sim_tpm.ts";
-import type { HandlerGroup } from "./index.ts";
+import { handle } from "./index.ts";
 import { hierarchyState } from "./objects.ts";
 import { hashCheckTicket } from "./pcr.ts";
 import { u16be } from "../../src/tpm/bytes.ts";
@@ -38,34 +41,33 @@ const DIGEST_INFO: Readonly<Record<number, string>> = {
   [TPM_ALG.SHA384]: "3041300d060960864801650304020205000430",
   [TPM_ALG.SHA512]: "3051300d060960864801650304020305000440",
 };
-const CURVES = {
+const CURVES: Readonly<Record<number, typeof p256 | typeof p384 | typeof p521>> = {
   [TPM_ECC_CURVE.NIST_P256]: p256,
   [TPM_ECC_CURVE.NIST_P384]: p384,
   [TPM_ECC_CURVE.NIST_P521]: p521,
-} as const;
+};
 const b64u = (s: string | undefined) => new Uint8Array(Buffer.from(s ?? "", "base64url"));
 
 function curveOf(key: SimObject) {
-  const c = CURVES[(key.public.parameters as TPMS_ECC_PARMS).curveID as keyof typeof CURVES];
+  const c = CURVES[publicEcc(key.public).curveID];
   if (!c) throw rcHandle(TPM_RC.CURVE, 1);
   return c;
 }
 
 /** The scheme: the key's own, or the caller's for a key without one (as for Quote). */
 function scheme(key: SimObject, inScheme: TPMT_SIG_SCHEME): { scheme: number; hashAlg: number } {
-  const own = (key.public.parameters as { scheme: TPMT_SIG_SCHEME }).scheme;
+  const own = publicAsym(key.public).scheme;
   const chosen = own.scheme !== TPM_ALG.NULL ? own : inScheme.scheme !== TPM_ALG.NULL ? inScheme : undefined;
   if (!chosen) throw rcParam(TPM_RC.SCHEME, 2);
   if (own.scheme !== TPM_ALG.NULL && inScheme.scheme !== TPM_ALG.NULL && inScheme.scheme !== own.scheme) {
     throw rcParam(TPM_RC.SCHEME, 2);
   }
-  return { scheme: chosen.scheme, hashAlg: (chosen.details as { hashAlg: number }).hashAlg };
+  const hashAlg = chosen.details?.hashAlg;
+  if (hashAlg === undefined) throw rcParam(TPM_RC.SCHEME, 2);
+  return { scheme: chosen.scheme, hashAlg };
 }
 
-function sign(
-  tpm: SimTpm,
-  args: { keyHandle: number; digest: Uint8Array; inScheme: TPMT_SIG_SCHEME; validation: HashCheck },
-): { signature: TPMT_SIGNATURE } {
+function sign(tpm: SimTpm, args: CommandArgs<typeof Sign>): ResponseArgs<typeof Sign> {
   const key = tpm.object(args.keyHandle, 1);
   if (!TPMA_OBJECT.has(key.public.objectAttributes, "sign") || !key.privateJwk) throw rcHandle(TPM_RC.KEY, 1);
   const s = scheme(key, args.inScheme);
@@ -103,31 +105,31 @@ function sign(
   throw rcParam(TPM_RC.SCHEME, 2);
 }
 
-function verify(tpm: SimTpm, args: { keyHandle: number; digest: Uint8Array; signature: TPMT_SIGNATURE }) {
+function verify(tpm: SimTpm, args: CommandArgs<typeof VerifySignature>): ResponseArgs<typeof VerifySignature> {
   const key = tpm.object(args.keyHandle, 1);
   if (!TPMA_OBJECT.has(key.public.objectAttributes, "sign")) throw rcHandle(TPM_RC.ATTRIBUTES, 1);
   const sig = args.signature;
-  const hashAlg = (sig.signature as { hash?: number } | null)?.hash ?? TPM_ALG.NULL;
+  const hashAlg = signatureHashAlg(sig);
   if (args.digest.length !== DIGEST_SIZE[hashAlg]) throw rcParam(TPM_RC.SIZE, 1);
   let ok = false;
   if (sig.sigAlg === TPM_ALG.RSASSA && key.public.type === TPM_ALG.RSA && DIGEST_INFO[hashAlg]) {
     const expected = concat(new Uint8Array(Buffer.from(DIGEST_INFO[hashAlg]!, "hex")), args.digest);
     try {
       const pub = key.privateJwk ? createPublicKey(privateKeyOf(key)) : createPublicKey({
-        key: { kty: "RSA", n: Buffer.from(key.public.unique as Uint8Array).toString("base64url"), e: "AQAB" },
+        key: { kty: "RSA", n: Buffer.from(uniqueRsa(key.public)).toString("base64url"), e: "AQAB" },
         format: "jwk",
       });
       const recovered = publicDecrypt(
         { key: pub, padding: constants.RSA_PKCS1_PADDING },
-        (sig.signature as { sig: Uint8Array }).sig,
+        signatureRsa(sig).sig,
       );
       ok = recovered.length === expected.length && timingSafeEqual(recovered, expected);
     } catch {
       ok = false;
     }
   } else if (sig.sigAlg === TPM_ALG.ECDSA && key.public.type === TPM_ALG.ECC) {
-    const { signatureR, signatureS } = sig.signature as { signatureR: Uint8Array; signatureS: Uint8Array };
-    const point = key.public.unique as { x: Uint8Array; y: Uint8Array };
+    const { signatureR, signatureS } = signatureEcc(sig);
+    const point = uniqueEcc(key.public);
     const curve = curveOf(key);
     const pub = concat(Uint8Array.of(4), point.x, point.y);
     try {
@@ -147,7 +149,4 @@ function verify(tpm: SimTpm, args: { keyHandle: number; digest: Uint8Array; sign
   return { validation: { tag: TPM_ST.VERIFIED, hierarchy, digest } };
 }
 
-export const signing: HandlerGroup = {
-  Sign: (tpm, args) => sign(tpm, args as never),
-  VerifySignature: (tpm, args) => verify(tpm, args as never),
-};
+export const signing = [handle(Sign, sign), handle(VerifySignature, verify)];

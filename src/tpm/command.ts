@@ -11,8 +11,11 @@ import { type Codec, type Field, type FieldType, type Shape, struct } from "./ma
  */
 export type AuthRole = "none" | "user" | "admin" | "dup";
 
-type ParamFields = Record<string, Field<unknown>>;
-type Params<F extends ParamFields> = { [K in keyof F]: FieldType<F[K]> };
+export type ParamFields = Record<string, Field<unknown>>;
+/** Values of declared parameters, by name. */
+export type Params<F extends ParamFields> = { [K in keyof F]: FieldType<F[K]> };
+/** Handle values by handle name (a command's handles, or its response handle). */
+export type Handles<H extends PropertyKey> = { [K in H]: number };
 
 export interface CommandDef<
   H extends Record<string, AuthRole> = Record<string, AuthRole>,
@@ -42,13 +45,12 @@ export interface CommandDef<
 export type AnyCommand = CommandDef<Record<string, AuthRole>, ParamFields, string, ParamFields>;
 
 /** The client's input to a command: handles by name, then parameters by name. */
-export type CommandArgs<C> = C extends CommandDef<infer H, infer P, string, ParamFields>
-  ? { [K in keyof H]: number } & Params<P>
+export type CommandArgs<C> = C extends CommandDef<infer H, infer P, string, ParamFields> ? Handles<keyof H> & Params<P>
   : never;
 
 /** The client's output of a command: the response handle by name, then response parameters by name. */
 export type ResponseArgs<C> = C extends CommandDef<Record<string, AuthRole>, ParamFields, infer RH, infer RP>
-  ? ([RH] extends [never] ? unknown : { [K in RH]: number }) & Params<RP>
+  ? Handles<RH> & Params<RP>
   : never;
 
 function firstIsSized(fields: ParamFields): boolean {
