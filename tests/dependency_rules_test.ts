@@ -155,3 +155,20 @@ test("src/util knows nothing of the project", () => {
   );
   assert.deepEqual(bad, []);
 });
+
+test("src/protocol does no I/O and knows no HTTP framework or TPM client", () => {
+  const files = sources("src/protocol");
+  assert.ok(files.length > 3);
+  const bad = check(
+    files,
+    "src/protocol imports no node:fs/net/http(s)/child_process, no Hono, no TPM client, nothing of agent/registrar/cli",
+    (spec, target) => {
+      if (target === null) {
+        return !/^(node:)?(fs|fs\/promises|net|http|https|http2|tls|dgram|child_process)$|^(hono|@hono\/)/.test(spec);
+      }
+      if (inside(target, "src/protocol") || inside(target, "src/util")) return true;
+      return inside(target, "src/tpm") && !/^src\/tpm\/(client|sessions|session_start|transport\/)/.test(target);
+    },
+  );
+  assert.deepEqual(bad, []);
+});
