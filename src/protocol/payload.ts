@@ -8,10 +8,10 @@
  * (rsa_oaep_decrypt, decrypt_aead, verify_hmac); keylime/keylime keylime/crypto.py (encrypt, rsa_encrypt,
  * do_hmac), keylime/tenant.py.
  */
-import { Buffer } from "node:buffer";
 import { type KeyObject, randomBytes, timingSafeEqual, webcrypto } from "node:crypto";
 import { hmac } from "@noble/hashes/hmac";
 import { sha384 } from "@noble/hashes/sha2";
+import { fromHex, fromPem, toHex } from "../util/encoding.ts";
 
 const subtle = webcrypto.subtle;
 type CryptoKey = webcrypto.CryptoKey;
@@ -58,17 +58,13 @@ export function importNkPrivateKey(key: KeyObject | Uint8Array): Promise<CryptoK
 /** The NK's public key for RSA-OAEP-SHA1 encryption (from a KeyObject, SPKI DER or the `pubkey` PEM). */
 export function importNkPublicKey(key: KeyObject | Uint8Array | string): Promise<CryptoKey> {
   let bytes: Uint8Array;
-  if (typeof key === "string") bytes = pemBody(key, "PUBLIC KEY");
-  else if (key instanceof Uint8Array) bytes = key;
+  if (typeof key === "string") {
+    const [spki] = fromPem(key, "PUBLIC KEY");
+    if (!spki) throw new PayloadError("payload-format", "no PEM PUBLIC KEY block in the NK text");
+    bytes = spki;
+  } else if (key instanceof Uint8Array) bytes = key;
   else bytes = der(key, "spki");
   return subtle.importKey("spki", bytes, OAEP, false, ["encrypt"]);
-}
-
-/** The DER inside one PEM block of the given label. */
-export function pemBody(pem: string, label: string): Uint8Array {
-  const m = new RegExp(`-----BEGIN ${label}-----([A-Za-z0-9+/=\\s]+)-----END ${label}-----`).exec(pem);
-  if (!m) throw new PayloadError("payload-format", `not a PEM ${label}`);
-  return new Uint8Array(Buffer.from(m[1]!.replace(/\s+/g, ""), "base64"));
 }
 
 function checkShareLength(what: string, n: number): void {
@@ -101,8 +97,12 @@ export async function encryptKeyShare(nk: CryptoKey, share: Uint8Array): Promise
 
 /** The `auth_tag` field: hex (either case) of 48 bytes. */
 export function parseAuthTag(hex: string): Uint8Array {
-  if (!/^(?:[0-9a-fA-F]{2})*$/.test(hex)) throw new PayloadError("auth-tag", "auth_tag is not hex");
-  const bytes = new Uint8Array(Buffer.from(hex, "hex"));
+  let bytes: Uint8Array;
+  try {
+    bytes = fromHex(hex);
+  } catch {
+    throw new PayloadError("auth-tag", "auth_tag is not hex");
+  }
   if (bytes.length !== AUTH_TAG_BYTES) {
     throw new PayloadError("auth-tag", `auth_tag is ${bytes.length} bytes; expected ${AUTH_TAG_BYTES}`);
   }
@@ -115,7 +115,7 @@ function hmacSha384(key: Uint8Array, msg: string): Uint8Array {
 
 /** HMAC-SHA384(K, uuid) as lowercase hex: the tenant's auth_tag. */
 export function authTagFor(k: Uint8Array, uuid: string): string {
-  return Buffer.from(hmacSha384(k, uuid)).toString("hex");
+  return toHex(hmacSha384(k, uuid));
 }
 
 /** Does K belong to this agent? HMAC-SHA384(K, uuid) against the auth_tag, in constant time. */
@@ -132,7 +132,7 @@ export function xorShares(u: Uint8Array, v: Uint8Array): Uint8Array | undefined 
 
 /** keys/verify: lowercase hex HMAC-SHA384(K, challenge). */
 export function verifyHmac(k: Uint8Array, challenge: string): string {
-  return Buffer.from(hmacSha384(k, challenge)).toString("hex");
+  return toHex(hmacSha384(k, challenge));
 }
 
 function aesKey(k: Uint8Array, usage: "encrypt" | "decrypt"): Promise<CryptoKey> {
