@@ -31,6 +31,7 @@ export function handle<
   return {
     def,
     prepare(handleValues, parameters) {
+      // Every declared handle gets its value: the frame decoder read exactly def.handles.length.
       const handles: Partial<Handles<keyof H>> = {};
       def.handles.forEach(([name], i) => (handles[name] = handleValues[i]));
       const args = { ...(handles as Handles<keyof H>), ...decode(def.params, parameters) };

@@ -80,14 +80,19 @@ export class Tpm {
 
   /** Run one command. Rejects with TpmResponseError (TPM said no), MarshalError or TransportError. */
   execute<C extends AnyCommand>(def: C, args: CommandArgs<C>, options: ExecuteOptions = {}): Promise<ResponseArgs<C>> {
-    const start = () => this.#run(def, args as Record<string, unknown>, options);
+    const start = () => this.#typed(def, args, options);
     const run = this.#queued === 0 ? start() : this.#tail.then(start);
     this.#queued++;
     this.#tail = run.then(
       () => void this.#queued--,
       () => void this.#queued--,
     );
-    return run as Promise<ResponseArgs<C>>;
+    return run;
+  }
+
+  /** #run typed by the declaration: the one place its untyped values meet CommandArgs/ResponseArgs. */
+  async #typed<C extends AnyCommand>(def: C, args: CommandArgs<C>, options: ExecuteOptions): Promise<ResponseArgs<C>> {
+    return (await this.#run(def, args as Record<string, unknown>, options)) as ResponseArgs<C>;
   }
 
   async #run(def: AnyCommand, args: Record<string, unknown>, options: ExecuteOptions): Promise<unknown> {
@@ -172,9 +177,9 @@ export class Tpm {
     for (const h of handles) {
       const type = handleType(h);
       if (type === TPM_HT.TRANSIENT || type === TPM_HT.PERSISTENT) {
-        out.push(((await this.#run(ReadPublic, { objectHandle: h }, {})) as { name: Uint8Array }).name);
+        out.push((await this.#typed(ReadPublic, { objectHandle: h }, {})).name);
       } else if (type === TPM_HT.NV_INDEX) {
-        out.push(((await this.#run(NV_ReadPublic, { nvIndex: h }, {})) as { nvName: Uint8Array }).nvName);
+        out.push((await this.#typed(NV_ReadPublic, { nvIndex: h }, {})).nvName);
       } else {
         out.push(Uint8Array.of(h >>> 24, (h >>> 16) & 0xff, (h >>> 8) & 0xff, h & 0xff));
       }
