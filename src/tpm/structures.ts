@@ -555,6 +555,9 @@ const SIG_SCHEMES = {
   [A.ECSCHNORR]: TPMS_SCHEME_HASH,
 };
 
+/** The signing schemes of SIG_SCHEMES, for accessors. */
+const SIG_ALGS = [A.RSASSA, A.RSAPSS, A.ECDSA, A.ECDAA, A.SM2, A.ECSCHNORR] as const;
+
 /** TPMU_SIG_SCHEME (Part 2 §11.2.1.4). */
 const TPMU_SIG_SCHEME = union("TPMU_SIG_SCHEME", "scheme", {
   ...SIG_SCHEMES,
@@ -565,17 +568,7 @@ const TPMU_SIG_SCHEME = union("TPMU_SIG_SCHEME", "scheme", {
 export const TPMT_SIG_SCHEME = struct("TPMT_SIG_SCHEME", { scheme: TPMI_ALG_SIG_SCHEME, details: TPMU_SIG_SCHEME });
 
 /** The details (hashAlg, and ECDAA's count) of a TPMT_SIG_SCHEME that is not NULL. */
-export const sigSchemeDetails = member(
-  TPMT_SIG_SCHEME,
-  "details",
-  A.RSASSA,
-  A.RSAPSS,
-  A.ECDSA,
-  A.ECDAA,
-  A.SM2,
-  A.ECSCHNORR,
-  A.HMAC,
-);
+export const sigSchemeDetails = member(TPMT_SIG_SCHEME, "details", ...SIG_ALGS, A.HMAC);
 
 /** TPMU_KDF_SCHEME (Part 2 §11.2.3.2). */
 const TPMU_KDF_SCHEME = union("TPMU_KDF_SCHEME", "scheme", {
@@ -627,19 +620,7 @@ export const TPMT_ECC_SCHEME = struct("TPMT_ECC_SCHEME", {
  * The details of a key's TPMT_RSA_SCHEME or TPMT_ECC_SCHEME (same union) that carries a hash: every
  * scheme but NULL and RSAES.
  */
-export const asymSchemeDetails = member(
-  TPMT_ASYM_SCHEME,
-  "details",
-  A.ECDH,
-  A.ECMQV,
-  A.RSASSA,
-  A.RSAPSS,
-  A.ECDSA,
-  A.ECDAA,
-  A.SM2,
-  A.ECSCHNORR,
-  A.OAEP,
-);
+export const asymSchemeDetails = member(TPMT_ASYM_SCHEME, "details", A.ECDH, A.ECMQV, ...SIG_ALGS, A.OAEP);
 
 // ---- RSA and ECC (Part 2 §11.2.4, §11.2.5) -------------------------------------------------------
 
