@@ -5,6 +5,7 @@
  */
 import { Command } from "commander";
 import { demoCommand } from "./cli/demo.ts";
+import { registrarCommand } from "./cli/registrar.ts";
 import { simulatorCommand } from "./cli/simulator.ts";
 import { tpmCommand } from "./cli/tpm.ts";
 
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   tpmCommand(program);
   demoCommand(program);
   simulatorCommand(program);
+  registrarCommand(program);
   return program;
 }
 

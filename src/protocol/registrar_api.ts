@@ -16,6 +16,7 @@ import {
   integer,
   object,
   optional,
+  parseField,
   refine,
   type Shape,
   type ShapeOf,
@@ -228,13 +229,11 @@ export function routePath(
   if (r.versioned && !isApiVersion(version)) throw new Error(`route ${r.name} needs an API version`);
   let path = r.path;
   if (path.includes(":agent_id")) {
-    const id = params.agent_id;
     try {
-      if (agentId.parse(id) === undefined) throw new Error("is required");
+      path = path.replace(":agent_id", parseField("agent_id", agentId, params.agent_id));
     } catch (e) {
-      throw new Error(`route ${r.name}: agent_id: ${(e as Error).message}`);
+      throw new Error(`route ${r.name}: ${(e as Error).message}`);
     }
-    path = path.replace(":agent_id", id!);
   }
   return r.versioned ? `/v${version}${path}` : path;
 }

@@ -265,6 +265,19 @@ export function refine<A, B>(
   };
 }
 
+/** One field on its own (a path parameter): empty or refused is a ProtocolInputError naming `path`. */
+export function parseField<T>(path: string, field: Field<T>, v: unknown): T {
+  let out: T | undefined;
+  try {
+    out = field.parse(v);
+  } catch (e) {
+    if (e instanceof FieldReject) throw ProtocolInputError.at(path, e.message);
+    throw e instanceof ProtocolInputError ? e.under(path) : e;
+  }
+  if (out === undefined) throw ProtocolInputError.at(path, "is required");
+  return out;
+}
+
 /** Parse a request body's text: not JSON, or not the shape, is a ProtocolInputError. */
 export function parseJsonText<S extends Shape>(shape: ShapeOf<S>, body: string): Infer<S> {
   let json: unknown;

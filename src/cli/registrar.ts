@@ -1,0 +1,60 @@
+/**
+ * `keylime-ts registrar`: the reference registrar (plain HTTP for agents, HTTPS with client certificates
+ * for tenants, SQLite records). Loaded lazily: node:sqlite exists only in newer runtimes, and nothing else
+ * of the program needs it.
+ */
+import type { Command } from "commander";
+
+interface RegistrarCliOptions {
+  host?: string;
+  port?: string;
+  tlsPort?: string;
+  db?: string;
+  tlsDir?: string;
+  tpmCaDir?: string[];
+  allowUntrustedEk?: boolean;
+  config?: string;
+}
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+export function registrarCommand(program: Command): void {
+  program
+    .command("registrar")
+    .description("run the reference Keylime registrar (API v2.x)")
+    .option("--host <ip>", "address to listen on (default 127.0.0.1)")
+    .option("--port <port>", "plain HTTP port for agents: /version, register, activate (default 8890; 0: any)")
+    .option("--tls-port <port>", "HTTPS port for tenants, client certificate required (default 8891; 0: any)")
+    .option("--db <file>", "SQLite file of the records (default registrar.sqlite)")
+    .option(
+      "--tls-dir <dir>",
+      "cacert.crt, server-cert.crt, server-private.pem (upstream's tls_dir); generated with client-cert.crt " +
+        "and client-private.pem when absent (default: tls/ beside the database)",
+    )
+    .option("--tpm-ca-dir <dir>", "more TPM manufacturer CA certificates (repeatable)", collect)
+    .option("--allow-untrusted-ek", "store EK certificates that do not chain to the trust store, flagged untrusted")
+    .option("--config <file>", "TOML file with a [registrar] table (options given here override it)")
+    .action(async (o: RegistrarCliOptions) => {
+      const { loadRegistrarConfig } = await import("../registrar/config.ts");
+      const { startRegistrar } = await import("../registrar/server.ts");
+      const config = await loadRegistrarConfig(o.config, {
+        ...(o.host !== undefined ? { ip: o.host } : {}),
+        ...(o.port !== undefined ? { port: Number(o.port) } : {}),
+        ...(o.tlsPort !== undefined ? { tls_port: Number(o.tlsPort) } : {}),
+        ...(o.db !== undefined ? { database: o.db } : {}),
+        ...(o.tlsDir !== undefined ? { tls_dir: o.tlsDir } : {}),
+        ...(o.tpmCaDir !== undefined ? { tpm_ca_dir: o.tpmCaDir } : {}),
+        ...(o.allowUntrustedEk ? { allow_untrusted_ek: true } : {}),
+      });
+      const log = (line: string) => process.stdout.write(`${new Date().toISOString()} registrar: ${line}\n`);
+      const running = await startRegistrar(config, { log });
+      await new Promise<void>((done) => {
+        const stop = () => {
+          log("stopping");
+          void running.close().then(done);
+        };
+        process.once("SIGINT", stop);
+        process.once("SIGTERM", stop);
+      });
+    });
+}

@@ -1,0 +1,145 @@
+/**
+ * EK certificates against a store of TPM manufacturer CAs. Upstream's rule (keylime/keylime
+ * keylime/cert_utils.py, verify_cert; data/tpm-ca/README.md): a certificate is trusted when a store
+ * certificate's subject equals its issuer and that certificate's key verifies its signature; validity dates
+ * are not checked (EK certificates outlive their CAs). Beyond upstream's registrar, which leaves this to the
+ * tenant: intermediates the agent sent after its EK certificate (from NV 0x01c00100-0x01c001ff) may link
+ * the EK certificate to the store, each link checked the same way.
+ */
+import { createHash } from "node:crypto";
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { X509Certificate } from "../tpm/x509.ts";
+
+/** Longest chain followed from the EK certificate to a store certificate. */
+const MAX_DEPTH = 8;
+const CERT_FILE = /\.(pem|crt|cer|der)$/i;
+const PEM_BLOCK = /-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]*?-----END CERTIFICATE-----/g;
+
+export class CertificateInputError extends Error {
+  readonly code = "ERR_CERTIFICATE_INPUT";
+  constructor(message: string) {
+    super(message);
+    this.name = "CertificateInputError";
+  }
+}
+
+function parseDer(der: Uint8Array, what: string): X509Certificate {
+  try {
+    return new X509Certificate(new Uint8Array(der));
+  } catch (e) {
+    throw new CertificateInputError(`${what} is not an X.509 certificate: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * The certificates of an `ekcert` field: PEM blocks (the EK certificate first, then its chain), or one
+ * base64 DER certificate, as upstream's Certificate type accepts them.
+ */
+export function parseCertificates(text: string): X509Certificate[] {
+  const blocks = text.match(PEM_BLOCK);
+  if (blocks) {
+    return blocks.map((b, i) => {
+      const body = b.replace(/-----(BEGIN|END) CERTIFICATE-----|\s/g, "");
+      return parseDer(new Uint8Array(Buffer.from(body, "base64")), `PEM certificate ${i + 1}`);
+    });
+  }
+  const b64 = text.replace(/\s/g, "");
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) throw new CertificateInputError("neither PEM nor base64 DER");
+  return [parseDer(new Uint8Array(Buffer.from(b64, "base64")), "base64 DER")];
+}
+
+export type ChainVerdict =
+  | { trusted: true; anchor: string }
+  /** `issuer`: the issuer of the last certificate reached, which nothing in the store (or chain) signed. */
+  | { trusted: false; issuer: string };
+
+async function signedBy(cert: X509Certificate, issuer: X509Certificate): Promise<boolean> {
+  if (issuer.subject !== cert.issuer) return false;
+  try {
+    return await cert.verify({ publicKey: issuer, signatureOnly: true });
+  } catch {
+    return false; // an algorithm WebCrypto does not know verifies nothing
+  }
+}
+
+/** The project's own store: data/tpm-ca/ beside src/ (copied from upstream's tpm_cert_store, see its README). */
+export function defaultTpmCaDir(): string {
+  return fileURLToPath(new URL("../../data/tpm-ca/", import.meta.url));
+}
+
+export class EkTrustStore {
+  private readonly bySubject = new Map<string, X509Certificate[]>();
+  /** Verdicts by SHA-256 of the chain's DER: agents re-register with the same certificates. */
+  private readonly verdicts = new Map<string, ChainVerdict>();
+
+  constructor(readonly certificates: readonly X509Certificate[]) {
+    for (const c of certificates) {
+      const list = this.bySubject.get(c.subject) ?? [];
+      list.push(c);
+      this.bySubject.set(c.subject, list);
+    }
+  }
+
+  /** Every certificate file (.pem/.crt/.cer/.der; PEM files may hold several) in the given directories. */
+  static async fromDirs(dirs: readonly string[]): Promise<EkTrustStore> {
+    const certs: X509Certificate[] = [];
+    for (const dir of dirs) {
+      let names: string[];
+      try {
+        names = (await readdir(dir)).filter((n) => CERT_FILE.test(n)).sort();
+      } catch (e) {
+        throw new CertificateInputError(`cannot read the TPM CA directory ${dir}: ${(e as Error).message}`);
+      }
+      for (const name of names) {
+        const bytes = await readFile(join(dir, name));
+        const text = bytes.toString("latin1");
+        try {
+          certs.push(...(text.includes("-----BEGIN") ? parseCertificates(text) : [parseDer(bytes, name)]));
+        } catch (e) {
+          throw new CertificateInputError(`${join(dir, name)}: ${(e as Error).message}`);
+        }
+      }
+    }
+    return new EkTrustStore(certs);
+  }
+
+  get size(): number {
+    return this.certificates.length;
+  }
+
+  /** Does `ek` chain to the store, directly or through `intermediates`? */
+  async check(ek: X509Certificate, intermediates: readonly X509Certificate[] = []): Promise<ChainVerdict> {
+    const digest = createHash("sha256");
+    for (const c of [ek, ...intermediates]) digest.update(new Uint8Array(c.rawData));
+    const id = digest.digest("hex");
+    const known = this.verdicts.get(id);
+    if (known) return known;
+    const verdict = await this.walk(ek, intermediates);
+    if (this.verdicts.size >= 10_000) this.verdicts.clear();
+    this.verdicts.set(id, verdict);
+    return verdict;
+  }
+
+  private async walk(ek: X509Certificate, intermediates: readonly X509Certificate[]): Promise<ChainVerdict> {
+    let current = ek;
+    const used = new Set<X509Certificate>();
+    for (let depth = 0; depth < MAX_DEPTH; depth++) {
+      for (const anchor of this.bySubject.get(current.issuer) ?? []) {
+        if (await signedBy(current, anchor)) return { trusted: true, anchor: anchor.subject };
+      }
+      let next: X509Certificate | undefined;
+      for (const c of intermediates) {
+        if (!used.has(c) && c !== current && (await signedBy(current, c))) {
+          next = c;
+          break;
+        }
+      }
+      if (!next) break;
+      used.add(next);
+      current = next;
+    }
+    return { trusted: false, issuer: current.issuer };
+  }
+}

@@ -1,0 +1,233 @@
+/**
+ * The registrar's records (keylime.md §2, upstream's `registrarmain` table) and where they live: an
+ * interface, a memory store for tests, and SQLite through node:sqlite (loaded by dynamic import, so nothing
+ * on the agent's path needs a Node with node:sqlite). Every change runs in one transaction; node:sqlite is
+ * synchronous, so a transaction is also atomic with respect to other requests of this process.
+ */
+
+/** How the EK certificate stands against the trust store when it was registered. */
+export type EkTrust = "trusted" | "untrusted" | "absent";
+
+export interface AgentRecord {
+  agent_id: string;
+  /** TPM2B_PUBLIC bytes as the agent sent them. */
+  aik_tpm: Uint8Array;
+  ek_tpm: Uint8Array;
+  /** DER of the EK certificate (the first of the chain the agent sent), or null. */
+  ekcert: Uint8Array | null;
+  /** Beyond upstream: whether `ekcert` chained to the trust store (`untrusted` only with --allow-untrusted-ek). */
+  ek_trust: EkTrust;
+  /** base64(challenge): the HMAC key for the auth_tag. */
+  key: string;
+  active: boolean;
+  ip: string | null;
+  port: number | null;
+  /** PEM or "disabled". */
+  mtls_cert: string | null;
+  regcount: number;
+}
+
+/** What a transaction may do. */
+export interface StoreTx {
+  get(agentId: string): AgentRecord | undefined;
+  put(record: AgentRecord): void;
+  delete(agentId: string): boolean;
+}
+
+export interface RegistrarStore {
+  /** Run `fn` as one transaction: all its writes land, or (when it throws) none. */
+  transaction<T>(fn: (tx: StoreTx) => T): T;
+  get(agentId: string): AgentRecord | undefined;
+  listIds(): string[];
+  close(): void;
+}
+
+const copy = (r: AgentRecord): AgentRecord => ({ ...r });
+
+/** Records in memory: for tests and benchmarks that measure everything but SQLite. */
+export function memoryStore(): RegistrarStore {
+  const rows = new Map<string, AgentRecord>();
+  return {
+    transaction<T>(fn: (tx: StoreTx) => T): T {
+      const staged = new Map<string, AgentRecord | null>();
+      const tx: StoreTx = {
+        get: (id) => {
+          const s = staged.get(id);
+          if (s !== undefined) return s === null ? undefined : copy(s);
+          const r = rows.get(id);
+          return r && copy(r);
+        },
+        put: (r) => void staged.set(r.agent_id, copy(r)),
+        delete: (id) => {
+          const had = tx.get(id) !== undefined;
+          staged.set(id, null);
+          return had;
+        },
+      };
+      const out = fn(tx);
+      for (const [id, r] of staged) r === null ? rows.delete(id) : rows.set(id, r);
+      return out;
+    },
+    get: (id) => {
+      const r = rows.get(id);
+      return r && copy(r);
+    },
+    listIds: () => [...rows.keys()].sort(),
+    close: () => {},
+  };
+}
+
+/** The schema this code writes; older files are migrated forward on open, newer ones refused. */
+export const SCHEMA_VERSION = 1;
+
+const COLUMNS = [
+  "agent_id",
+  "aik_tpm",
+  "ek_tpm",
+  "ekcert",
+  "ek_trust",
+  "key",
+  "active",
+  "ip",
+  "port",
+  "mtls_cert",
+  "regcount",
+] as const;
+
+const MIGRATIONS: Record<number, string> = {
+  1: `CREATE TABLE registrarmain (
+        agent_id TEXT PRIMARY KEY NOT NULL CHECK (length(agent_id) <= 80),
+        aik_tpm BLOB NOT NULL,
+        ek_tpm BLOB NOT NULL,
+        ekcert BLOB,
+        ek_trust TEXT NOT NULL CHECK (ek_trust IN ('trusted', 'untrusted', 'absent')),
+        key TEXT NOT NULL,
+        active INTEGER NOT NULL,
+        ip TEXT,
+        port INTEGER,
+        mtls_cert TEXT,
+        regcount INTEGER NOT NULL
+      ) STRICT`,
+};
+
+export class StoreError extends Error {
+  readonly code = "ERR_REGISTRAR_STORE";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "StoreError";
+  }
+}
+
+type Row = Record<string, unknown>;
+
+function fromRow(r: Row): AgentRecord {
+  const bytes = (v: unknown) => (v == null ? null : new Uint8Array(v as Uint8Array));
+  return {
+    agent_id: String(r.agent_id),
+    aik_tpm: bytes(r.aik_tpm)!,
+    ek_tpm: bytes(r.ek_tpm)!,
+    ekcert: bytes(r.ekcert),
+    ek_trust: r.ek_trust as EkTrust,
+    key: String(r.key),
+    active: Number(r.active) === 1,
+    ip: r.ip == null ? null : String(r.ip),
+    port: r.port == null ? null : Number(r.port),
+    mtls_cert: r.mtls_cert == null ? null : String(r.mtls_cert),
+    regcount: Number(r.regcount),
+  };
+}
+
+function toRow(r: AgentRecord): (string | number | Uint8Array | null)[] {
+  return [
+    r.agent_id,
+    r.aik_tpm,
+    r.ek_tpm,
+    r.ekcert,
+    r.ek_trust,
+    r.key,
+    r.active ? 1 : 0,
+    r.ip,
+    r.port,
+    r.mtls_cert,
+    r.regcount,
+  ];
+}
+
+/**
+ * Open (or create) the SQLite file. WAL journal with synchronous=FULL: a committed registration survives a
+ * crash of the process and of the machine.
+ */
+export async function openSqliteStore(path: string): Promise<RegistrarStore> {
+  let sqlite: typeof import("node:sqlite");
+  try {
+    sqlite = await import("node:sqlite");
+  } catch (e) {
+    throw new StoreError(`the registrar needs node:sqlite (Node >= 22.5 or Deno >= 2.2): ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+  let db: InstanceType<typeof sqlite.DatabaseSync>;
+  try {
+    db = new sqlite.DatabaseSync(path);
+    db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;");
+  } catch (e) {
+    throw new StoreError(`cannot open the registrar database ${path}: ${(e as Error).message}`, { cause: e });
+  }
+  const version = Number((db.prepare("PRAGMA user_version").get() as Row).user_version);
+  if (version > SCHEMA_VERSION) {
+    db.close();
+    throw new StoreError(
+      `${path} has schema version ${version}, newer than this registrar's ${SCHEMA_VERSION}; use a newer keylime-ts`,
+    );
+  }
+  for (let v = version + 1; v <= SCHEMA_VERSION; v++) {
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      db.exec(MIGRATIONS[v]!);
+      db.exec(`PRAGMA user_version = ${v}`);
+      db.exec("COMMIT");
+    } catch (e) {
+      db.exec("ROLLBACK");
+      db.close();
+      throw new StoreError(`cannot migrate ${path} to schema version ${v}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  const select = db.prepare(`SELECT ${COLUMNS.join(", ")} FROM registrarmain WHERE agent_id = ?`);
+  const upsert = db.prepare(
+    `INSERT OR REPLACE INTO registrarmain (${COLUMNS.join(", ")}) VALUES (${COLUMNS.map(() => "?").join(", ")})`,
+  );
+  const remove = db.prepare("DELETE FROM registrarmain WHERE agent_id = ?");
+  const ids = db.prepare("SELECT agent_id FROM registrarmain ORDER BY agent_id");
+  const get = (id: string) => {
+    const r = select.get(id) as Row | undefined;
+    return r && fromRow(r);
+  };
+  const tx: StoreTx = {
+    get,
+    put: (r) => void upsert.run(...toRow(r)),
+    delete: (id) => Number(remove.run(id).changes) > 0,
+  };
+  let depth = 0;
+  return {
+    transaction<T>(fn: (tx: StoreTx) => T): T {
+      if (depth > 0) throw new StoreError("transactions do not nest");
+      depth++;
+      db.exec("BEGIN IMMEDIATE");
+      try {
+        const out = fn(tx);
+        if (out instanceof Promise) throw new StoreError("a transaction must not await: it would commit early");
+        db.exec("COMMIT");
+        return out;
+      } catch (e) {
+        db.exec("ROLLBACK");
+        throw e;
+      } finally {
+        depth--;
+      }
+    },
+    get,
+    listIds: () => (ids.all() as Row[]).map((r) => String(r.agent_id)),
+    close: () => db.close(),
+  };
+}
