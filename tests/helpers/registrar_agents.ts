@@ -1,0 +1,131 @@
+/**
+ * Test agents for the registrar: what an agent sends (EK, EK certificate, AK) and how it answers the
+ * challenge. `softAgent` keeps its EK in software (node:crypto) and activates the credential in software
+ * (recoverSeed + unwrapCredential); `tpmAgent` creates its EK and AK in a real TPM (the simulator or swtpm)
+ * and activates with TPM2_ActivateCredential.
+ */
+import { generateKeyPairSync, type KeyObject } from "node:crypto";
+import { authTag, decodeKeylimeBlob } from "../../src/protocol/credential.ts";
+import { RegisterBody, tpmPublicFromBytes } from "../../src/protocol/registrar_api.ts";
+import { activateCredential } from "../../src/tpm/activate.ts";
+import { createAk, loadAk } from "../../src/tpm/ak.ts";
+import type { Tpm } from "../../src/tpm/client.ts";
+import { recoverSeed, unwrapCredential } from "../../src/tpm/credential.ts";
+import { objectName } from "../../src/tpm/crypto.ts";
+import { createEk, EK_TEMPLATES, type EkAlg, readEkCertificate } from "../../src/tpm/ek.ts";
+import { encode } from "../../src/tpm/marshal.ts";
+import { flush } from "../../src/tpm/objects.ts";
+import { TPM2B_PUBLIC, type TPMT_PUBLIC } from "../../src/tpm/structures.ts";
+import { createCa, issueCertificate, type Issuer } from "../../src/registrar/tls.ts";
+import { softKey } from "./soft_key.ts";
+
+export interface TestAgent {
+  ekTpm: Uint8Array;
+  akTpm: Uint8Array;
+  akPublic: TPMT_PUBLIC;
+  /** PEM of the EK certificate (and chain), or undefined. */
+  ekcert: string | undefined;
+  /** The JSON body of a registration. */
+  body(extra?: Record<string, unknown>): Record<string, unknown>;
+  /** The auth_tag for a registrar's blob. */
+  answer(blob: Uint8Array, uuid: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+function bodyOf(ekTpm: Uint8Array, akTpm: Uint8Array, ekcert: string | undefined) {
+  return (extra: Record<string, unknown> = {}) => ({
+    ...RegisterBody.toJson({
+      aik_tpm: tpmPublicFromBytes(akTpm),
+      ek_tpm: tpmPublicFromBytes(ekTpm),
+      ...(ekcert ? { ekcert } : {}),
+      mtls_cert: "disabled",
+      ip: "127.0.0.1",
+      port: 9002,
+    }),
+    ...extra,
+  });
+}
+
+let testCa: Promise<Issuer> | undefined;
+/** One CA per test process for software EK certificates ("CN=keylime-ts test TPM CA"). */
+export function softEkCa(): Promise<Issuer> {
+  return testCa ??= createCa("CN=keylime-ts test TPM CA");
+}
+
+const b64url = (s: unknown) => new Uint8Array(Buffer.from(String(s), "base64url"));
+
+function softEk(kind: "rsa" | "ecc"): { pub: TPMT_PUBLIC; priv: KeyObject; spki: Uint8Array } {
+  const { publicKey, privateKey } = kind === "rsa"
+    ? generateKeyPairSync("rsa", { modulusLength: 2048 })
+    : generateKeyPairSync("ec", { namedCurve: "P-256" });
+  const jwk = publicKey.export({ format: "jwk" });
+  const template = EK_TEMPLATES[kind];
+  const pub: TPMT_PUBLIC = kind === "rsa"
+    ? { ...template, unique: b64url(jwk.n) }
+    : { ...template, unique: { x: b64url(jwk.x), y: b64url(jwk.y) } };
+  return { pub, priv: privateKey, spki: new Uint8Array(publicKey.export({ format: "der", type: "spki" })) };
+}
+
+export interface SoftAgentOptions {
+  ek?: "rsa" | "ecc";
+  /** Who signs the EK certificate (default: softEkCa()); null: no EK certificate. */
+  ca?: Issuer | null;
+  /** Override the AK's public area (e.g. attributes an AK must not have). */
+  akPublic?: TPMT_PUBLIC;
+}
+
+export async function softAgent(o: SoftAgentOptions = {}): Promise<TestAgent> {
+  const ek = softEk(o.ek ?? "ecc");
+  const akPublic = o.akPublic ?? softKey("ecc").pub;
+  const ca = o.ca === undefined ? await softEkCa() : o.ca;
+  const ekcert = ca
+    ? (await issueCertificate(ca, {
+      subject: "CN=keylime-ts test EK",
+      publicKey: ek.spki,
+      extendedKeyUsages: ["2.23.133.8.1"],
+    })).toString("pem")
+    : undefined;
+  const ekTpm = encode(TPM2B_PUBLIC, ek.pub);
+  const akTpm = encode(TPM2B_PUBLIC, akPublic);
+  return {
+    ekTpm,
+    akTpm,
+    akPublic,
+    ekcert,
+    body: bodyOf(ekTpm, akTpm, ekcert),
+    answer: (blob, uuid) => {
+      const { credentialBlob, secret } = decodeKeylimeBlob(blob);
+      const seed = recoverSeed(ek.priv, ek.pub, secret);
+      return Promise.resolve(authTag(unwrapCredential(ek.pub, seed, objectName(akPublic), credentialBlob), uuid));
+    },
+    close: () => Promise.resolve(),
+  };
+}
+
+/** EK (from the TPM's template, with the certificate in its NV) and a new AK under it. */
+export async function tpmAgent(tpm: Tpm, alg: EkAlg = "rsa"): Promise<TestAgent> {
+  const ek = await createEk(tpm, alg);
+  const der = await readEkCertificate(tpm, alg);
+  const ekcert = der
+    ? `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString("base64")}\n-----END CERTIFICATE-----\n`
+    : undefined;
+  const made = await createAk(tpm, ek);
+  const ak = await loadAk(tpm, ek, made);
+  const ekTpm = encode(TPM2B_PUBLIC, ek.public);
+  const akTpm = encode(TPM2B_PUBLIC, made.public);
+  return {
+    ekTpm,
+    akTpm,
+    akPublic: made.public,
+    ekcert,
+    body: bodyOf(ekTpm, akTpm, ekcert),
+    answer: async (blob, uuid) => {
+      const { credentialBlob, secret } = decodeKeylimeBlob(blob);
+      return authTag(await activateCredential(tpm, ak, ek, credentialBlob, secret), uuid);
+    },
+    close: async () => {
+      await flush(tpm, ak.handle).catch(() => {});
+      await flush(tpm, ek.handle).catch(() => {});
+    },
+  };
+}
