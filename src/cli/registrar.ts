@@ -51,10 +51,15 @@ export function registrarCommand(program: Command): void {
       await new Promise<void>((done) => {
         const stop = () => {
           log("stopping");
-          void running.close().then(done);
+          void running.close().then(
+            () => log("stopped; every record is in the database"),
+            (e) => log(`stopping failed: ${(e as Error).message}`),
+          ).then(() => done());
         };
         process.once("SIGINT", stop);
         process.once("SIGTERM", stop);
       });
+      // A clean stop is exit status 0 (Deno would otherwise report the signal that asked for it).
+      process.exit(0);
     });
 }
