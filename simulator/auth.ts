@@ -4,7 +4,7 @@
  */
 import { randomBytes } from "node:crypto";
 import type { AnyCommand } from "../src/tpm/command.ts";
-import { DIGEST_SIZE, handleType, TPM_ALG, TPM_HT, TPM_RC, TPM_RS_PW } from "../src/tpm/constants.ts";
+import { handleType, TPM_ALG, TPM_HT, TPM_RC, TPM_RS_PW } from "../src/tpm/constants.ts";
 import { concat } from "../src/tpm/crypto.ts";
 import type { AuthCommand, AuthResponse } from "../src/tpm/frame.ts";
 import { aesCfbDecrypt, aesCfbEncrypt } from "../src/tpm/kdf.ts";
@@ -65,21 +65,54 @@ export interface CheckInput {
   readonly onAuthFailure: (entity: Entity) => void;
 }
 
-/** Check every session; returns them, plus the parameter area with the first parameter decrypted. */
-export function checkSessions(input: CheckInput): { active: ActiveSession[]; parameters: Uint8Array } {
+/** Attributes a password session may not carry (ms-tpm-20-ref RetrieveSessionData). */
+const NOT_FOR_PASSWORD = ["decrypt", "encrypt", "audit", "auditExclusive", "auditReset"] as const;
+
+/**
+ * The first pass over the sessions, as ms-tpm-20-ref RetrieveSessionData: each session in order is
+ * found, and checked on its own (password attributes and nonce, one decrypt and one encrypt session,
+ * a cipher for either), so the number in an error is the first session that is wrong by itself.
+ */
+function retrieveSessions(input: CheckInput) {
   const { def, auths } = input;
+  let decrypting = -1;
+  let encrypting = -1;
   const found = auths.map((a, i) => {
-    if (a.sessionHandle === TPM_RS_PW) return undefined;
+    const n = i + 1;
+    const has = (bit: Parameters<typeof TPMA_SESSION.has>[1]) => TPMA_SESSION.has(a.sessionAttributes, bit);
+    if (a.sessionHandle === TPM_RS_PW) {
+      if (NOT_FOR_PASSWORD.some(has)) throw rcSession(TPM_RC.ATTRIBUTES, n);
+      if (a.nonce.length !== 0) throw rcSession(TPM_RC.NONCE, n);
+      return undefined;
+    }
     const type = handleType(a.sessionHandle);
     const s = input.sessions.get(a.sessionHandle);
     if (!s || (type !== TPM_HT.HMAC_SESSION && type !== TPM_HT.POLICY_SESSION)) {
       throw new TpmRc(TPM_RC.REFERENCE_S0 + i); // the session is not loaded
     }
+    if (auths.slice(0, i).some((b) => b.sessionHandle === a.sessionHandle)) throw rcSession(TPM_RC.HANDLE, n);
+    if (has("decrypt")) {
+      if (!def.canDecrypt || decrypting >= 0) throw rcSession(TPM_RC.ATTRIBUTES, n);
+      if (s.symmetric.algorithm === TPM_ALG.NULL) throw rcSession(TPM_RC.SYMMETRIC, n);
+      decrypting = i;
+    }
+    if (has("encrypt")) {
+      if (!def.canEncrypt || encrypting >= 0) throw rcSession(TPM_RC.ATTRIBUTES, n);
+      if (s.symmetric.algorithm === TPM_ALG.NULL) throw rcSession(TPM_RC.SYMMETRIC, n);
+      encrypting = i;
+    }
+    if (has("audit") && s.kind === "policy") throw rcSession(TPM_RC.ATTRIBUTES, n);
     return s;
   });
-  // Which sessions decrypt and encrypt, and the extra nonces session 1's HMAC covers (Part 1 §19.6.5).
-  const decrypting = auths.findIndex((a) => TPMA_SESSION.has(a.sessionAttributes, "decrypt"));
-  const encrypting = auths.findIndex((a) => TPMA_SESSION.has(a.sessionAttributes, "encrypt"));
+  return { found, decrypting, encrypting };
+}
+
+/** Check every session; returns them, plus the parameter area with the first parameter decrypted. */
+export function checkSessions(input: CheckInput): { active: ActiveSession[]; parameters: Uint8Array } {
+  const { def, auths } = input;
+  const { found, decrypting, encrypting } = retrieveSessions(input);
+  // The nonces of another decrypt or encrypt session go into session 1's HMAC when session 1
+  // authorizes (Part 1 §19.6.5; ComputeCommandHMAC).
   const extra: Uint8Array[] = [];
   if (decrypting > 0) extra.push(found[decrypting]!.nonceTPM);
   if (encrypting > 0 && encrypting !== decrypting) extra.push(found[encrypting]!.nonceTPM);
@@ -89,22 +122,18 @@ export function checkSessions(input: CheckInput): { active: ActiveSession[]; par
     const entity = input.entities[i];
     const n = i + 1;
     const attrs = a.sessionAttributes;
-    const encDec = TPMA_SESSION.has(attrs, "decrypt") || TPMA_SESSION.has(attrs, "encrypt");
-    if (!entity && !encDec && !TPMA_SESSION.has(attrs, "audit")) throw rcSession(TPM_RC.ATTRIBUTES, n);
-    // Only one session may decrypt, and only one may encrypt.
-    if (TPMA_SESSION.has(attrs, "decrypt") && i !== decrypting) throw rcSession(TPM_RC.ATTRIBUTES, n);
-    if (TPMA_SESSION.has(attrs, "encrypt") && i !== encrypting) throw rcSession(TPM_RC.ATTRIBUTES, n);
+    const has = (bit: Parameters<typeof TPMA_SESSION.has>[1]) => TPMA_SESSION.has(attrs, bit);
     if (!s) {
-      // Password: authorizes, never encrypts or audits (ms-tpm-20-ref ParseSessionBuffer).
-      if (!entity || encDec || TPMA_SESSION.has(attrs, "audit")) throw rcSession(TPM_RC.ATTRIBUTES, n);
-      if (a.nonce.length !== 0) throw rcSession(TPM_RC.NONCE, n);
+      // A password session authorizes a handle, or it has no business here.
+      if (!entity) throw rcSession(TPM_RC.HANDLE, n);
       checkAuthValueRole(def, entity, i);
       if (!sameSecret(trimAuth(a.hmac), trimAuth(entity.authValue))) fail(input, entity, n);
       return { auth: a, session: undefined, entity, hmacKey: new Uint8Array(0), includeAuth: false };
     }
     if (s.kind === "trial") throw rcSession(TPM_RC.ATTRIBUTES, n);
-    if (a.nonce.length < 16 || a.nonce.length > DIGEST_SIZE[s.authHash]!) throw rcSession(TPM_RC.SIZE, n);
-    if (encDec && s.symmetric.algorithm === TPM_ALG.NULL) throw rcSession(TPM_RC.SYMMETRIC, n);
+    if (!entity && !has("decrypt") && !has("encrypt") && !has("audit")) throw rcSession(TPM_RC.ATTRIBUTES, n);
+    // No size rule for nonceCaller beyond TPM2B_NONCE's: the reference and libtpms take any, and
+    // libtss2-esys sends an empty one with a PolicyPassword session.
 
     let includeAuth = false;
     if (entity && s.kind === "policy") {
@@ -123,7 +152,7 @@ export function checkSessions(input: CheckInput): { active: ActiveSession[]; par
     }
     const key = includeAuth ? concat(s.sessionKey, trimAuth(entity!.authValue)) : s.sessionKey;
     const cp = cpHash(s.authHash, def.code, input.names, input.parameters);
-    const expected = sessionHmac(s.authHash, key, cp, a.nonce, s.nonceTPM, attrs, i === 0 ? extra : []);
+    const expected = sessionHmac(s.authHash, key, cp, a.nonce, s.nonceTPM, attrs, i === 0 && entity ? extra : []);
     if (!sessionHmacValid(a.hmac, expected, key)) {
       if (entity) fail(input, entity, n);
       throw rcSession(TPM_RC.BAD_AUTH, n);
@@ -134,13 +163,11 @@ export function checkSessions(input: CheckInput): { active: ActiveSession[]; par
   let parameters = input.parameters;
   if (decrypting >= 0) {
     const d = active[decrypting]!;
-    if (!def.canDecrypt) throw rcSession(TPM_RC.ATTRIBUTES, decrypting + 1);
     parameters = transformFirst(parameters, (data) => {
       const { key, iv } = cfbKey(d, d.auth.nonce, d.session!.nonceTPM);
       return aesCfbDecrypt(key, iv, data);
     }, decrypting + 1);
   }
-  if (encrypting >= 0 && !def.canEncrypt) throw rcSession(TPM_RC.ATTRIBUTES, encrypting + 1);
   return { active, parameters };
 }
 

@@ -10,7 +10,7 @@ import { handleType, TPM_HT, TPM_RC, TPM_RH } from "../src/tpm/constants.ts";
 import { nvName, objectName } from "../src/tpm/crypto.ts";
 import { MarshalError } from "../src/tpm/errors.ts";
 import { type CommandFrame, decodeCommandFrame, encodeResponseFrame, parameterNumber } from "../src/tpm/frame.ts";
-import { TPMA_NV, TPMA_OBJECT } from "../src/tpm/structures.ts";
+import { TPMA_NV, TPMA_OBJECT, TPMA_SESSION } from "../src/tpm/structures.ts";
 import { type ActiveSession, checkSessions, type Entity, respondSessions } from "./auth.ts";
 import type { TpmEngine } from "./engine.ts";
 import { handleBytes, type SimObject } from "./object.ts";
@@ -64,6 +64,8 @@ export class SimTpm implements TpmEngine {
   #tail: Promise<unknown> = Promise.resolve();
   /** performance.now() when the clock was last read into persistent.clock. */
   #clockBase = performance.now();
+  /** performance.now() at the last _TPM_Init (power-on counts as one): TPMS_TIME_INFO.time starts there. */
+  #initAt = performance.now();
 
   constructor(persistent: Persistent, handlers: ReadonlyMap<number, Handler>, options: SimTpmOptions = {}) {
     this.persistent = persistent;
@@ -98,6 +100,7 @@ export class SimTpm implements TpmEngine {
     this.volatile.nullHierarchy = nullHierarchy;
     // A power loss without TPM2_Shutdown leaves the clock unvouched for.
     this.volatile.safe = this.persistent.shutdown !== "none";
+    this.#initAt = performance.now();
     this.#powered = true;
   }
 
@@ -124,6 +127,14 @@ export class SimTpm implements TpmEngine {
     this.persistent.clock += BigInt(Math.floor(now - this.#clockBase));
     this.#clockBase = now - ((now - this.#clockBase) % 1);
     return this.persistent.clock;
+  }
+
+  /**
+   * Milliseconds since _TPM_Init (Part 2 §10.11.6 TPMS_TIME_INFO.time): independent of Clock, which
+   * TPM2_Clear sets back to zero. Rounded up, since any command runs some time after _TPM_Init.
+   */
+  timeSinceInit(): bigint {
+    return BigInt(Math.ceil(performance.now() - this.#initAt));
   }
 
   // ---- entities ---------------------------------------------------------------------------------
@@ -281,7 +292,7 @@ export class SimTpm implements TpmEngine {
     for (const a of active) {
       const s = a.session;
       if (!s) continue;
-      if (!(a.auth.sessionAttributes & 1)) this.volatile.sessions.delete(s.handle);
+      if (!TPMA_SESSION.has(a.auth.sessionAttributes, "continueSession")) this.volatile.sessions.delete(s.handle);
       else if (s.kind === "policy" && a.entity) resetPolicy(s);
     }
   }
@@ -300,23 +311,22 @@ function errorResponse(code: number): Uint8Array {
   return encodeResponseFrame({ rc: code, handles: [], parameters: new Uint8Array(0), auths: [] });
 }
 
-/** The response code for a command whose header or authorization area does not parse. */
+/** The response code for a command whose header or authorization area does not parse, from its fault. */
 function headerFault(e: unknown, bytes: Uint8Array): number {
   if (bytes.length < 10) return TPM_RC.COMMAND_SIZE;
-  const m = e instanceof MarshalError ? e : undefined;
-  if (m?.fault === "tag") return TPM_RC.BAD_TAG;
-  if (m?.message.includes("unknown command code")) return TPM_RC.COMMAND_CODE;
-  if (m?.message.includes("commandSize")) return TPM_RC.COMMAND_SIZE;
+  if (!(e instanceof MarshalError)) return TPM_RC.FAILURE;
+  if (e.fault === "tag") return TPM_RC.BAD_TAG;
+  if (e.structure === "command header") return e.fault === "size" ? TPM_RC.COMMAND_SIZE : TPM_RC.COMMAND_CODE;
   return TPM_RC.AUTHSIZE;
 }
 
-/** TPM_RC_SIZE / _INSUFFICIENT / _VALUE / _SELECTOR for the parameter that did not decode. */
+/**
+ * TPM_RC_SIZE / _INSUFFICIENT / _VALUE / _SELECTOR + the number of the parameter that did not decode,
+ * from the MarshalError's fault and its outermost field. Bytes left over after the last parameter
+ * are a plain TPM_RC_SIZE, as in ExecCommand.c.
+ */
 function parameterFault(def: AnyCommand, e: unknown): TpmRc {
   if (!(e instanceof MarshalError)) return rc(TPM_RC.FAILURE);
-  const base = FORMAT_FAULTS[e.fault] ?? TPM_RC.VALUE;
-  // The path starts "TPM2_X parameters.<name>": the top-level field is the parameter. Without one
-  // (bytes left over after the last parameter) it is a plain TPM_RC_SIZE, as in ExecCommand.c.
-  const top = /parameters\.([A-Za-z0-9_]+)/.exec(e.path)?.[1];
-  const n = top !== undefined ? parameterNumber(def, top) : 0;
-  return n > 0 ? rcParam(base, n) : rc(TPM_RC.SIZE);
+  const n = parameterNumber(def, e.fieldPath[0]);
+  return n > 0 ? rcParam(FORMAT_FAULTS[e.fault] ?? TPM_RC.VALUE, n) : rc(TPM_RC.SIZE);
 }

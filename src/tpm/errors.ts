@@ -23,6 +23,8 @@ export class MarshalError extends TpmLibraryError {
   /** Innermost named structure and field where decoding failed. */
   structure: string | undefined;
   fieldName: string | undefined;
+  /** The fields the failure happened in, outermost first (a command's parameter, then inward). */
+  readonly fieldPath: string[] = [];
   private readonly frames: string[] = [];
   private pending: string[] = [];
 
@@ -44,6 +46,7 @@ export class MarshalError extends TpmLibraryError {
   /** Record that the failure happened inside field `key` of the structure being decoded. */
   field(key: string): this {
     this.pending.unshift(key);
+    this.fieldPath.unshift(key);
     this.fieldName ??= key;
     return this.refresh();
   }

@@ -6,6 +6,9 @@ import { TpmResponseError } from "../../src/tpm/errors.ts";
 import type { Transport } from "../../src/tpm/transport/transport.ts";
 import { type Handler, SimTpm, type SimTpmOptions } from "../../simulator/sim_tpm.ts";
 import { freshPersistent } from "../../simulator/state.ts";
+import { ALL_HANDLERS } from "../../simulator/handlers/all.ts";
+import { startListening } from "../../simulator/listen_uri.ts";
+import { openTransport } from "../../src/tpm/transport/uri.ts";
 import { randomBytes } from "node:crypto";
 
 /** Bytes to the engine and back, nothing else: what InProcessTransport does, for tests of the engine. */
@@ -43,4 +46,25 @@ export async function rcOf(p: Promise<unknown>): Promise<number> {
     throw e;
   }
   throw new Error("the command succeeded, but a TPM error was expected");
+}
+
+/** The two ways a client reaches the simulator: its engine in process, or its swtpm socket server. */
+export const SIM_WIRES = ["in process", "over its swtpm socket"] as const;
+export type SimWire = (typeof SIM_WIRES)[number];
+
+/** A started simulator with every handler, reached over `wire`; stop() closes what it opened. */
+export async function startedSimOver(wire: SimWire, options: SimTpmOptions = {}) {
+  const { engine, tpm: local } = await startedSim(ALL_HANDLERS, options);
+  if (wire === "in process") return { engine, tpm: local, stop: () => engine.close() };
+  const server = await startListening(engine, "swtpm:host=127.0.0.1,port=0");
+  const tpm = new Tpm(openTransport(server.uri));
+  return {
+    engine,
+    tpm,
+    async stop() {
+      await tpm.close();
+      await server.close();
+      await engine.close();
+    },
+  };
 }

@@ -46,6 +46,7 @@ import { pcrExtend, pcrRead, pcrReset, pcrSelection } from "../../src/tpm/pcrs.t
 import { PasswordSession, type Session } from "../../src/tpm/sessions.ts";
 import { encode } from "../../src/tpm/marshal.ts";
 import { TPMT_PUBLIC } from "../../src/tpm/structures.ts";
+import { sessionCases } from "./conformance_sessions.ts";
 
 export interface Backend {
   readonly tpm: Tpm;
@@ -78,6 +79,8 @@ export function conformanceSuite(name: string, open: () => Promise<Backend>, exc
     });
     const it = (title: string, fn: () => Promise<void>) =>
       exceptions[title] ? test(title, { skip: exceptions[title] }, fn) : test(title, fn);
+
+    sessionCases(it, () => b);
 
     it("Startup when already started answers TPM_RC_INITIALIZE", async () => {
       await assert.rejects(b.tpm.execute(Startup, { startupType: TPM_SU.CLEAR }), expectRc(TPM_RC.INITIALIZE));

@@ -1,0 +1,73 @@
+/**
+ * Conformance cases about the authorization area, from defects the simulator had and swtpm (libtpms,
+ * the reference implementation's SessionProcess.c) does not: a password session that claims to
+ * encrypt, and a PolicyPassword session with an empty nonceCaller as libtss2-esys sends it.
+ */
+import assert from "node:assert/strict";
+import { generateKeyPairSync } from "node:crypto";
+import { Sign } from "../../src/tpm/commands.ts";
+import { RC_MODIFIER, TPM_ALG, TPM_RC, TPM_RH, TPM_ST } from "../../src/tpm/constants.ts";
+import { hash } from "../../src/tpm/crypto.ts";
+import { externalPublic, externalSensitive } from "../../src/tpm/external_key.ts";
+import { flush, loadExternal } from "../../src/tpm/objects.ts";
+import { emptyPolicy, policyAuthValueDigest, policyPassword } from "../../src/tpm/policy.ts";
+import { verifySignature } from "../../src/tpm/signature.ts";
+import { flushSession, startAuthSession } from "../../src/tpm/session_start.ts";
+import { type Session, SYM_NULL } from "../../src/tpm/sessions.ts";
+import type { Backend } from "./conformance.ts";
+
+export type Case = (title: string, fn: () => Promise<void>) => void;
+
+const rcOfResponse = (rsp: Uint8Array) => new DataView(rsp.buffer, rsp.byteOffset).getUint32(6);
+
+/** `s` with an empty nonceCaller, as libtss2-esys sends a PolicyPassword session. */
+function withoutNonce(s: Session): Session {
+  return {
+    handle: s.handle,
+    attributes: s.attributes,
+    needsNames: s.needsNames,
+    get nonceTPM() {
+      return s.nonceTPM;
+    },
+    begin: () => s.begin(),
+    encryptParameter: (data, authorizing) => s.encryptParameter(data, authorizing),
+    decryptParameter: (data, authorizing) => s.decryptParameter(data, authorizing),
+    authorize: (ctx) => ({ ...s.authorize(ctx), nonce: new Uint8Array(0) }),
+    verify: (ctx, auth) => s.verify(ctx, auth),
+  };
+}
+
+export function sessionCases(it: Case, backend: () => Backend): void {
+  it("a second password session with decrypt set answers TPM_RC_ATTRIBUTES for session 2", async () => {
+    // TPM2_GetRandom(8) with two password sessions, the second claiming decrypt (0x21).
+    const raw = Buffer.from("8002000000220000017b000000124000000900000100004000000900002100000008", "hex");
+    const rc = rcOfResponse(await backend().tpm.transport.send(new Uint8Array(raw)));
+    assert.equal(rc, TPM_RC.ATTRIBUTES | RC_MODIFIER.session(2), `rc 0x${rc.toString(16)}`);
+  });
+
+  it("a PolicyPassword session with an empty nonceCaller authorizes Sign", async () => {
+    const tpm = backend().tpm;
+    const password = new TextEncoder().encode("pswd");
+    const key = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey;
+    const pub = {
+      ...externalPublic(key, "sign"),
+      authPolicy: policyAuthValueDigest(TPM_ALG.SHA256, emptyPolicy(TPM_ALG.SHA256)),
+    };
+    const loaded = await loadExternal(tpm, pub, { ...externalSensitive(key), authValue: password });
+    const session = await startAuthSession(tpm, { kind: "policy", symmetric: SYM_NULL });
+    try {
+      await policyPassword(tpm, session);
+      const message = new TextEncoder().encode("authorized by a password policy");
+      const { signature } = await tpm.execute(Sign, {
+        keyHandle: loaded.handle,
+        digest: hash(TPM_ALG.SHA256, message),
+        inScheme: { scheme: TPM_ALG.ECDSA, details: { hashAlg: TPM_ALG.SHA256 } },
+        validation: { tag: TPM_ST.HASHCHECK, hierarchy: TPM_RH.NULL, digest: new Uint8Array() },
+      }, { sessions: [withoutNonce(session.withAuth(password))] });
+      verifySignature(pub, message, signature);
+    } finally {
+      await flushSession(tpm, session);
+      await flush(tpm, loaded.handle);
+    }
+  });
+}
