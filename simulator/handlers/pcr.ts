@@ -194,17 +194,12 @@ function hashCommand(tpm: SimTpm, args: CommandArgs<typeof Hash>): ResponseArgs<
   return { outHash, validation: hashCheckTicket(tpm, ticketHierarchy, args.hashAlg, outHash) };
 }
 
-/** Clock at the first ReadClock since _TPM_Init, per volatile state: TPMS_TIME_INFO.time counts from there. */
-const timeBase = new WeakMap<object, bigint>();
-
 function readClock(tpm: SimTpm): ResponseArgs<typeof ReadClock> {
   const clock = tpm.tickClock();
-  const base = timeBase.get(tpm.volatile) ?? clock;
-  timeBase.set(tpm.volatile, base);
   const p = tpm.persistent;
   return {
     currentTime: {
-      time: clock - base,
+      time: tpm.timeSinceInit(),
       clockInfo: { clock, resetCount: p.resetCount, restartCount: p.restartCount, safe: tpm.volatile.safe },
     },
   };
