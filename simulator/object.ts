@@ -2,10 +2,10 @@
  * A loaded object in the simulated TPM: its public area, its sensitive part, and the operations the
  * commands need (sign, decrypt a secret, derive the Name).
  */
-import { createPrivateKey, createPublicKey, type JsonWebKey, type KeyObject, sign as nodeSign } from "node:crypto";
-import { TPM_ALG, TPM_RC } from "../src/tpm/constants.ts";
+import { createPrivateKey, createPublicKey, type JsonWebKey, type KeyObject } from "node:crypto";
+import { TPM_RC } from "../src/tpm/constants.ts";
 import { concat, hash, objectName } from "../src/tpm/crypto.ts";
-import { TPMA_OBJECT, type TPMT_PUBLIC, type TPMT_SIGNATURE } from "../src/tpm/structures.ts";
+import { TPMA_OBJECT, type TPMT_PUBLIC } from "../src/tpm/structures.ts";
 import { rc } from "./rc.ts";
 
 export interface SimObject {
@@ -57,34 +57,4 @@ export function privateKeyOf(o: SimObject): KeyObject {
 
 export function publicKeyObject(o: SimObject): KeyObject {
   return createPublicKey(privateKeyOf(o));
-}
-
-const NODE_HASH: Readonly<Record<number, string>> = {
-  [TPM_ALG.SHA1]: "sha1",
-  [TPM_ALG.SHA256]: "sha256",
-  [TPM_ALG.SHA384]: "sha384",
-  [TPM_ALG.SHA512]: "sha512",
-};
-
-/** Sign `message` (hashed here with `hashAlg`) with the object's key under `scheme`. */
-export function signWith(o: SimObject, scheme: number, hashAlg: number, message: Uint8Array): TPMT_SIGNATURE {
-  const nodeHash = NODE_HASH[hashAlg];
-  if (!nodeHash) throw rc(TPM_RC.HASH);
-  const key = privateKeyOf(o);
-  if (scheme === TPM_ALG.RSASSA || scheme === TPM_ALG.RSAPSS) {
-    const sig = nodeSign(nodeHash, message, {
-      key,
-      ...(scheme === TPM_ALG.RSAPSS ? { padding: 6, /* RSA_PKCS1_PSS_PADDING */ saltLength: -1 /* digest */ } : {}),
-    });
-    return { sigAlg: scheme, signature: { hash: hashAlg, sig: new Uint8Array(sig) } };
-  }
-  if (scheme === TPM_ALG.ECDSA) {
-    const sig = new Uint8Array(nodeSign(nodeHash, message, { key, dsaEncoding: "ieee-p1363" }));
-    const half = sig.length / 2;
-    return {
-      sigAlg: scheme,
-      signature: { hash: hashAlg, signatureR: sig.slice(0, half), signatureS: sig.slice(half) },
-    };
-  }
-  throw rc(TPM_RC.SCHEME);
 }

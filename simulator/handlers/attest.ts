@@ -2,7 +2,7 @@
  * Attestation and credentials (Part 3 §12.5-12.6, §18.2, §18.4): TPMS_ATTEST built and signed by
  * the signing key, and the credential protection of MakeCredential/ActivateCredential.
  */
-import { DIGEST_SIZE, TPM_ALG, TPM_GENERATED_VALUE, TPM_RC, TPM_RH, TPM_ST } from "../../src/tpm/constants.ts";
+import { TPM_GENERATED_VALUE, TPM_RC, TPM_RH, TPM_ST } from "../../src/tpm/constants.ts";
 import { hash } from "../../src/tpm/crypto.ts";
 import { CredentialError, makeCredential, unwrapCredential } from "../../src/tpm/credential.ts";
 import { kdfa } from "../../src/tpm/kdf.ts";
@@ -10,38 +10,14 @@ import { encode } from "../../src/tpm/marshal.ts";
 import { secretDecrypt, SecretError } from "../../src/tpm/secret.ts";
 import type { CommandArgs, ResponseArgs } from "../../src/tpm/command.ts";
 import { ActivateCredential, Certify, MakeCredential, Quote } from "../../src/tpm/commands.ts";
-import {
-  publicAsym,
-  TPMA_OBJECT,
-  TPMS_ATTEST,
-  type TPMS_ATTEST as Attest,
-  type TPMT_SIG_SCHEME,
-} from "../../src/tpm/structures.ts";
-import { privateKeyOf, signWith, type SimObject } from "../object.ts";
+import { TPMA_OBJECT, TPMS_ATTEST, type TPMS_ATTEST as Attest } from "../../src/tpm/structures.ts";
+import { privateKeyOf, type SimObject } from "../object.ts";
+import { selectSignScheme, signMessage, type SignScheme } from "../signing.ts";
 import { rcHandle, rcParam, TpmRc } from "../rc.ts";
 import type { SimTpm } from "../sim_tpm.ts";
 import { FIRMWARE_VERSION } from "./firmware.ts";
 import { handle } from "./index.ts";
 import { hierarchyState, selectedPcrValues } from "./objects.ts";
-
-/** The scheme a signature uses: the key's own, or the caller's when the key has none (Part 3 §18.2). */
-function signingScheme(key: SimObject, inScheme: TPMT_SIG_SCHEME, n: number): { scheme: number; hashAlg: number } {
-  const a = key.public.objectAttributes;
-  if (!TPMA_OBJECT.has(a, "sign")) throw rcHandle(TPM_RC.KEY, n);
-  if (!key.privateJwk) throw rcHandle(TPM_RC.KEY, n);
-  const own = publicAsym(key.public).scheme;
-  const given = inScheme.scheme === TPM_ALG.NULL ? undefined : inScheme;
-  if (
-    own.scheme !== TPM_ALG.NULL && given &&
-    (given.scheme !== own.scheme || given.details?.hashAlg !== own.details?.hashAlg)
-  ) {
-    throw rcParam(TPM_RC.SCHEME, 2);
-  }
-  const chosen = own.scheme !== TPM_ALG.NULL ? own : given;
-  const hashAlg = chosen?.details?.hashAlg;
-  if (!chosen || hashAlg === undefined) throw rcParam(TPM_RC.SCHEME, 2);
-  return { scheme: chosen.scheme, hashAlg };
-}
 
 /**
  * Clock, counters and firmware version; obfuscated for signers outside the endorsement and platform
@@ -68,20 +44,15 @@ function attestHeader(tpm: SimTpm, signer: SimObject, hashAlg: number, extraData
   };
 }
 
-function checkQualifyingData(data: Uint8Array, hashAlg: number): void {
-  // extraData may hold at most a digest of the signing hash plus its algorithm id (TPMT_HA).
-  if (data.length > DIGEST_SIZE[hashAlg]! + 2) throw rcParam(TPM_RC.SIZE, 1);
-}
-
-function sign(signer: SimObject, s: { scheme: number; hashAlg: number }, attest: Attest) {
-  const bytes = encode(TPMS_ATTEST, attest);
-  return { attest, signature: signWith(signer, s.scheme, s.hashAlg, bytes) };
+/** TPMS_ATTEST signed by `signer` (H_scheme(attest), as CryptSign is given it). */
+function sign(signer: SimObject, s: SignScheme, attest: Attest) {
+  return { attest, signature: signMessage(signer, s, encode(TPMS_ATTEST, attest)) };
 }
 
 function quote(tpm: SimTpm, args: CommandArgs<typeof Quote>): ResponseArgs<typeof Quote> {
   const signer = tpm.object(args.signHandle, 1);
-  const s = signingScheme(signer, args.inScheme, 1);
-  checkQualifyingData(args.qualifyingData, s.hashAlg);
+  // qualifyingData needs no check of its own: TPM2B_DATA holds at most sizeof(TPMT_HA) bytes.
+  const s = selectSignScheme(signer, args.inScheme, 1);
   for (const sel of args.PCRselect) if (!tpm.volatile.pcrs.has(sel.hash)) throw rcParam(TPM_RC.VALUE, 3);
   const attest: Attest = {
     ...attestHeader(tpm, signer, s.hashAlg, args.qualifyingData),
@@ -95,8 +66,7 @@ function quote(tpm: SimTpm, args: CommandArgs<typeof Quote>): ResponseArgs<typeo
 function certify(tpm: SimTpm, args: CommandArgs<typeof Certify>): ResponseArgs<typeof Certify> {
   const object = tpm.object(args.objectHandle, 1);
   const signer = tpm.object(args.signHandle, 2);
-  const s = signingScheme(signer, args.inScheme, 2);
-  checkQualifyingData(args.qualifyingData, s.hashAlg);
+  const s = selectSignScheme(signer, args.inScheme, 2);
   const attest: Attest = {
     ...attestHeader(tpm, signer, s.hashAlg, args.qualifyingData),
     type: TPM_ST.ATTEST_CERTIFY,

@@ -47,6 +47,7 @@ import { PasswordSession, type Session } from "../../src/tpm/sessions.ts";
 import { encode } from "../../src/tpm/marshal.ts";
 import { TPMT_PUBLIC } from "../../src/tpm/structures.ts";
 import { sessionCases } from "./conformance_sessions.ts";
+import { signingCases } from "./conformance_signing.ts";
 
 export interface Backend {
   readonly tpm: Tpm;
@@ -81,6 +82,7 @@ export function conformanceSuite(name: string, open: () => Promise<Backend>, exc
       exceptions[title] ? test(title, { skip: exceptions[title] }, fn) : test(title, fn);
 
     sessionCases(it, () => b);
+    signingCases(it, () => b);
 
     it("Startup when already started answers TPM_RC_INITIALIZE", async () => {
       await assert.rejects(b.tpm.execute(Startup, { startupType: TPM_SU.CLEAR }), expectRc(TPM_RC.INITIALIZE));
