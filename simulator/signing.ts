@@ -12,7 +12,22 @@ import { p256, p384, p521 } from "@noble/curves/nist";
 import { hmac } from "@noble/hashes/hmac";
 import { DIGEST_SIZE, TPM_ALG, TPM_ECC_CURVE, TPM_RC } from "../src/tpm/constants.ts";
 import { concat, hash, hashFor, publicKeyOf } from "../src/tpm/crypto.ts";
-import { TPMA_OBJECT, type TPMS_ECC_PARMS, type TPMT_SIG_SCHEME, type TPMT_SIGNATURE } from "../src/tpm/structures.ts";
+import {
+  keyedHashHmac,
+  publicAsym,
+  publicEcc,
+  publicKeyedHash,
+  publicRsa,
+  signatureEcc,
+  signatureHmac,
+  signatureRsa,
+  sigSchemeDetails,
+  TPMA_OBJECT,
+  type TPMT_SIG_SCHEME,
+  type TPMT_SIGNATURE,
+  uniqueEcc,
+  uniqueRsa,
+} from "../src/tpm/structures.ts";
 import { privateKeyOf, type SimObject } from "./object.ts";
 import { bigIntToBytes, bytesToBigInt, modPow } from "./rsa_keygen.ts";
 import { rcHandle, rcParam, TpmRc } from "./rc.ts";
@@ -37,19 +52,29 @@ const DIGEST_INFO: Readonly<Record<number, string>> = {
   [TPM_ALG.SHA512]: "3051300d060960864801650304020305000440",
 };
 
-const CURVES = {
+const CURVES: Readonly<Record<number, typeof p256>> = {
   [TPM_ECC_CURVE.NIST_P256]: p256,
   [TPM_ECC_CURVE.NIST_P384]: p384,
   [TPM_ECC_CURVE.NIST_P521]: p521,
-} as const;
+};
 
 const b64u = (s: string | undefined) => new Uint8Array(Buffer.from(s ?? "", "base64url"));
 
-/** The scheme of a key's public area: TPMT_RSA_SCHEME, TPMT_ECC_SCHEME or TPMT_KEYEDHASH_SCHEME. */
+/**
+ * The scheme of a key's public area (TPMT_RSA_SCHEME, TPMT_ECC_SCHEME or TPMT_KEYEDHASH_SCHEME), with
+ * TPM_ALG_NULL as hash for one that carries none (RSAES, XOR: no signing scheme anyway).
+ */
 function ownScheme(key: SimObject): SignScheme | undefined {
-  const own = (key.public.parameters as { scheme?: { scheme: number; details: unknown } }).scheme;
-  if (!own || own.scheme === TPM_ALG.NULL) return undefined;
-  return { scheme: own.scheme, hashAlg: (own.details as { hashAlg?: number } | null)?.hashAlg ?? TPM_ALG.NULL };
+  const pub = key.public;
+  if (pub.type === TPM_ALG.KEYEDHASH) {
+    const own = publicKeyedHash(pub).scheme;
+    if (own.scheme === TPM_ALG.NULL) return undefined;
+    return { scheme: own.scheme, hashAlg: own.scheme === TPM_ALG.HMAC ? keyedHashHmac(own).hashAlg : TPM_ALG.NULL };
+  }
+  if (pub.type !== TPM_ALG.RSA && pub.type !== TPM_ALG.ECC) return undefined;
+  const own = publicAsym(pub).scheme;
+  if (own.scheme === TPM_ALG.NULL) return undefined;
+  return { scheme: own.scheme, hashAlg: own.details?.hashAlg ?? TPM_ALG.NULL };
 }
 
 /**
@@ -63,7 +88,7 @@ export function selectSignScheme(key: SimObject, inScheme: TPMT_SIG_SCHEME, keyN
   const own = ownScheme(key);
   const given = inScheme.scheme === TPM_ALG.NULL
     ? undefined
-    : { scheme: inScheme.scheme, hashAlg: (inScheme.details as { hashAlg: number }).hashAlg };
+    : { scheme: inScheme.scheme, hashAlg: sigSchemeDetails(inScheme).hashAlg };
   if (own && given && (own.scheme !== given.scheme || own.hashAlg !== given.hashAlg)) {
     throw rcParam(TPM_RC.SCHEME, schemeN);
   }
@@ -119,15 +144,15 @@ export function verifyDigest(key: SimObject, digest: Uint8Array, sig: TPMT_SIGNA
   if (!SCHEMES_OF_TYPE[key.public.type]?.includes(sig.sigAlg)) throw new TpmRc(TPM_RC.SCHEME);
   const own = ownScheme(key);
   if (sig.sigAlg === TPM_ALG.HMAC) {
-    const { hashAlg, digest: mac } = sig.signature as { hashAlg: number; digest: Uint8Array };
+    const { hashAlg, digest: mac } = signatureHmac(sig);
     if (own && own.hashAlg !== hashAlg) throw new TpmRc(TPM_RC.SCHEME);
     if (key.secret === null) throw new TpmRc(TPM_RC.HANDLE); // a public-only keyed hash cannot verify
     const expected = hmacOf(key, hashAlg, digest);
-    return mac.length === expected.length && timingSafeEqual(mac, expected);
+    return mac !== null && mac.length === expected.length && timingSafeEqual(mac, expected);
   }
   if (sig.sigAlg === TPM_ALG.ECDSA) {
-    const { signatureR, signatureS } = sig.signature as { signatureR: Uint8Array; signatureS: Uint8Array };
-    const point = key.public.unique as { x: Uint8Array; y: Uint8Array };
+    const { signatureR, signatureS } = signatureEcc(sig);
+    const point = uniqueEcc(key.public);
     try {
       return curveOf(key).verify(concat(signatureR, signatureS), digest, concat(Uint8Array.of(4), point.x, point.y), {
         prehash: false,
@@ -137,7 +162,7 @@ export function verifyDigest(key: SimObject, digest: Uint8Array, sig: TPMT_SIGNA
       return false;
     }
   }
-  const { hash: hashAlg, sig: value } = sig.signature as { hash: number; sig: Uint8Array };
+  const { hash: hashAlg, sig: value } = signatureRsa(sig);
   if (sig.sigAlg === TPM_ALG.RSAPSS) {
     const em = rsaPublic(key, value);
     return em !== undefined && emsaPssVerify(hashAlg, digest, em, modulusBytes(key));
@@ -159,13 +184,13 @@ function hmacOf(key: SimObject, hashAlg: number, data: Uint8Array): Uint8Array {
 }
 
 function curveOf(key: SimObject) {
-  const c = CURVES[(key.public.parameters as TPMS_ECC_PARMS).curveID as keyof typeof CURVES];
+  const c = CURVES[publicEcc(key.public).curveID];
   if (!c) throw rcHandle(TPM_RC.CURVE, 1);
   return c;
 }
 
 function modulusBytes(key: SimObject): number {
-  return (key.public.unique as Uint8Array).length;
+  return uniqueRsa(key.public).length;
 }
 
 /**
@@ -184,8 +209,8 @@ function rsaPrivate(key: SimObject, em: Uint8Array): Uint8Array {
 
 /** The raw RSA public-key operation; undefined for a value not below the modulus. */
 function rsaPublic(key: SimObject, sig: Uint8Array): Uint8Array | undefined {
-  const n = bytesToBigInt(key.public.unique as Uint8Array);
-  const e = BigInt((key.public.parameters as { exponent: number }).exponent || 65537);
+  const n = bytesToBigInt(uniqueRsa(key.public));
+  const e = BigInt(publicRsa(key.public).exponent || 65537);
   const s = bytesToBigInt(sig);
   if (sig.length !== modulusBytes(key) || s >= n) return undefined;
   return bigIntToBytes(modPow(s, e, n), modulusBytes(key));
