@@ -10,7 +10,8 @@ import { RC_MODIFIER, TPM_ALG, TPM_RC, TPM_RH, TPM_ST } from "../../src/tpm/cons
 import { hash } from "../../src/tpm/crypto.ts";
 import { externalPublic, externalSensitive } from "../../src/tpm/external_key.ts";
 import { flush, loadExternal } from "../../src/tpm/objects.ts";
-import { emptyPolicy, policyAuthValueDigest, policyPassword } from "../../src/tpm/policy.ts";
+import { policyPassword } from "../../src/tpm/policy.ts";
+import { emptyPolicy, policyAuthValueDigest } from "../../src/tpm/session_digests.ts";
 import { verifySignature } from "../../src/tpm/signature.ts";
 import { flushSession, startAuthSession } from "../../src/tpm/session_start.ts";
 import { type Session, SYM_NULL } from "../../src/tpm/sessions.ts";
