@@ -196,7 +196,7 @@ export async function storePayload(
   return result;
 }
 
-async function exists(path: string): Promise<boolean> {
+function exists(path: string): Promise<boolean> {
   return stat(path).then(() => true, () => false);
 }
 
