@@ -33,7 +33,20 @@ import { decode } from "../../src/tpm/marshal.ts";
 import { nvDefine, nvRead, nvReadPublic, nvWrite } from "../../src/tpm/nv.ts";
 import { pcrRead, pcrSelection } from "../../src/tpm/pcrs.ts";
 import { PasswordSession } from "../../src/tpm/sessions.ts";
-import { commandAttributes, TPMA_CC, TPMA_NV, type TPMS_NV_PUBLIC } from "../../src/tpm/structures.ts";
+import {
+  capabilityAlgs,
+  capabilityCommands,
+  capabilityEccCurves,
+  capabilityHandles,
+  capabilityPcrProperties,
+  capabilityPcrs,
+  capabilityProperties,
+  commandAttributes,
+  TPMA_CC,
+  TPMA_NV,
+  type TPMS_CAPABILITY_DATA,
+  type TPMS_NV_PUBLIC,
+} from "../../src/tpm/structures.ts";
 import { capability } from "../../simulator/handlers/capability.ts";
 import { hierarchy } from "../../simulator/handlers/hierarchy.ts";
 import { registry } from "../../simulator/handlers/index.ts";
@@ -72,10 +85,16 @@ async function rawAt(engine: SimTpm, locality: number, code: number, args: Recor
   return new DataView(rsp.buffer, rsp.byteOffset).getUint32(6);
 }
 
-async function capData(tpm: Tpm, capability: number, property: number, propertyCount: number) {
+/** One page of a capability, its list read through the capability's checked accessor. */
+async function capData<T>(
+  tpm: Tpm,
+  read: (d: TPMS_CAPABILITY_DATA) => T[],
+  capability: number,
+  property: number,
+  propertyCount: number,
+) {
   const r = await tpm.execute(GetCapability, { capability, property, propertyCount });
-  assert.equal(r.capabilityData.capability, capability);
-  return { more: r.moreData, data: r.capabilityData.data as unknown[] };
+  return { more: r.moreData, data: read(r.capabilityData) };
 }
 
 describe("GetCapability", () => {
@@ -111,16 +130,16 @@ describe("GetCapability", () => {
 
   test("TPM properties page within their group", async () => {
     const { tpm, engine } = await started();
-    const fixed = await capData(tpm, TPM_CAP.TPM_PROPERTIES, TPM_PT.FAMILY_INDICATOR, 127);
+    const fixed = await capData(tpm, capabilityProperties, TPM_CAP.TPM_PROPERTIES, TPM_PT.FAMILY_INDICATOR, 127);
     assert.equal(fixed.more, false, "the fixed group ends at 0x12e");
     assert.equal(fixed.data.length, 46);
-    assert.deepEqual(await capData(tpm, TPM_CAP.TPM_PROPERTIES, TPM_PT.NV_BUFFER_MAX, 1), {
+    assert.deepEqual(await capData(tpm, capabilityProperties, TPM_CAP.TPM_PROPERTIES, TPM_PT.NV_BUFFER_MAX, 1), {
       more: true,
       data: [{ property: TPM_PT.NV_BUFFER_MAX, value: 0x400 }],
     });
-    const eight = await capData(tpm, TPM_CAP.TPM_PROPERTIES, 0, 8);
+    const eight = await capData(tpm, capabilityProperties, TPM_CAP.TPM_PROPERTIES, 0, 8);
     assert.equal(eight.more, true);
-    assert.deepEqual(eight.data.map((p) => (p as { property: number }).property), [
+    assert.deepEqual(eight.data.map((p) => p.property), [
       0x100,
       0x101,
       0x102,
@@ -130,8 +149,14 @@ describe("GetCapability", () => {
       0x106,
       0x107,
     ]);
-    assert.deepEqual(await capData(tpm, TPM_CAP.TPM_PROPERTIES, 0x12f, 10), { more: false, data: [] });
-    assert.deepEqual(await capData(tpm, TPM_CAP.TPM_PROPERTIES, 0x300, 10), { more: false, data: [] });
+    assert.deepEqual(await capData(tpm, capabilityProperties, TPM_CAP.TPM_PROPERTIES, 0x12f, 10), {
+      more: false,
+      data: [],
+    });
+    assert.deepEqual(await capData(tpm, capabilityProperties, TPM_CAP.TPM_PROPERTIES, 0x300, 10), {
+      more: false,
+      data: [],
+    });
 
     engine.persistent.failedTries = 2;
     const variable = await getProperties(tpm, TPM_PT.PERMANENT);
@@ -143,7 +168,7 @@ describe("GetCapability", () => {
 
   test("algorithms ascend and page on the algorithm ID", async () => {
     const { tpm } = await started();
-    const all = (await capData(tpm, TPM_CAP.ALGS, 0, 200)).data as { alg: number; algProperties: number }[];
+    const all = (await capData(tpm, capabilityAlgs, TPM_CAP.ALGS, 0, 200)).data;
     const ids = all.map((a) => a.alg);
     assert.deepEqual(ids, [...ids].sort((a, b) => a - b));
     const props = new Map(all.map((a) => [a.alg, a.algProperties]));
@@ -153,14 +178,14 @@ describe("GetCapability", () => {
     assert.equal(props.get(TPM_ALG.XOR), 0x006);
     assert.equal(props.get(TPM_ALG.ECDH), 0x401);
     assert.equal(props.get(TPM_ALG.SYMCIPHER), 0x008);
-    const page = await capData(tpm, TPM_CAP.ALGS, TPM_ALG.SHA256, 2);
+    const page = await capData(tpm, capabilityAlgs, TPM_CAP.ALGS, TPM_ALG.SHA256, 2);
     assert.deepEqual(page, { more: true, data: all.filter((a) => a.alg >= TPM_ALG.SHA256).slice(0, 2) });
-    assert.deepEqual(await capData(tpm, TPM_CAP.ALGS, TPM_ALG.CFB + 1, 10), { more: false, data: [] });
+    assert.deepEqual(await capData(tpm, capabilityAlgs, TPM_CAP.ALGS, TPM_ALG.CFB + 1, 10), { more: false, data: [] });
   });
 
   test("commands carry their TPMA_CC: index, handle count, rHandle, nv, extensive", async () => {
     const { tpm, engine } = await started();
-    const attrs = (await capData(tpm, TPM_CAP.COMMANDS, 0, 254)).data as number[];
+    const attrs = (await capData(tpm, capabilityCommands, TPM_CAP.COMMANDS, 0, 254)).data;
     assert.deepEqual(
       attrs.map((a) => commandAttributes(a).commandIndex),
       [...engine.implemented].sort((a, b) => a - b),
@@ -171,18 +196,18 @@ describe("GetCapability", () => {
     assert.equal(of(TPM_CC.PCR_Extend), 0x0240_0182, "nv, one handle (CommandAttributeData.h)");
     assert.equal(of(TPM_CC.Clear), 0x02c0_0126, "nv, extensive, one handle");
     assert.equal(TPMA_CC.has(of(TPM_CC.NV_ReadPublic), "nv"), false);
-    const page = await capData(tpm, TPM_CAP.COMMANDS, TPM_CC.PCR_Read, 2);
+    const page = await capData(tpm, capabilityCommands, TPM_CAP.COMMANDS, TPM_CC.PCR_Read, 2);
     assert.equal(page.more, true);
-    assert.deepEqual(page.data.map((a) => commandAttributes(a as number).commandIndex), [0x17e, 0x181]);
+    assert.deepEqual(page.data.map((a) => commandAttributes(a).commandIndex), [0x17e, 0x181]);
   });
 
   test("handles: PCRs, permanent handles, NV indices; paging and unknown types", async () => {
     const { tpm } = await started();
     const range = (n: number, from = 0) => Array.from({ length: n }, (_, i) => from + i);
-    assert.deepEqual(await capData(tpm, TPM_CAP.HANDLES, 0, 254), { more: false, data: range(24) });
-    assert.deepEqual(await capData(tpm, TPM_CAP.HANDLES, 0, 10), { more: true, data: range(10) });
-    assert.deepEqual(await capData(tpm, TPM_CAP.HANDLES, 22, 10), { more: false, data: [22, 23] });
-    assert.deepEqual((await capData(tpm, TPM_CAP.HANDLES, 0x40000000, 254)).data, [
+    assert.deepEqual(await capData(tpm, capabilityHandles, TPM_CAP.HANDLES, 0, 254), { more: false, data: range(24) });
+    assert.deepEqual(await capData(tpm, capabilityHandles, TPM_CAP.HANDLES, 0, 10), { more: true, data: range(10) });
+    assert.deepEqual(await capData(tpm, capabilityHandles, TPM_CAP.HANDLES, 22, 10), { more: false, data: [22, 23] });
+    assert.deepEqual((await capData(tpm, capabilityHandles, TPM_CAP.HANDLES, 0x40000000, 254)).data, [
       0x40000001,
       0x40000007,
       0x40000009,
@@ -192,12 +217,18 @@ describe("GetCapability", () => {
       0x4000000d,
     ]);
     for (const empty of [0x80000000, 0x81000000, 0x02000000, 0x03000000, 0x01000000]) {
-      assert.deepEqual(await capData(tpm, TPM_CAP.HANDLES, empty, 254), { more: false, data: [] });
+      assert.deepEqual(await capData(tpm, capabilityHandles, TPM_CAP.HANDLES, empty, 254), { more: false, data: [] });
     }
     await nvDefine(tpm, 0x01500010, 8);
     await nvDefine(tpm, 0x01500001, 8);
-    assert.deepEqual((await capData(tpm, TPM_CAP.HANDLES, 0x01000000, 254)).data, [0x01500001, 0x01500010]);
-    assert.deepEqual(await capData(tpm, TPM_CAP.HANDLES, 0x01500002, 254), { more: false, data: [0x01500010] });
+    assert.deepEqual((await capData(tpm, capabilityHandles, TPM_CAP.HANDLES, 0x01000000, 254)).data, [
+      0x01500001,
+      0x01500010,
+    ]);
+    assert.deepEqual(await capData(tpm, capabilityHandles, TPM_CAP.HANDLES, 0x01500002, 254), {
+      more: false,
+      data: [0x01500010],
+    });
     // TPM_RC_HANDLE for parameter 2, the property.
     const rc = await rcOf(
       tpm.execute(GetCapability, { capability: TPM_CAP.HANDLES, property: 0x04000000, propertyCount: 1 }),
@@ -207,23 +238,26 @@ describe("GetCapability", () => {
 
   test("PCR banks, PCR properties and ECC curves", async () => {
     const { tpm } = await started();
-    assert.deepEqual(await capData(tpm, TPM_CAP.PCRS, 0, 1), {
+    assert.deepEqual(await capData(tpm, capabilityPcrs, TPM_CAP.PCRS, 0, 1), {
       more: false,
       data: [SHA1, SHA256, SHA384].map((hash) => ({ hash, pcrSelect: Uint8Array.of(0xff, 0xff, 0xff) })),
     });
-    assert.deepEqual(await capData(tpm, TPM_CAP.PCRS, 0, 0), { more: true, data: [] });
+    assert.deepEqual(await capData(tpm, capabilityPcrs, TPM_CAP.PCRS, 0, 0), { more: true, data: [] });
     const rc = await rcOf(tpm.execute(GetCapability, { capability: TPM_CAP.PCRS, property: 1, propertyCount: 1 }));
     assert.equal(rcHex(rc), "0x2c4");
 
-    const props = (await capData(tpm, TPM_CAP.PCR_PROPERTIES, 0, 100)).data as { tag: number; pcrSelect: Uint8Array }[];
+    const props = (await capData(tpm, capabilityPcrProperties, TPM_CAP.PCR_PROPERTIES, 0, 100)).data;
     const tag = (t: number) => toHex(props.find((p) => p.tag === t)!.pcrSelect);
     assert.equal(tag(TPM_PT_PCR.RESET_L0), "000081", "PCR 16 and 23");
     assert.equal(tag(TPM_PT_PCR.EXTEND_L0), "ffff81");
     assert.equal(tag(TPM_PT_PCR.RESET_L4), "00007e", "PCR 17-22");
     assert.equal(tag(TPM_PT_PCR.SAVE), "ffff00");
 
-    assert.deepEqual(await capData(tpm, TPM_CAP.ECC_CURVES, 0, 10), { more: false, data: [3, 4, 5] });
-    assert.deepEqual(await capData(tpm, TPM_CAP.ECC_CURVES, 4, 1), { more: true, data: [4] });
+    assert.deepEqual(await capData(tpm, capabilityEccCurves, TPM_CAP.ECC_CURVES, 0, 10), {
+      more: false,
+      data: [3, 4, 5],
+    });
+    assert.deepEqual(await capData(tpm, capabilityEccCurves, TPM_CAP.ECC_CURVES, 4, 1), { more: true, data: [4] });
   });
 
   test("an unknown capability is TPM_RC_VALUE for parameter 1", async () => {

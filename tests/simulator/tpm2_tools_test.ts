@@ -24,7 +24,14 @@ import { createEk, releaseEk } from "../../src/tpm/ek.ts";
 import { type EkAlg, POLICY_A_SHA256 } from "../../src/tpm/templates.ts";
 import { decode } from "../../src/tpm/marshal.ts";
 import { pcrRead, pcrSelection } from "../../src/tpm/pcrs.ts";
-import { TPMA_OBJECT, type TPMT_PUBLIC, TPMT_SIGNATURE } from "../../src/tpm/structures.ts";
+import {
+  asymSchemeDetails,
+  publicAsym,
+  publicEcc,
+  TPMA_OBJECT,
+  type TPMT_PUBLIC,
+  TPMT_SIGNATURE,
+} from "../../src/tpm/structures.ts";
 import { pcrFileValues } from "../../src/tpm/pcr_file.ts";
 import {
   decodeAttestFile,
@@ -216,10 +223,10 @@ describe("tpm2-tools 5.4 against the simulator over the swtpm protocol (Keylime 
       assert.equal(pub.nameAlg, TPM_ALG.SHA256);
       assert.equal(pub.objectAttributes, AK_ATTRIBUTES, `attributes 0x${pub.objectAttributes.toString(16)}`);
       assert.ok(TPMA_OBJECT.has(pub.objectAttributes, "restricted") && TPMA_OBJECT.has(pub.objectAttributes, "sign"));
-      const params = pub.parameters as { scheme: { scheme: number; details: { hashAlg: number } } };
-      assert.equal(params.scheme.scheme, ak.sigAlg);
-      assert.equal(params.scheme.details.hashAlg, TPM_ALG.SHA256);
-      if (ak.alg === "ecc") assert.equal((pub.parameters as { curveID: number }).curveID, TPM_ECC_CURVE.NIST_P256);
+      const { scheme } = publicAsym(pub);
+      assert.equal(scheme.scheme, ak.sigAlg);
+      assert.equal(asymSchemeDetails(scheme).hashAlg, TPM_ALG.SHA256);
+      if (ak.alg === "ecc") assert.equal(publicEcc(pub).curveID, TPM_ECC_CURVE.NIST_P256);
       assert.equal(hex(bytes(readFileSync(f(`ak_${ak.alg}.name`)))), hex(objectName(pub)));
       await flushTransients();
     });

@@ -18,7 +18,7 @@ import {
 import { TPM_ALG, TPM_ECC_CURVE, TPM_RC } from "../../src/tpm/constants.ts";
 import { TpmLibraryError } from "../../src/tpm/errors.ts";
 import { decode } from "../../src/tpm/marshal.ts";
-import { TPMA_OBJECT, TPMT_PUBLIC } from "../../src/tpm/structures.ts";
+import { TPMA_OBJECT, TPMT_PUBLIC, uniqueEcc } from "../../src/tpm/structures.ts";
 import { fromHex, rawHex, toHex, VECTOR_DIR } from "../helpers/vectors.ts";
 
 /** The TCG L-1 (RSA-2048) and L-2 (P-256) EK templates, from the captured template bytes. */
@@ -323,7 +323,7 @@ describe("makeCredential validates its inputs as TPM2_MakeCredential does", () =
   });
 
   test("an ECC EK point that is not on its curve -> TPM_RC_ECC_POINT", async () => {
-    const point = ecc.public.unique as { x: Uint8Array; y: Uint8Array };
+    const point = uniqueEcc(ecc.public);
     const y = point.y.slice();
     y[0]! ^= 1;
     const bad = { ...ecc.public, unique: { x: point.x, y } };

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { constants } from "node:crypto";
 import { TPM_ALG, TPM_ECC_CURVE } from "../../src/tpm/constants.ts";
 import { SignatureError, signatureHashAlg, verifySignature } from "../../src/tpm/signature.ts";
-import type { TPMT_PUBLIC, TPMT_SIGNATURE as Sig } from "../../src/tpm/structures.ts";
+import { signatureEcc, signatureRsa, type TPMT_PUBLIC, type TPMT_SIGNATURE as Sig } from "../../src/tpm/structures.ts";
 import { capturedAk, capturedQuote } from "../helpers/captured_quote.ts";
 import { softKey } from "../helpers/soft_key.ts";
 
@@ -42,7 +42,7 @@ describe("verifySignature: captured swtpm quote", () => {
 
   test("a truncated RSA signature: malformed", () => {
     const { attest, signature } = capturedQuote();
-    const s = signature.signature as { hash: number; sig: Uint8Array };
+    const s = signatureRsa(signature);
     rejects(
       () => verifySignature(ak, attest, { sigAlg: TPM_ALG.RSASSA, signature: { ...s, sig: s.sig.slice(1) } }),
       "malformed",
@@ -51,7 +51,7 @@ describe("verifySignature: captured swtpm quote", () => {
 
   test("the AK's fixed scheme (RSASSA/SHA-256) refuses PSS and other hashes", () => {
     const { attest, signature } = capturedQuote();
-    const s = signature.signature as { hash: number; sig: Uint8Array };
+    const s = signatureRsa(signature);
     rejects(() => verifySignature(ak, attest, { sigAlg: TPM_ALG.RSAPSS, signature: s }), "scheme");
     rejects(
       () => verifySignature(ak, attest, { sigAlg: TPM_ALG.RSASSA, signature: { ...s, hash: TPM_ALG.SHA1 } }),
@@ -107,7 +107,7 @@ describe("verifySignature: software RSA keys", () => {
 
   test("unsupported hash, NULL and HMAC signatures", () => {
     const sig = sign(MSG, { sigAlg: TPM_ALG.RSASSA });
-    const s = sig.signature as { hash: number; sig: Uint8Array };
+    const s = signatureRsa(sig);
     rejects(
       () => verifySignature(pub, MSG, { sigAlg: TPM_ALG.RSASSA, signature: { ...s, hash: TPM_ALG.SM3_256 } }),
       "hash",
@@ -152,7 +152,7 @@ describe("verifySignature: software ECDSA keys", () => {
   test("r and s with leading zeros removed or added still verify", () => {
     const { pub, sign } = softKey("ecc", { scheme: TPM_ALG.ECDSA });
     const sig = sign(MSG);
-    const { signatureR, signatureS } = sig.signature as { signatureR: Uint8Array; signatureS: Uint8Array };
+    const { signatureR, signatureS } = signatureEcc(sig);
     const strip = (b: Uint8Array) => b.subarray(b.findIndex((x) => x !== 0));
     const pad = (b: Uint8Array) => Uint8Array.of(0, 0, ...b);
     for (const f of [strip, pad]) {
