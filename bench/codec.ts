@@ -172,6 +172,19 @@ function cases(): Case[] {
       run: publicRoundTrip(akPublic),
       value: decode(TPMT_PUBLIC, akPublic),
     },
+    // Encoding alone: the path every command the client sends takes, with its input checks.
+    {
+      name: "encode Quote response params",
+      bytes: quoteParams,
+      run: () => encode(Quote.response, quoteValue),
+      value: quoteValue,
+    },
+    {
+      name: "encode TPMT_PUBLIC AK",
+      bytes: akPublic,
+      run: ((v) => () => encode(TPMT_PUBLIC, v))(decode(TPMT_PUBLIC, akPublic)),
+      value: decode(TPMT_PUBLIC, akPublic),
+    },
   ];
   // A benchmark of a broken round trip measures nothing: every case must reproduce its input.
   for (const c of list) {

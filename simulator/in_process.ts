@@ -2,7 +2,7 @@
  * A Transport straight into a TpmEngine in this process: no sockets, no framing. The agent uses it
  * when the simulator is its TPM; the conformance suite uses it as the fastest backend.
  */
-import { TransportError } from "../src/tpm/errors.ts";
+import { TpmUsageError, TransportError } from "../src/tpm/errors.ts";
 import type { Transport } from "../src/tpm/transport/transport.ts";
 import type { TpmEngine } from "./engine.ts";
 
@@ -53,7 +53,7 @@ export class InProcessTransport implements Transport {
 
 function checkLocality(locality: number): number {
   if (!Number.isInteger(locality) || locality < 0 || locality > 255) {
-    throw new TransportError(`Invalid locality ${locality}: expected an integer 0..255`);
+    throw new TpmUsageError(`Invalid locality ${locality}: expected an integer 0..255`);
   }
   return locality;
 }

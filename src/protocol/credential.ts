@@ -12,7 +12,7 @@ import { sha384 } from "@noble/hashes/sha2";
 import { makeCredential, type MakeCredentialOptions } from "../tpm/credential.ts";
 import { concat, hash } from "../tpm/crypto.ts";
 import { MarshalError } from "../tpm/errors.ts";
-import { decode, decodeNamed, Reader, Writer } from "../tpm/marshal.ts";
+import { decode, decodeNamed, describeValue, Reader, Writer } from "../tpm/marshal.ts";
 import { TPM2B_DIGEST, TPM2B_ENCRYPTED_SECRET, TPM2B_ID_OBJECT, TPM2B_PUBLIC } from "../tpm/structures.ts";
 
 /** tpm2-tools' file header magic (tpm2-tools lib/files.c MAGIC) and the version of the credential file. */
@@ -45,6 +45,11 @@ export function encodeKeylimeBlob({ credentialBlob, secret }: CredentialPair): U
 export function decodeKeylimeBlob(bytes: Uint8Array): CredentialPair {
   const fail = (reason: string, fault: "insufficient" | "size" | "value" | "tag", field?: string) =>
     new MarshalError(reason, fault).at(BLOB, field);
+  // A caller that passes the base64 text or a parsed JSON value gets told so, not a TypeError.
+  if (!((bytes as unknown) instanceof Uint8Array)) {
+    const hint = typeof bytes === "string" ? " (decode the base64 first)" : "";
+    throw fail(`the blob must be bytes (a Uint8Array), got ${describeValue(bytes)}${hint}`, "value");
+  }
   if (bytes.length < 8) {
     throw fail(`${bytes.length} bytes is shorter than the 8-byte header (magic 0xBADCC0DE, version 1)`, "insufficient");
   }

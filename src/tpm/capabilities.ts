@@ -5,7 +5,7 @@
 import type { Tpm } from "./client.ts";
 import { GetCapability } from "./commands.ts";
 import { HANDLE_RANGE, TPM_CAP, TPM_PT } from "./constants.ts";
-import { TransportError } from "./errors.ts";
+import { TpmProtocolError } from "./errors.ts";
 import { algName } from "./crypto.ts";
 import {
   capabilityAlgs,
@@ -34,14 +34,23 @@ async function collect<T>(
   for (let page = 0; page < MAX_PAGES; page++) {
     const r = await tpm.execute(GetCapability, { capability, property, propertyCount: 0xff });
     if (r.capabilityData.capability !== capability) {
-      throw new TransportError(`TPM answered capability ${r.capabilityData.capability} to a request for ${capability}`);
+      throw new TpmProtocolError(
+        `TPM answered capability ${r.capabilityData.capability} to a request for ${capability}`,
+      );
     }
     const items = read(r.capabilityData);
     out.push(...items);
     if (!r.moreData || items.length === 0 || out.length >= limit) return out;
-    property = next(items[items.length - 1]!);
+    const following = next(items[items.length - 1]!);
+    // Entries come in ascending order from the requested start; anything else would page forever.
+    if (following <= property) {
+      throw new TpmProtocolError(
+        `TPM2_GetCapability(${capability}) answered entries below the requested start 0x${property.toString(16)}`,
+      );
+    }
+    property = following;
   }
-  throw new TransportError(`TPM2_GetCapability(${capability}) still had more data after ${MAX_PAGES} pages`);
+  throw new TpmProtocolError(`TPM2_GetCapability(${capability}) still had more data after ${MAX_PAGES} pages`);
 }
 
 /** TPM properties from `first` (TPM_PT.FAMILY_INDICATOR for fixed, TPM_PT.PERMANENT for variable). */

@@ -7,7 +7,7 @@
  */
 import type { AnyCommand, CommandArgs, ResponseArgs } from "./command.ts";
 import { TPM_RC } from "./constants.ts";
-import { decodeRc, MarshalError, TpmResponseError } from "./errors.ts";
+import { decodeRc, MarshalError, TpmResponseError, TpmUsageError } from "./errors.ts";
 import { commandHandles, commandName, decodeResponseFrame, encodeCommandFrame, encodeParameters } from "./frame.ts";
 import { decode } from "./marshal.ts";
 import { EMPTY_PASSWORD, type Session } from "./sessions.ts";
@@ -42,13 +42,10 @@ function transformFirst(
 ): Uint8Array {
   const able = direction === "command" ? def.canDecrypt : def.canEncrypt;
   if (!able) {
-    throw new MarshalError(
-      `a ${
-        direction === "command" ? "decrypt" : "encrypt"
-      } session needs a first ${direction} parameter that is a TPM2B`,
-      "value",
-    )
-      .at(commandName(def.code));
+    const kind = direction === "command" ? "decrypt" : "encrypt";
+    throw new TpmUsageError(
+      `${commandName(def.code)}: a ${kind} session needs a first ${direction} parameter that is a TPM2B`,
+    );
   }
   if (area.length < 2) throw new MarshalError(`${direction} parameter area too short to hold a TPM2B`, "insufficient");
   const size = (area[0]! << 8) | area[1]!;
@@ -98,8 +95,7 @@ export class Tpm {
   async #run(def: AnyCommand, args: Record<string, unknown>, options: ExecuteOptions): Promise<unknown> {
     const sessions = options.sessions ?? Array.from({ length: def.authCount }, () => EMPTY_PASSWORD);
     if (sessions.length < def.authCount) {
-      throw new MarshalError(`needs ${def.authCount} session(s), got ${sessions.length}`, "value")
-        .at(commandName(def.code));
+      throw new TpmUsageError(`${commandName(def.code)} needs ${def.authCount} session(s), got ${sessions.length}`);
     }
     const handles = commandHandles(def, args);
     let parameters = encodeParameters(def, args);
@@ -117,8 +113,9 @@ export class Tpm {
       parameters = transformFirst(def, parameters, "command", (d) => decryptor.encryptParameter(d, authorizing));
     }
     if (encryptor && !def.canEncrypt) {
-      throw new MarshalError("an encrypt session needs a command whose first response parameter is a TPM2B", "value")
-        .at(commandName(def.code));
+      throw new TpmUsageError(
+        `${commandName(def.code)}: an encrypt session needs a command whose first response parameter is a TPM2B`,
+      );
     }
 
     // Session 1's HMAC also covers the nonces of other decrypt/encrypt sessions (Part 1 §19.6.5).

@@ -11,15 +11,20 @@ export abstract class TpmLibraryError extends Error {
 /** Why a decoder refused its input; maps onto the TPM's own format errors. */
 export type MarshalFault = "insufficient" | "size" | "value" | "selector" | "tag";
 
+/** Whether bytes were being read into values or values written into bytes. */
+export type MarshalDirection = "decode" | "encode";
+
 /**
  * Bytes that do not form the declared structure, or a value that cannot be marshalled.
- * The message names the path from the outermost structure to the failing field, e.g.
- * `Cannot decode TPM2B_PUBLIC > TPMT_PUBLIC.parameters > TPMS_RSA_PARMS.keyBits: need 2 bytes ...`.
+ * The message names the direction and the path from the outermost structure to the failing field, e.g.
+ * `Cannot decode TPM2B_PUBLIC > TPMT_PUBLIC.parameters > TPMS_RSA_PARMS.keyBits: need 2 bytes ...` or
+ * `Cannot encode TPM2B_DIGEST: a object is not a Uint8Array`.
  */
 export class MarshalError extends TpmLibraryError {
   readonly code = "ERR_TPM_MARSHAL";
   readonly reason: string;
   readonly fault: MarshalFault;
+  readonly direction: MarshalDirection;
   /** Innermost named structure and field where decoding failed. */
   structure: string | undefined;
   fieldName: string | undefined;
@@ -28,17 +33,18 @@ export class MarshalError extends TpmLibraryError {
   private readonly frames: string[] = [];
   private pending: string[] = [];
 
-  constructor(reason: string, fault: MarshalFault) {
+  constructor(reason: string, fault: MarshalFault, direction: MarshalDirection = "decode") {
     super(reason);
     this.name = "MarshalError";
     this.reason = reason;
     this.fault = fault;
+    this.direction = direction;
   }
 
-  /** Any error met while (un)marshalling becomes a MarshalError; a decoder never leaks a TypeError. */
-  static wrap(e: unknown): MarshalError {
+  /** Any error met while (un)marshalling becomes a MarshalError; a codec never leaks a TypeError. */
+  static wrap(e: unknown, direction: MarshalDirection = "decode"): MarshalError {
     if (e instanceof MarshalError) return e;
-    const m = new MarshalError(e instanceof Error ? e.message : String(e), "value");
+    const m = new MarshalError(e instanceof Error ? e.message : String(e), "value", direction);
     if (e instanceof Error) m.cause = e;
     return m;
   }
@@ -66,7 +72,7 @@ export class MarshalError extends TpmLibraryError {
   }
 
   private refresh(): this {
-    this.message = this.frames.length ? `Cannot decode ${this.path}: ${this.reason}` : this.reason;
+    this.message = this.frames.length ? `Cannot ${this.direction} ${this.path}: ${this.reason}` : this.reason;
     return this;
   }
 }

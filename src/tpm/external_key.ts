@@ -4,7 +4,8 @@
  */
 import type { KeyObject } from "node:crypto";
 import { TPM_ALG, TPM_ECC_CURVE } from "./constants.ts";
-import { MarshalError } from "./errors.ts";
+import { TpmUsageError } from "./errors.ts";
+import { fromBase64url } from "../util/encoding.ts";
 import { TPMA_OBJECT, type TPMT_PUBLIC, type TPMT_SENSITIVE } from "./structures.ts";
 
 const CURVES: Readonly<Record<string, number>> = {
@@ -15,8 +16,8 @@ const CURVES: Readonly<Record<string, number>> = {
 const NULL_SYM = { algorithm: TPM_ALG.NULL, keyBits: null, mode: null, details: null };
 const NULL_SCHEME = { scheme: TPM_ALG.NULL, details: null };
 const b64 = (s: string | undefined, what: string): Uint8Array => {
-  if (!s) throw new MarshalError(`the key has no ${what}`, "value");
-  return new Uint8Array(Buffer.from(s, "base64url"));
+  if (!s) throw new TpmUsageError(`the key has no ${what}`);
+  return fromBase64url(s);
 };
 
 export type ExternalKeyUse = "sign" | "decrypt";
@@ -34,7 +35,7 @@ export function externalPublic(
   const objectAttributes = TPMA_OBJECT.of("userWithAuth", use);
   if (jwk.kty === "RSA") {
     const n = b64(jwk.n, "modulus");
-    const e = Buffer.from(b64(jwk.e, "exponent")).readUIntBE(0, b64(jwk.e, "exponent").length);
+    const e = b64(jwk.e, "exponent").reduce((v, byte) => v * 256 + byte, 0);
     return {
       type: TPM_ALG.RSA,
       nameAlg,
@@ -47,7 +48,7 @@ export function externalPublic(
   }
   if (jwk.kty === "EC") {
     const curveID = CURVES[jwk.crv ?? ""];
-    if (curveID === undefined) throw new MarshalError(`EC curve ${jwk.crv} is not supported`, "value");
+    if (curveID === undefined) throw new TpmUsageError(`EC curve ${jwk.crv} is not supported (P-256, P-384, P-521)`);
     return {
       type: TPM_ALG.ECC,
       nameAlg,
@@ -57,15 +58,15 @@ export function externalPublic(
       unique: { x: b64(jwk.x, "x"), y: b64(jwk.y, "y") },
     };
   }
-  throw new MarshalError(`a ${jwk.kty} key cannot be loaded into a TPM`, "value");
+  throw new TpmUsageError(`a ${jwk.kty} key cannot be loaded into a TPM`);
 }
 
 /** TPMT_SENSITIVE of a private software key: RSA carries one prime, ECC the scalar (Part 2 §12.3.2.3). */
 export function externalSensitive(privateKey: KeyObject): TPMT_SENSITIVE {
-  if (privateKey.type !== "private") throw new MarshalError("a private key is needed for the sensitive area", "value");
+  if (privateKey.type !== "private") throw new TpmUsageError("a private key is needed for the sensitive area");
   const jwk = privateKey.export({ format: "jwk" });
   const common = { authValue: new Uint8Array(0), seedValue: new Uint8Array(0) };
   if (jwk.kty === "RSA") return { sensitiveType: TPM_ALG.RSA, ...common, sensitive: b64(jwk.p, "prime p") };
   if (jwk.kty === "EC") return { sensitiveType: TPM_ALG.ECC, ...common, sensitive: b64(jwk.d, "private scalar") };
-  throw new MarshalError(`a ${jwk.kty} key cannot be loaded into a TPM`, "value");
+  throw new TpmUsageError(`a ${jwk.kty} key cannot be loaded into a TPM`);
 }

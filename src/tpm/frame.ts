@@ -50,7 +50,8 @@ export function commandName(code: number): string {
 
 export function encodeCommandFrame(f: CommandFrame): Uint8Array {
   if (f.auths.length > MAX_SESSIONS) {
-    throw new MarshalError(`${f.auths.length} sessions exceed the maximum of ${MAX_SESSIONS}`, "size");
+    throw new MarshalError(`${f.auths.length} sessions exceed the maximum of ${MAX_SESSIONS}`, "size", "encode")
+      .at(commandName(f.code));
   }
   const w = new Writer(HEADER_SIZE + 4 * f.handles.length + f.parameters.length + 80 * f.auths.length);
   w.u16(f.auths.length ? TPM_ST.SESSIONS : TPM_ST.NO_SESSIONS);
@@ -153,6 +154,13 @@ export function decodeResponseFrame(
     throw new MarshalError(`bad tag ${hex(tag)}`, "tag").at(at);
   }
   if (rc !== TPM_RC.SUCCESS) {
+    // An error response is the bare header, and it never carries sessions (Part 1 §18.4).
+    if (tag !== TPM_ST.NO_SESSIONS) {
+      throw new MarshalError(
+        `error response (rc ${hex(rc, 3)}) tagged ${hex(tag)}; an error response has tag TPM_ST_NO_SESSIONS (0x8001)`,
+        "tag",
+      ).at(at);
+    }
     if (size !== HEADER_SIZE) throw new MarshalError(`error response of ${size} bytes, expected 10`, "size").at(at);
     return { rc, handles: [], parameters: new Uint8Array(0), auths: [] };
   }
@@ -190,7 +198,9 @@ type Values = Record<string, unknown>;
 export function commandHandles(def: AnyCommand, args: Values): number[] {
   return def.handles.map(([name]) => {
     const h = args[name];
-    if (typeof h !== "number") throw new MarshalError(`handle ${name} is missing`, "value").at(commandName(def.code));
+    if (typeof h !== "number") {
+      throw new MarshalError(`handle ${name} is missing`, "value", "encode").at(commandName(def.code));
+    }
     return h;
   });
 }
@@ -226,7 +236,9 @@ export function encodeResponse(def: AnyCommand, values: Values, auths: readonly 
   const handles: number[] = [];
   if (def.responseHandle !== undefined) {
     const h = values[def.responseHandle];
-    if (typeof h !== "number") throw new MarshalError(`response handle missing`, "value").at(commandName(def.code));
+    if (typeof h !== "number") {
+      throw new MarshalError(`response handle missing`, "value", "encode").at(commandName(def.code));
+    }
     handles.push(h);
   }
   return encodeResponseFrame({ rc: TPM_RC.SUCCESS, handles, parameters: encode(def.response, values as never), auths });

@@ -7,8 +7,10 @@
  * hand-written description.
  *
  * Decoders are strict: sizes are checked against declared maxima, selectors against the declared
- * cases, and a TPM2B wrapping a structure must be consumed exactly. Failures raise MarshalError whose
- * message names the structure and field path.
+ * cases, and a TPM2B wrapping a structure must be consumed exactly. Encoders check their input: a byte
+ * field must be a Uint8Array, a number must fit its width, a struct must have every field and a list
+ * must be an array. Failures raise MarshalError whose message says "Cannot decode" or "Cannot encode"
+ * and names the structure and field path.
  */
 import { hex, nameOf } from "./constants.ts";
 import { MarshalError, type MarshalFault } from "./errors.ts";
@@ -192,8 +194,28 @@ export type FieldType<F> = F extends Codec<infer T> ? T : F extends UnionField<i
 /** Marshal one value. */
 export function encode<T>(codec: Codec<T>, v: T): Uint8Array {
   const w = new Writer();
-  codec.encode(w, v);
+  try {
+    codec.encode(w, v);
+  } catch (e) {
+    throw e instanceof MarshalError ? e : MarshalError.wrap(e, "encode").at(codec.name);
+  }
   return w.finish();
+}
+
+/** An encoder's refusal of its input, at codec `name`. */
+function refuse(name: string, reason: string, fault: MarshalFault = "value"): MarshalError {
+  return new MarshalError(reason, fault, "encode").at(name);
+}
+
+/** What a value is, for messages: its kind and size, never its content (a byte field may be a secret). */
+export function describeValue(v: unknown): string {
+  if (v === undefined) return "nothing (undefined)";
+  if (v === null) return "null";
+  if (typeof v === "number" || typeof v === "boolean") return String(v);
+  if (typeof v === "bigint") return `${v}n`;
+  if (v instanceof Uint8Array) return `a ${v.length}-byte Uint8Array`;
+  if (Array.isArray(v)) return `an array of ${v.length}`;
+  return typeof v === "object" ? "an object" : `a ${typeof v}`;
 }
 
 export interface DecodeOptions {
@@ -240,7 +262,7 @@ function uint(name: string, bits: 8 | 16 | 32, values?: readonly number[]): Code
     shape: values ? { kind: "uint", bits, values } : { kind: "uint", bits },
     encode(w, v) {
       if (!Number.isInteger(v) || v < 0 || v > max) {
-        throw new MarshalError(`${v} is not a ${bits}-bit unsigned integer`, "value").at(name);
+        throw refuse(name, `${describeValue(v)} is not a ${bits}-bit unsigned integer`);
       }
       write(w, v);
     },
@@ -263,7 +285,7 @@ export const i32: Codec<number> = {
   shape: { kind: "uint", bits: 32, signed: true },
   encode(w, v) {
     if (!Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff) {
-      throw new MarshalError(`${v} is not a 32-bit signed integer`, "value").at("INT32");
+      throw refuse("INT32", `${describeValue(v)} is not a 32-bit signed integer`);
     }
     w.i32(v);
   },
@@ -275,7 +297,7 @@ export const u64: Codec<bigint> = {
   shape: { kind: "uint", bits: 64 },
   encode(w, v) {
     if (typeof v !== "bigint" || v < 0n || v > 0xffff_ffff_ffff_ffffn) {
-      throw new MarshalError(`${v} is not a 64-bit unsigned integer`, "value").at("UINT64");
+      throw refuse("UINT64", `${describeValue(v)} is not a 64-bit unsigned integer (a bigint)`);
     }
     w.u64(v);
   },
@@ -291,7 +313,10 @@ export function alias(name: string, base: 8 | 16 | 32, values?: readonly number[
 export const TPMI_YES_NO: Codec<boolean> = {
   name: "TPMI_YES_NO",
   shape: { kind: "bool" },
-  encode: (w, v) => w.u8(v ? 1 : 0),
+  encode(w, v) {
+    if (typeof v !== "boolean") throw refuse("TPMI_YES_NO", `${describeValue(v)} is not a boolean`);
+    w.u8(v ? 1 : 0);
+  },
   decode(r) {
     const v = r.u8();
     if (v > 1) throw new MarshalError(`value ${v} is not YES (1) or NO (0)`, "value");
@@ -338,9 +363,8 @@ export function fixed(name: string, length: number): Codec<Uint8Array> {
     name,
     shape: { kind: "fixed", length },
     encode(w, v) {
-      if (v.length !== length) {
-        throw new MarshalError(`expected ${length} bytes, got ${v.length}`, "size").at(name);
-      }
+      if (!(v instanceof Uint8Array)) throw refuse(name, `${describeValue(v)} is not a Uint8Array`);
+      if (v.length !== length) throw refuse(name, `expected ${length} bytes, got ${v.length}`, "size");
       w.bytes(v);
     },
     decode: (r) => r.bytes(length),
@@ -353,9 +377,8 @@ export function sizedBytes(name: string, max: number, sizeBits: 8 | 16 = 16): Co
     name,
     shape: { kind: "bytes", sizeBits, max },
     encode(w, v) {
-      if (v.length > max) {
-        throw new MarshalError(`size ${v.length} exceeds maximum ${max}`, "size").at(name);
-      }
+      if (!(v instanceof Uint8Array)) throw refuse(name, `${describeValue(v)} is not a Uint8Array`);
+      if (v.length > max) throw refuse(name, `size ${v.length} exceeds maximum ${max}`, "size");
       if (sizeBits === 8) w.u8(v.length);
       else w.u16(v.length);
       w.bytes(v);
@@ -381,13 +404,13 @@ export function sized<T>(name: string, inner: Codec<T>, opts?: { optional: true 
     shape: { kind: "sized", sizeBits: 16, inner: inner as Codec<unknown>, optional },
     encode(w, v) {
       if (v === null) {
-        if (!optional) throw new MarshalError(`${inner.name} is required`, "value").at(name);
+        if (!optional) throw refuse(name, `${inner.name} is required`);
         w.u16(0);
         return;
       }
       const fill = w.lengthSlot(2);
       inner.encode(w, v);
-      if (fill() > 0xffff) throw new MarshalError(`size exceeds 65535`, "size").at(name);
+      if (fill() > 0xffff) throw refuse(name, `size exceeds 65535`, "size");
     },
     decode(r) {
       const n = r.u16();
@@ -411,13 +434,14 @@ export function list<T>(name: string, inner: Codec<T>, max: number): Codec<T[]> 
     name,
     shape: { kind: "list", inner: inner as Codec<unknown>, max },
     encode(w, v) {
-      if (v.length > max) throw new MarshalError(`count ${v.length} exceeds maximum ${max}`, "size").at(name);
+      if (!Array.isArray(v)) throw refuse(name, `${describeValue(v)} is not an array`);
+      if (v.length > max) throw refuse(name, `count ${v.length} exceeds maximum ${max}`, "size");
       w.u32(v.length);
       for (let i = 0; i < v.length; i++) {
         try {
           inner.encode(w, v[i] as T);
         } catch (e) {
-          throw MarshalError.wrap(e).at(name, `[${i}]`);
+          throw MarshalError.wrap(e, "encode").at(name, `[${i}]`);
         }
       }
     },
@@ -475,7 +499,7 @@ export function struct<F extends Record<string, Field<unknown>>>(name: string, f
     const c = f.cases.get(sel as number);
     if (!c) {
       const shown = typeof sel === "number" ? hex(sel) : String(sel);
-      throw new MarshalError(`${f.union} has no member for ${f.selector} ${shown} (${op})`, "selector");
+      throw new MarshalError(`${f.union} has no member for ${f.selector} ${shown} (${op})`, "selector", op);
     }
     return c;
   };
@@ -484,13 +508,17 @@ export function struct<F extends Record<string, Field<unknown>>>(name: string, f
     fields,
     shape: { kind: "struct", fields: entries },
     encode(w, v) {
+      if (typeof v !== "object" || v === null) throw refuse(name, `${describeValue(v)} is not a ${name} structure`);
       const o = v as V;
       for (const [key, f] of entries) {
         try {
           const c = isUnion(f) ? pick(f, o[f.selector], "encode") : f;
-          c.encode(w, o[key]);
+          const x = o[key];
+          // Only an empty union member (a NULL selector's) may be left out.
+          if (x === undefined && c !== empty) throw new MarshalError("the field is missing", "value", "encode");
+          c.encode(w, x);
         } catch (e) {
-          throw MarshalError.wrap(e).at(name, key);
+          throw MarshalError.wrap(e, "encode").at(name, key);
         }
       }
     },

@@ -2,7 +2,7 @@
 import type { Tpm } from "./client.ts";
 import { NV_DefineSpace, NV_Read, NV_ReadPublic, NV_UndefineSpace, NV_Write } from "./commands.ts";
 import { TPM_ALG, TPM_PT, TPM_RH } from "./constants.ts";
-import { TransportError } from "./errors.ts";
+import { TpmProtocolError } from "./errors.ts";
 import { nvName } from "./crypto.ts";
 import { getProperty } from "./capabilities.ts";
 import { TPMA_NV, type TPMS_NV_PUBLIC } from "./structures.ts";
@@ -19,7 +19,7 @@ export async function nvReadPublic(tpm: Tpm, index: number): Promise<NvPublic> {
   const r = await tpm.execute(NV_ReadPublic, { nvIndex: index });
   const expected = nvName(r.nvPublic);
   if (!sameBytes(expected, r.nvName)) {
-    throw new TransportError(
+    throw new TpmProtocolError(
       `TPM2_NV_ReadPublic(0x${index.toString(16)}) returned a Name that does not match its public area`,
     );
   }
@@ -57,7 +57,7 @@ export async function nvRead(tpm: Tpm, index: number, options: NvReadOptions = {
       options.session ? { sessions: [options.session], names: [authName, name] } : {},
     );
     if (r.data.length !== size) {
-      throw new TransportError(`TPM2_NV_Read returned ${r.data.length} bytes, asked for ${size}`);
+      throw new TpmProtocolError(`TPM2_NV_Read returned ${r.data.length} bytes, asked for ${size}`);
     }
     out.set(r.data, offset);
   }

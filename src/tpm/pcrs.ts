@@ -8,7 +8,7 @@
 import type { Tpm } from "./client.ts";
 import { PCR_Extend, PCR_Read, PCR_Reset } from "./commands.ts";
 import { DIGEST_SIZE, PCR_SELECT_MIN } from "./constants.ts";
-import { MarshalError, TransportError } from "./errors.ts";
+import { PcrsUnstableError, TpmProtocolError, TpmUsageError } from "./errors.ts";
 import { algName } from "./crypto.ts";
 import type { TPMS_PCR_SELECTION, TPMT_HA } from "./structures.ts";
 
@@ -17,7 +17,7 @@ export function pcrSelection(hash: number, pcrs: readonly number[]): TPMS_PCR_SE
   const max = pcrs.reduce((m, p) => Math.max(m, p), -1);
   const pcrSelect = new Uint8Array(Math.max(PCR_SELECT_MIN, (max >> 3) + 1));
   for (const p of pcrs) {
-    if (!Number.isInteger(p) || p < 0 || p > 31) throw new MarshalError(`PCR index ${p} is out of range`, "value");
+    if (!Number.isInteger(p) || p < 0 || p > 31) throw new TpmUsageError(`PCR index ${p} is out of range (0-31)`);
     pcrSelect[p >> 3]! |= 1 << (p & 7);
   }
   return { hash, pcrSelect };
@@ -49,7 +49,7 @@ export async function pcrRead(tpm: Tpm, selections: readonly TPMS_PCR_SELECTION[
     const r = await readOnce(tpm, selections);
     if (r) return r;
   }
-  throw new TransportError(`PCRs kept changing during ${MAX_RESTARTS} attempts to read them`);
+  throw new PcrsUnstableError(`PCRs kept changing during ${MAX_RESTARTS} attempts to read them; try again`);
 }
 
 async function readOnce(tpm: Tpm, selections: readonly TPMS_PCR_SELECTION[]): Promise<PcrReadResult | undefined> {
@@ -67,20 +67,20 @@ async function readOnce(tpm: Tpm, selections: readonly TPMS_PCR_SELECTION[]): Pr
       for (const pcr of selectedPcrs(sel)) {
         const digest = r.pcrValues[i++];
         if (!want?.has(pcr) || !digest) {
-          throw new TransportError(`TPM2_PCR_Read returned ${algName(sel.hash)} PCR ${pcr}, which was not asked for`);
+          throw new TpmProtocolError(`TPM2_PCR_Read returned ${algName(sel.hash)} PCR ${pcr}, which was not asked for`);
         }
         if (digest.length !== DIGEST_SIZE[sel.hash]) {
-          throw new TransportError(`TPM2_PCR_Read returned a ${digest.length}-byte ${algName(sel.hash)} digest`);
+          throw new TpmProtocolError(`TPM2_PCR_Read returned a ${digest.length}-byte ${algName(sel.hash)} digest`);
         }
         values.get(sel.hash)!.set(pcr, digest);
         want.delete(pcr);
       }
     }
-    if (i !== r.pcrValues.length) throw new TransportError("TPM2_PCR_Read returned more digests than selected PCRs");
+    if (i !== r.pcrValues.length) throw new TpmProtocolError("TPM2_PCR_Read returned more digests than selected PCRs");
     if (i === 0) {
       // The TPM read nothing: the rest are PCRs or banks it does not have.
       const missing = [...pending].filter(([, s]) => s.size).map(([h, s]) => `${algName(h)}:${[...s].join(",")}`);
-      throw new TransportError(`TPM has no PCR ${missing.join(" ")}`);
+      throw new TpmUsageError(`TPM has no PCR ${missing.join(" ")}`);
     }
   }
   return { values, updateCounter: counter ?? 0 };

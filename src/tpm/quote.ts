@@ -6,7 +6,7 @@ import type { Tpm } from "./client.ts";
 import { Quote } from "./commands.ts";
 import { TPM_ALG } from "./constants.ts";
 import { hash } from "./crypto.ts";
-import { TransportError } from "./errors.ts";
+import { PcrsUnstableError } from "./errors.ts";
 import { encode } from "./marshal.ts";
 import type { LoadedKey } from "./objects.ts";
 import { pcrRead, pcrSelection } from "./pcrs.ts";
@@ -75,7 +75,9 @@ export async function quote(tpm: Tpm, ak: LoadedKey, req: QuoteRequest): Promise
         };
       }
     }
-    throw new TransportError(`PCRs changed between TPM2_Quote and TPM2_PCR_Read ${attempts} times in a row`);
+    throw new PcrsUnstableError(
+      `PCRs changed between TPM2_Quote and TPM2_PCR_Read ${attempts} times in a row; try again`,
+    );
   } finally {
     if (own) await flushSession(tpm, own);
   }

@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import type { Tpm } from "./client.ts";
 import { FlushContext, StartAuthSession } from "./commands.ts";
 import { DIGEST_SIZE, TPM_ALG, TPM_RH } from "./constants.ts";
-import { MarshalError } from "./errors.ts";
+import { TpmUsageError } from "./errors.ts";
 import { secretEncrypt } from "./secret.ts";
 import { deriveSessionKey, trimAuth } from "./session_digests.ts";
 import { AES_128_CFB, AuthSession, type SessionFlags, type SessionKind, sessionType } from "./sessions.ts";
@@ -30,7 +30,7 @@ export async function startAuthSession(tpm: Tpm, options: StartSessionOptions = 
   const kind = options.kind ?? "hmac";
   const authHash = options.authHash ?? TPM_ALG.SHA256;
   const digestSize = DIGEST_SIZE[authHash];
-  if (!digestSize) throw new MarshalError(`session hash 0x${authHash.toString(16)} is not supported`, "value");
+  if (!digestSize) throw new TpmUsageError(`session hash 0x${authHash.toString(16)} is not supported`);
   const symmetric = options.symmetric ?? AES_128_CFB;
   const nonceCaller = new Uint8Array(randomBytes(digestSize));
   const shared = options.salt ? secretEncrypt(options.salt.public, "SECRET") : undefined;

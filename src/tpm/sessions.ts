@@ -13,7 +13,7 @@ import { randomBytes } from "node:crypto";
 import type { AnyCommand } from "./command.ts";
 import { DIGEST_SIZE, TPM_ALG, TPM_RS_PW, TPM_SE } from "./constants.ts";
 import { concat } from "./crypto.ts";
-import { MarshalError, TpmLibraryError } from "./errors.ts";
+import { TpmProtocolError, TpmUsageError } from "./errors.ts";
 import type { AuthCommand, AuthResponse } from "./frame.ts";
 import { aesCfbDecrypt, aesCfbEncrypt } from "./kdf.ts";
 import { cpHash, parameterCfbKey, rpHash, sessionHmac, sessionHmacValid, trimAuth } from "./session_digests.ts";
@@ -62,9 +62,12 @@ export interface Session {
   verify(ctx: ResponseContext, auth: AuthResponse): void;
 }
 
-/** A response HMAC that does not verify: the response may have been tampered with. */
-export class SessionError extends TpmLibraryError {
-  readonly code = "ERR_TPM_SESSION";
+/**
+ * A session area of a response that does not verify (an HMAC, a nonce, a password answer): the
+ * response may have been tampered with, or the session keys disagree.
+ */
+export class SessionError extends TpmProtocolError {
+  override readonly code = "ERR_TPM_SESSION";
   constructor(message: string) {
     super(message);
     this.name = "SessionError";
@@ -88,10 +91,10 @@ export class PasswordSession implements Session {
 
   begin(): void {}
   encryptParameter(): Uint8Array {
-    throw new MarshalError("a password session cannot encrypt parameters", "value");
+    throw new TpmUsageError("a password session cannot encrypt parameters: use an HMAC or policy session");
   }
   decryptParameter(): Uint8Array {
-    throw new MarshalError("a password session cannot decrypt parameters", "value");
+    throw new TpmUsageError("a password session cannot decrypt parameters: use an HMAC or policy session");
   }
 
   authorize(): AuthCommand {
@@ -207,7 +210,7 @@ export class AuthSession implements Session {
   }
 
   begin(): void {
-    if (!this.open) throw new SessionError(`session 0x${this.handle.toString(16)} is no longer open`);
+    if (!this.open) throw new TpmUsageError(`session 0x${this.handle.toString(16)} is no longer open`);
     this.#nonceCaller = new Uint8Array(randomBytes(this.digestSize));
   }
 
@@ -227,7 +230,7 @@ export class AuthSession implements Session {
     if (this.kind === "policy" && this.policyPassword) {
       return { sessionHandle: this.handle, nonce: this.#nonceCaller, sessionAttributes: attrs, hmac: authValue };
     }
-    if (!ctx.names) throw new SessionError("an HMAC needs the Names of the command's handles");
+    if (!ctx.names) throw new TpmUsageError("an HMAC needs the Names of the command's handles");
     // Bound to this entity: same Name and still the authValue it had at binding (ESYS
     // iesys_is_object_bound; the TPM binds to Name and authValue together).
     this.#authorizingBindEntity = this.#bindName !== undefined && ctx.entityName !== undefined &&
@@ -266,7 +269,7 @@ export class AuthSession implements Session {
   #cfbKey(authValue: Uint8Array, u: Uint8Array, v: Uint8Array): { key: Uint8Array; iv: Uint8Array } {
     const { algorithm, keyBits } = this.symmetric;
     if (algorithm !== TPM_ALG.AES || typeof keyBits !== "number") {
-      throw new SessionError(`session 0x${this.handle.toString(16)} has no AES-CFB parameter encryption`);
+      throw new TpmUsageError(`session 0x${this.handle.toString(16)} has no AES-CFB parameter encryption`);
     }
     // Unlike the HMAC key, the CFB key includes the authorized entity's authValue even when the
     // session is bound to it or is a policy session (ms-tpm-20-ref SessionProcess.c, ParseSessionBuffer).

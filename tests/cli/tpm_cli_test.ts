@@ -144,6 +144,11 @@ describe("keylime-ts tpm against swtpm, cross-checked with tpm2-tools", { skip }
     const badPcr = await cli("tpm", "pcrs", "--pcrs", "0,99", "--tpm", swtpm.uri);
     assert.notEqual(badPcr.code, 0);
     assert.match(badPcr.stderr, /0-23/);
+    // A request that cannot work is a usage error, not a response code the TPM never sent.
+    const badScheme = await cli("tpm", "ak", "--key", "ecc", "--sign", "rsassa", "--tpm", swtpm.uri);
+    assert.equal(badScheme.code, 1);
+    assert.match(badScheme.stderr, /rsassa is not an ECC signing scheme.*\[ERR_TPM_USAGE\]/);
+    assert.doesNotMatch(badScheme.stderr, /ERR_TPM_RC/);
   });
 
   test("tpm ak creates the AK once, saves it 0600, and loads the same AK again", async () => {

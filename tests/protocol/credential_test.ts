@@ -97,6 +97,19 @@ describe("Keylime MakeCredential blob", () => {
       () => decodeKeylimeBlob(blob.subarray(0, 5)),
       marshalError(/5 bytes is shorter than the 8-byte header/),
     );
+    // Not bytes at all: a clear MarshalError, never a TypeError from reading .length of nothing.
+    const notBytes: [unknown, string][] = [
+      [b64(blob), "a string \\(decode the base64 first\\)"],
+      [undefined, "nothing \\(undefined\\)"],
+      [null, "null"],
+      [[...blob], "an array of 336"],
+    ];
+    for (const [v, what] of notBytes) {
+      const message = new RegExp(
+        `^Cannot decode MakeCredential blob: the blob must be bytes \\(a Uint8Array\\), got ${what}$`,
+      );
+      assert.throws(() => decodeKeylimeBlob(v as Uint8Array), marshalError(message));
+    }
     assert.throws(
       () => decodeKeylimeBlob(with_(0, [0xde, 0xc0, 0xdc, 0xba])),
       marshalError(/magic 0xdec0dcba is not 0xbadcc0de/),

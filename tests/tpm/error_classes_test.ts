@@ -9,8 +9,10 @@ import { Tpm } from "../../src/tpm/client.ts";
 import { EvictControl } from "../../src/tpm/commands.ts";
 import { TPM_ALG, TPM_CC, TPM_ECC_CURVE, TPM_RH } from "../../src/tpm/constants.ts";
 import { persistentEk } from "../../src/tpm/ek.ts";
-import { TpmProtocolError, TpmResponseError, TpmUsageError } from "../../src/tpm/errors.ts";
+import { PcrsUnstableError, TpmProtocolError, TpmResponseError, TpmUsageError } from "../../src/tpm/errors.ts";
 import { createPrimary, flush, readPublic } from "../../src/tpm/objects.ts";
+import { pcrRead, pcrSelection } from "../../src/tpm/pcrs.ts";
+import { quote } from "../../src/tpm/quote.ts";
 import { akTemplate, EK_TEMPLATES, ekPolicyB, parseAkKey } from "../../src/tpm/templates.ts";
 import { ALL_HANDLERS } from "../../simulator/handlers/all.ts";
 import { EngineTransport, startedSim } from "../helpers/sim.ts";
@@ -91,6 +93,61 @@ describe("TpmProtocolError: answers that are inconsistent", () => {
         );
         return true;
       });
+    } finally {
+      await tpm.close();
+    }
+  });
+});
+
+/** Changes TPM2_PCR_Read answers: a new pcrUpdateCounter each time, or a different last PCR value. */
+class MovingPcrs extends WrappedTransport {
+  #reads = 0;
+  constructor(inner: EngineTransport, private readonly what: "counter" | "value") {
+    super(inner);
+  }
+  override async send(command: Uint8Array): Promise<Uint8Array> {
+    const response = await this.inner.send(command);
+    const code = new DataView(command.buffer, command.byteOffset).getUint32(6);
+    if (code !== TPM_CC.PCR_Read || response.length <= 10) return response;
+    const out = response.slice();
+    const view = new DataView(out.buffer);
+    if (this.what === "counter") view.setUint32(10, view.getUint32(10) + ++this.#reads);
+    else out[out.length - 1]! ^= 1;
+    return out;
+  }
+}
+
+describe("PcrsUnstableError: PCRs that keep changing, worth retrying", () => {
+  const unstable = (pattern: RegExp) => (e: unknown) => {
+    assert.ok(e instanceof PcrsUnstableError && e instanceof TpmProtocolError, String(e));
+    assert.equal(e.code, "ERR_TPM_PCR_UNSTABLE");
+    assert.match(e.message, pattern);
+    return true;
+  };
+
+  test("while reading PCRs in several TPM2_PCR_Read calls", async () => {
+    const { engine, tpm } = await startedSim(ALL_HANDLERS);
+    const moving = new Tpm(new MovingPcrs(new EngineTransport(engine), "counter"));
+    const all = [pcrSelection(TPM_ALG.SHA256, Array.from({ length: 24 }, (_, i) => i))];
+    try {
+      assert.equal((await pcrRead(tpm, all)).values.get(TPM_ALG.SHA256)!.size, 24);
+      await assert.rejects(pcrRead(moving, all), unstable(/PCRs kept changing during \d+ attempts/));
+    } finally {
+      await tpm.close();
+    }
+  });
+
+  test("between TPM2_Quote and TPM2_PCR_Read", async () => {
+    const { engine, tpm } = await startedSim(ALL_HANDLERS);
+    const moving = new Tpm(new MovingPcrs(new EngineTransport(engine), "value"));
+    try {
+      const ak = await createPrimary(tpm, TPM_RH.OWNER, akTemplate());
+      const req = { nonce: Uint8Array.of(1, 2, 3), pcrs: [0, 1, 2], hashAlg: TPM_ALG.SHA256, attempts: 2 };
+      assert.equal((await quote(tpm, ak, req)).pcrs.size, 3);
+      await assert.rejects(
+        quote(moving, ak, req),
+        unstable(/PCRs changed between TPM2_Quote and TPM2_PCR_Read 2 times/),
+      );
     } finally {
       await tpm.close();
     }

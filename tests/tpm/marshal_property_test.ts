@@ -1,7 +1,7 @@
 /**
  * Property tests over every declared structure and command: encode/decode round trips, decoding is
- * canonical (what decodes re-encodes to the same bytes), and random or truncated bytes only ever
- * raise MarshalError naming the structure.
+ * canonical (what decodes re-encodes to the same bytes), random or truncated bytes only ever raise
+ * MarshalError naming the structure, and values of the wrong type never encode.
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -10,6 +10,7 @@ import * as structures from "../../src/tpm/structures.ts";
 import { COMMANDS } from "../../src/tpm/commands.ts";
 import { MarshalError } from "../../src/tpm/errors.ts";
 import { type Codec, decode, encode } from "../../src/tpm/marshal.ts";
+import { EK_TEMPLATES } from "../../src/tpm/templates.ts";
 import { arbitraryFor } from "../helpers/arbitrary.ts";
 
 const codecs: Codec<unknown>[] = (Object.values(structures) as unknown[]).filter(
@@ -107,7 +108,51 @@ describe("truncated encodings raise MarshalError naming the structure and field"
   }
 });
 
+describe('values of the wrong type raise MarshalError "Cannot encode", never a TypeError or silent bytes', () => {
+  const junk: [string, unknown][] = [["undefined", undefined], ["a string", "00"], ["1.5", 1.5], ["{}", {}], [
+    "[{}]",
+    [{}],
+  ]];
+  // A struct without fields (a command without parameters) and the empty codec take any value.
+  const takesValues = codecs.filter((c) =>
+    c.shape.kind !== "empty" && !(c.shape.kind === "struct" && c.shape.fields.length === 0)
+  );
+  for (const codec of takesValues) {
+    test(codec.name, () => {
+      for (const [label, v] of junk) {
+        assert.throws(() => encode(codec, v), (e: unknown) => {
+          assert.ok(e instanceof MarshalError, `${codec.name} given ${label} threw ${String(e)}`);
+          assert.equal(e.direction, "encode");
+          assert.match(e.message, /^Cannot encode /, `${codec.name} given ${label}`);
+          return true;
+        }, `${codec.name} given ${label}`);
+      }
+    });
+  }
+});
+
 describe("error messages", () => {
+  test("a byte field that is not bytes", () => {
+    assert.throws(() => encode(structures.TPM2B_DIGEST, {} as Uint8Array), {
+      name: "MarshalError",
+      message: "Cannot encode TPM2B_DIGEST: an object is not a Uint8Array",
+    });
+  });
+
+  test("a number too wide for its field, a missing field, a list that is not an array", () => {
+    const pub = { ...EK_TEMPLATES.rsa, nameAlg: 0x10000 };
+    assert.throws(() => encode(structures.TPMT_PUBLIC, pub), {
+      message: "Cannot encode TPMT_PUBLIC.nameAlg > TPMI_ALG_HASH: 65536 is not a 16-bit unsigned integer",
+    });
+    const { objectAttributes: _, ...missing } = EK_TEMPLATES.rsa;
+    assert.throws(() => encode(structures.TPMT_PUBLIC, missing as structures.TPMT_PUBLIC), {
+      message: "Cannot encode TPMT_PUBLIC.objectAttributes: the field is missing",
+    });
+    assert.throws(() => encode(structures.TPML_PCR_SELECTION, { length: 1 } as never), {
+      message: "Cannot encode TPML_PCR_SELECTION: an object is not an array",
+    });
+  });
+
   test("oversized TPM2B", () => {
     const bytes = new Uint8Array(2 + 80);
     bytes[1] = 80;
