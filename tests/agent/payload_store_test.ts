@@ -37,23 +37,13 @@ import {
   storeDerivedPayload,
   storePayload,
 } from "../../src/agent/payload_store.ts";
-import type { LogSink } from "../../src/agent/run_script.ts";
+import { recordingLog } from "../helpers/log_lines.ts";
 
 const UUID = "d432fbb3-d2f1-4a97-9ef7-75bd81c00000";
 const enc = (s: string) => new TextEncoder().encode(s);
 const nk = generateKeyPairSync("rsa", { modulusLength: 2048 });
 const nkPub = await importNkPublicKey(nk.publicKey);
 const nkPriv = await importNkPrivateKey(nk.privateKey);
-
-function recordingLog(): LogSink & { lines: string[] } {
-  const lines: string[] = [];
-  return {
-    lines,
-    info: (m) => lines.push(`INFO ${m}`),
-    warn: (m) => lines.push(`WARN ${m}`),
-    error: (m) => lines.push(`ERROR ${m}`),
-  };
-}
 
 /** Every path under dir, relative, sorted. */
 function tree(dir: string): string[] {

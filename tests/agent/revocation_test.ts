@@ -18,7 +18,6 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { processRevocation, type RevocationOptions } from "../../src/agent/revocation.ts";
-import type { LogSink } from "../../src/agent/run_script.ts";
 import { revocationMessage } from "../../src/protocol/revocation.ts";
 import {
   makeRevocationSigner,
@@ -26,6 +25,7 @@ import {
   pythonSign,
   type RevocationSigner,
 } from "../helpers/revocation_ca.ts";
+import { recordingLog } from "../helpers/log_lines.ts";
 
 const root = mkdtempSync(join(tmpdir(), "revocation-agent-"));
 const signer: RevocationSigner = await makeRevocationSigner(root);
@@ -62,12 +62,8 @@ beforeEach(() => {
   );
   script(join(unzipped, "payload_action"), `echo payload-ran\ntouch "${dir}/payload.ran"`);
   writeFileSync(join(unzipped, "action_list"), "payload_action\n");
-  lines = [];
-  const log: LogSink = {
-    info: (m) => lines.push(`INFO ${m}`),
-    warn: (m) => lines.push(`WARN ${m}`),
-    error: (m) => lines.push(`ERROR ${m}`),
-  };
+  const log = recordingLog();
+  lines = log.lines;
   o = {
     certPath: join(unzipped, "RevocationNotifier-cert.crt"),
     actionsDir,

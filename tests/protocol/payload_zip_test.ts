@@ -6,7 +6,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { zipSync } from "fflate";
@@ -23,6 +23,24 @@ const enc = (s: string) => new TextEncoder().encode(s);
 const refused = (pattern: RegExp) => (e: unknown) => e instanceof ZipError && pattern.test(e.message);
 const UNIX = 3;
 const mode = (m: number) => ({ os: UNIX, attrs: m << 16 });
+
+/** A zip made by the system's `zip` in a fresh directory (`prepare` fills `in/`), or undefined when not installed. */
+function zipWithTool(prepare: (inDir: string) => void, options: string[], files: string[]): Uint8Array | undefined {
+  try {
+    execFileSync("zip", ["-v"], { stdio: "ignore" });
+  } catch {
+    return undefined;
+  }
+  const dir = mkdtempSync(join(tmpdir(), "zip-"));
+  try {
+    mkdirSync(join(dir, "in"));
+    prepare(join(dir, "in"));
+    execFileSync("zip", [...options, "../p.zip", ...files], { cwd: join(dir, "in") });
+    return new Uint8Array(readFileSync(join(dir, "p.zip")));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 /** Offsets of every header signature in a zip, to patch declared sizes. */
 function patchSizes(zip: Uint8Array, size: number): Uint8Array {
@@ -68,28 +86,22 @@ describe("a tenant's payload", () => {
   });
 
   test("a zip made by the system's zip tool, with a directory entry and ./ prefixes", (t) => {
-    const dir = mkdtempSync(join(tmpdir(), "zip-"));
-    try {
-      try {
-        execFileSync("zip", ["-v"], { stdio: "ignore" });
-      } catch {
-        t.skip("zip is not installed");
-        return;
-      }
-      mkdirSync(join(dir, "in/d"), { recursive: true });
-      writeFileSync(join(dir, "in/d/a.txt"), "a".repeat(5000));
-      writeFileSync(join(dir, "in/run.sh"), "#!/bin/sh\n", { mode: 0o755 });
-      execFileSync("zip", ["-qr", "../p.zip", "."], { cwd: join(dir, "in") });
-      const plan = planZipExtraction(new Uint8Array(execFileSync("cat", [join(dir, "p.zip")])));
-      const byPath = new Map(plan.map((p) => [p.path, p]));
-      assert.equal(byPath.get("d")?.kind, "dir");
-      const a = byPath.get("d/a.txt");
-      assert.ok(a?.kind === "file" && a.data.length === 5000);
-      const run = byPath.get("run.sh");
-      assert.ok(run?.kind === "file" && run.executable);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    const zip = zipWithTool(
+      (dir) => {
+        mkdirSync(join(dir, "d"));
+        writeFileSync(join(dir, "d/a.txt"), "a".repeat(5000));
+        writeFileSync(join(dir, "run.sh"), "#!/bin/sh\n", { mode: 0o755 });
+      },
+      ["-qr"],
+      ["."],
+    );
+    if (!zip) return t.skip("zip is not installed");
+    const byPath = new Map(planZipExtraction(zip).map((p) => [p.path, p]));
+    assert.equal(byPath.get("d")?.kind, "dir");
+    const a = byPath.get("d/a.txt");
+    assert.ok(a?.kind === "file" && a.data.length === 5000);
+    const run = byPath.get("run.sh");
+    assert.ok(run?.kind === "file" && run.executable);
   });
 });
 
@@ -103,22 +115,9 @@ describe("paths", () => {
   test("a symlink in the zip (whatever its target) is refused, as is an archive made with one by `zip -y`", (t) => {
     const link = zipSync({ "cert.crt": [enc("/etc/shadow"), mode(0o120777)] });
     assert.throws(() => planZipExtraction(link), refused(/symbolic link/));
-    const dir = mkdtempSync(join(tmpdir(), "zip-"));
-    try {
-      try {
-        execFileSync("zip", ["-v"], { stdio: "ignore" });
-      } catch {
-        t.skip("zip is not installed");
-        return;
-      }
-      mkdirSync(join(dir, "in"));
-      symlinkSync("/etc/passwd", join(dir, "in/link"));
-      execFileSync("zip", ["-qy", "../p.zip", "link"], { cwd: join(dir, "in") });
-      const zip = new Uint8Array(execFileSync("cat", [join(dir, "p.zip")]));
-      assert.throws(() => planZipExtraction(zip), refused(/symbolic link/));
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    const zip = zipWithTool((dir) => symlinkSync("/etc/passwd", join(dir, "link")), ["-qy"], ["link"]);
+    if (!zip) return t.skip("zip is not installed");
+    assert.throws(() => planZipExtraction(zip), refused(/symbolic link/));
   });
 
   test("device files, fifos and sockets are refused", () => {
