@@ -22,7 +22,7 @@ function ownCpuMs(): number {
 }
 
 /** utime + stime of a process in ms, or 0 when /proc is not there (not Linux) or it has exited. */
-function processCpuMs(pid: number): number {
+export function processCpuMs(pid: number): number {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.

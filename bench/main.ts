@@ -1,11 +1,11 @@
 /**
  * Benchmarks: codec throughput, per-command latency against swtpm, the Keylime attestation flow
  * step by step (our client vs tpm2-tools), and the embedded simulator against swtpm (same operations
- * through our client), each printed as a ratio to a reference measured in the same run (DESIGN.md "Tests").
+ * through our client), and registrations per second of the reference registrar, each printed as a ratio to a reference measured in the same run (DESIGN.md "Tests").
  *
  *   deno task bench                 readable tables on stdout, progress on stderr
  *   deno task bench -- --json       a JSON report on stdout instead
- *   options: --quick  --iterations N  --warmup N  --batch N  --codec-ms N  --only codec|latency|flow|simulator
+ *   options: --quick  --iterations N  --warmup N  --batch N  --codec-ms N  --only codec|latency|flow|simulator|registrar
  *
  * Latency on a VM depends on whether the CPUs idle between exchanges (a wake-up from halt costs tens
  * of µs per exchange), so each latency case also reports how much CPU other processes used meanwhile.
@@ -31,6 +31,14 @@ import {
 import { type LatencyCase, type LatencyOptions, type LatencyResult, runLatency, TARGET_OVERHEAD } from "./latency.ts";
 import { BUSY_PERCENT, startLoadProbe } from "./load.ts";
 import {
+  REGISTRAR_DEFAULTS,
+  REGISTRAR_QUICK,
+  type RegistrarBenchOptions,
+  registrarReport,
+  type RegistrarResult,
+  runRegistrarBench,
+} from "./registrar.ts";
+import {
   runSimulatorBench,
   SIMULATOR_DEFAULTS,
   SIMULATOR_QUICK,
@@ -44,14 +52,16 @@ type LatencyRow = LatencyResult & { otherCpuPercent: number };
 
 interface Options {
   json: boolean;
-  only: "codec" | "latency" | "flow" | "simulator" | undefined;
+  only: "codec" | "latency" | "flow" | "simulator" | "registrar" | undefined;
   codec: ThroughputOptions;
   latency: LatencyOptions;
   flow: FlowOptions;
   simulator: SimulatorBenchOptions;
+  registrar: RegistrarBenchOptions;
 }
 
-const USAGE = `usage: deno run --allow-all bench/main.ts [--json] [--quick] [--only codec|latency|flow|simulator]
+const USAGE =
+  `usage: deno run --allow-all bench/main.ts [--json] [--quick] [--only codec|latency|flow|simulator|registrar]
        [--iterations N] [--warmup N] [--batch N] [--codec-ms N]`;
 
 /** The options that take a positive integer, and where it goes. */
@@ -70,6 +80,7 @@ function parseArgs(argv: string[]): Options {
     latency: { iterations: 2000, warmup: 200, batchSize: 100, batchWarmup: 20 },
     flow: { ...FLOW_DEFAULTS },
     simulator: { ...SIMULATOR_DEFAULTS },
+    registrar: { ...REGISTRAR_DEFAULTS },
   };
   const num = (i: number, flag: string): number => {
     const v = Number(argv[i]);
@@ -89,11 +100,12 @@ function parseArgs(argv: string[]): Options {
         o.latency = { iterations: 300, warmup: 50, batchSize: 50, batchWarmup: 10 };
         o.flow = { ...FLOW_QUICK };
         o.simulator = { ...SIMULATOR_QUICK };
+        o.registrar = { ...REGISTRAR_QUICK };
         break;
       case "--only": {
         const v = argv[++i];
-        if (v !== "codec" && v !== "latency" && v !== "flow" && v !== "simulator") {
-          throw new Error(`--only takes codec, latency, flow or simulator, got "${v ?? ""}"`);
+        if (v !== "codec" && v !== "latency" && v !== "flow" && v !== "simulator" && v !== "registrar") {
+          throw new Error(`--only takes codec, latency, flow, simulator or registrar, got "${v ?? ""}"`);
         }
         o.only = v;
         break;
@@ -296,6 +308,7 @@ async function main(): Promise<void> {
     flowSkipped?: string;
     simulator?: SimulatorResult;
     simulatorSkipped?: string;
+    registrar?: RegistrarResult;
   } = { machine: m, options: o };
   const wanted = (part: Options["only"]) => o.only === undefined || o.only === part;
 
@@ -360,6 +373,9 @@ async function main(): Promise<void> {
       });
     }
   }
+  if (wanted("registrar")) {
+    report.registrar = await runRegistrarBench(o.registrar, progress);
+  }
   progressDone();
 
   if (o.json) {
@@ -396,6 +412,7 @@ async function main(): Promise<void> {
   if (report.flow) out.push("", flowReport(report.flow));
   if (report.simulatorSkipped) out.push("", `Simulator: skipped (${report.simulatorSkipped})`);
   if (report.simulator) out.push("", simulatorReport(report.simulator));
+  if (report.registrar) out.push("", registrarReport(report.registrar));
   console.log(out.join("\n"));
 }
 

@@ -10,6 +10,7 @@ interface RegistrarCliOptions {
   port?: string;
   tlsPort?: string;
   db?: string;
+  dbSync?: string;
   tlsDir?: string;
   tpmCaDir?: string[];
   allowUntrustedEk?: boolean;
@@ -27,6 +28,10 @@ export function registrarCommand(program: Command): void {
     .option("--tls-port <port>", "HTTPS port for tenants, client certificate required (default 8891; 0: any)")
     .option("--db <file>", "SQLite file of the records (default registrar.sqlite)")
     .option(
+      "--db-sync <mode>",
+      "normal: commits survive a crash or restart of the registrar (default); full: also a power loss, one fsync each",
+    )
+    .option(
       "--tls-dir <dir>",
       "cacert.crt, server-cert.crt, server-private.pem (upstream's tls_dir); generated with client-cert.crt " +
         "and client-private.pem when absent (default: tls/ beside the database)",
@@ -42,6 +47,7 @@ export function registrarCommand(program: Command): void {
         ...(o.port !== undefined ? { port: Number(o.port) } : {}),
         ...(o.tlsPort !== undefined ? { tls_port: Number(o.tlsPort) } : {}),
         ...(o.db !== undefined ? { database: o.db } : {}),
+        ...(o.dbSync !== undefined ? { database_sync: o.dbSync as "normal" } : {}),
         ...(o.tlsDir !== undefined ? { tls_dir: o.tlsDir } : {}),
         ...(o.tpmCaDir !== undefined ? { tpm_ca_dir: o.tpmCaDir } : {}),
         ...(o.allowUntrustedEk ? { allow_untrusted_ek: true } : {}),

@@ -5,8 +5,9 @@
 import { readFile } from "node:fs/promises";
 import { parse as parseToml } from "smol-toml";
 
-type Kind = "string" | "port" | "boolean" | "strings";
-type ValueOf<K extends Kind> = K extends "string" ? string
+type Kind = "string" | "port" | "boolean" | "strings" | "sync";
+type ValueOf<K extends Kind> = K extends "sync" ? "normal" | "full"
+  : K extends "string" ? string
   : K extends "port" ? number
   : K extends "boolean" ? boolean
   : string[];
@@ -24,6 +25,11 @@ export const REGISTRAR_KEYS = {
   port: key("port", 8890, "plain HTTP port: /version, registration and activation (0: any free port)"),
   tls_port: key("port", 8891, "HTTPS port with client certificates: list, show, delete (0: any free port)"),
   database: key("string", "registrar.sqlite", "SQLite file of the records"),
+  database_sync: key(
+    "sync",
+    "normal",
+    "normal: a committed change survives a crash or restart of the registrar; full: also a power loss (one fsync per change)",
+  ),
   tls_dir: key(
     "string",
     "",
@@ -59,6 +65,9 @@ function check(name: string, kind: Kind, v: unknown): unknown {
       if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n > 65535) throw bad("a port number (0-65535)");
       return n;
     }
+    case "sync":
+      if (v !== "normal" && v !== "full") throw bad('"normal" or "full"');
+      return v;
     case "boolean":
       if (typeof v !== "boolean") throw bad("true or false");
       return v;

@@ -5,12 +5,15 @@
  * are not checked (EK certificates outlive their CAs). Beyond upstream's registrar, which leaves this to the
  * tenant: intermediates the agent sent after its EK certificate (from NV 0x01c00100-0x01c001ff) may link
  * the EK certificate to the store, each link checked the same way.
+ *
+ * Parsing and signature checks use node:crypto's X509Certificate (OpenSSL in Node, native in Deno): on the
+ * registration path it costs a fraction of @peculiar/x509's JavaScript ASN.1 parse (bench/registrar.ts), and
+ * it needs no DER of ours either. @peculiar/x509 still makes certificates (tls.ts).
  */
-import { createHash } from "node:crypto";
+import { createHash, X509Certificate } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { X509Certificate } from "../tpm/x509.ts";
 
 /** Longest chain followed from the EK certificate to a store certificate. */
 const MAX_DEPTH = 8;
@@ -25,9 +28,11 @@ export class CertificateInputError extends Error {
   }
 }
 
+export { X509Certificate };
+
 function parseDer(der: Uint8Array, what: string): X509Certificate {
   try {
-    return new X509Certificate(new Uint8Array(der));
+    return new X509Certificate(der);
   } catch (e) {
     throw new CertificateInputError(`${what} is not an X.509 certificate: ${(e as Error).message}`);
   }
@@ -55,13 +60,19 @@ export type ChainVerdict =
   /** `issuer`: the issuer of the last certificate reached, which nothing in the store (or chain) signed. */
   | { trusted: false; issuer: string };
 
-async function signedBy(cert: X509Certificate, issuer: X509Certificate): Promise<boolean> {
+/** Issuer name and signature, nothing else (no validity dates, as upstream). */
+function signedBy(cert: X509Certificate, issuer: X509Certificate): boolean {
   if (issuer.subject !== cert.issuer) return false;
   try {
-    return await cert.verify({ publicKey: issuer, signatureOnly: true });
+    return cert.verify(issuer.publicKey);
   } catch {
-    return false; // an algorithm WebCrypto does not know verifies nothing
+    return false; // a key or algorithm the crypto library does not know verifies nothing
   }
+}
+
+/** A distinguished name on one line, as people read it: `CN=swtpm-localca, O=...`. */
+export function oneLineName(name: string): string {
+  return name.split("\n").join(", ");
 }
 
 /** The project's own store: data/tpm-ca/ beside src/ (copied from upstream's tpm_cert_store, see its README). */
@@ -80,6 +91,11 @@ export class EkTrustStore {
       list.push(c);
       this.bySubject.set(c.subject, list);
     }
+  }
+
+  /** The certificates in PEM texts. */
+  static fromPem(...texts: string[]): EkTrustStore {
+    return new EkTrustStore(texts.flatMap(parseCertificates));
   }
 
   /** Every certificate file (.pem/.crt/.cer/.der; PEM files may hold several) in the given directories. */
@@ -110,28 +126,28 @@ export class EkTrustStore {
   }
 
   /** Does `ek` chain to the store, directly or through `intermediates`? */
-  async check(ek: X509Certificate, intermediates: readonly X509Certificate[] = []): Promise<ChainVerdict> {
+  check(ek: X509Certificate, intermediates: readonly X509Certificate[] = []): ChainVerdict {
     const digest = createHash("sha256");
-    for (const c of [ek, ...intermediates]) digest.update(new Uint8Array(c.rawData));
+    for (const c of [ek, ...intermediates]) digest.update(c.raw);
     const id = digest.digest("hex");
     const known = this.verdicts.get(id);
     if (known) return known;
-    const verdict = await this.walk(ek, intermediates);
+    const verdict = this.walk(ek, intermediates);
     if (this.verdicts.size >= 10_000) this.verdicts.clear();
     this.verdicts.set(id, verdict);
     return verdict;
   }
 
-  private async walk(ek: X509Certificate, intermediates: readonly X509Certificate[]): Promise<ChainVerdict> {
+  private walk(ek: X509Certificate, intermediates: readonly X509Certificate[]): ChainVerdict {
     let current = ek;
     const used = new Set<X509Certificate>();
     for (let depth = 0; depth < MAX_DEPTH; depth++) {
       for (const anchor of this.bySubject.get(current.issuer) ?? []) {
-        if (await signedBy(current, anchor)) return { trusted: true, anchor: anchor.subject };
+        if (signedBy(current, anchor)) return { trusted: true, anchor: oneLineName(anchor.subject) };
       }
       let next: X509Certificate | undefined;
       for (const c of intermediates) {
-        if (!used.has(c) && c !== current && (await signedBy(current, c))) {
+        if (!used.has(c) && c !== current && signedBy(current, c)) {
           next = c;
           break;
         }
@@ -140,6 +156,6 @@ export class EkTrustStore {
       used.add(next);
       current = next;
     }
-    return { trusted: false, issuer: current.issuer };
+    return { trusted: false, issuer: oneLineName(current.issuer) };
   }
 }

@@ -13,8 +13,7 @@ import { sameBytes } from "../tpm/bytes.ts";
 import { TPM_ALG } from "../tpm/constants.ts";
 import { algName, publicKeyOf, sameKey } from "../tpm/crypto.ts";
 import { TPMA_OBJECT } from "../tpm/structures.ts";
-import type { X509Certificate } from "../tpm/x509.ts";
-import { CertificateInputError, type EkTrustStore, parseCertificates } from "./ek_trust.ts";
+import { CertificateInputError, type EkTrustStore, parseCertificates, type X509Certificate } from "./ek_trust.ts";
 import { AgentNotFoundError, AuthTagMismatchError, IdentityChangedError } from "./errors.ts";
 import type { AgentRecord, EkTrust, RegistrarStore } from "./store.ts";
 
@@ -58,7 +57,7 @@ interface CheckedEk {
 }
 
 /** The EK and its certificate: the same key, and a chain to the trust store. */
-async function checkEk(svc: RegistrarService, agentId: string, body: RegisterBody): Promise<CheckedEk> {
+function checkEk(svc: RegistrarService, agentId: string, body: RegisterBody): CheckedEk {
   const ek = body.ek_tpm;
   // Without the EK there is nothing to encrypt the challenge to (upstream: produce_ak_challenge fails).
   if (!ek) throw refuse("ek_tpm", "is required: the challenge is encrypted to the EK");
@@ -81,8 +80,8 @@ async function checkEk(svc: RegistrarService, agentId: string, body: RegisterBod
     throw refuse("ekcert", e instanceof CertificateInputError ? e.message : String(e));
   }
   const [cert, ...intermediates] = chain as [X509Certificate, ...X509Certificate[]];
-  if (!sameKey(ekKey, cert.publicKeyObject)) throw refuse("ek_tpm", "must contain the same public key found in ekcert");
-  const verdict = await svc.ekTrust.check(cert, intermediates);
+  if (!sameKey(ekKey, cert.publicKey)) throw refuse("ek_tpm", "must contain the same public key found in ekcert");
+  const verdict = svc.ekTrust.check(cert, intermediates);
   if (verdict.trusted) return { ekcert: cert, trust: "trusted" };
   if (!svc.allowUntrustedEk) {
     throw refuse(
@@ -102,7 +101,7 @@ function checkMtlsCert(text: string | undefined): string | null {
   if (text === undefined) return null;
   if (text === "disabled") return text;
   try {
-    return parseCertificates(text)[0]!.toString("pem");
+    return parseCertificates(text)[0]!.toString();
   } catch (e) {
     throw refuse("mtls_cert", `not "disabled" nor a certificate: ${(e as Error).message}`);
   }
@@ -127,10 +126,10 @@ export async function registerAgent(svc: RegistrarService, agentId: string, body
   }
   checkAk(body.aik_tpm);
   const mtls = checkMtlsCert(body.mtls_cert);
-  const { ekcert, trust } = await checkEk(svc, agentId, body);
+  const { ekcert, trust } = checkEk(svc, agentId, body);
   const ek = body.ek_tpm!.bytes;
   const aik = body.aik_tpm.bytes;
-  const ekcertDer = ekcert ? new Uint8Array(ekcert.rawData) : null;
+  const ekcertDer = ekcert ? new Uint8Array(ekcert.raw) : null;
   const before = svc.store.get(agentId);
   const changed = before && changedIdentity(before, ek, ekcertDer, aik);
   if (changed?.length) throw new IdentityChangedError(agentId, changed);

@@ -52,7 +52,7 @@ export async function startRegistrar(config: RegistrarConfig, opts: StartOptions
   const ekTrust = await EkTrustStore.fromDirs(caDirs);
   const tls = await ensureTlsDir(tlsDir, ["localhost", "127.0.0.1", "::1", config.ip]);
   if (tls.generated) opts.log(`generated a CA, server and client certificates in ${tlsDir}`);
-  const store = opts.store ?? await openSqliteStore(config.database);
+  const store = opts.store ?? await openSqliteStore(config.database, config.database_sync);
   const service: RegistrarService = { store, ekTrust, allowUntrustedEk: config.allow_untrusted_ek, log: opts.log };
 
   const http = createAdaptorServer({
@@ -75,7 +75,8 @@ export async function startRegistrar(config: RegistrarConfig, opts: StartOptions
   }
   opts.log(
     `registrar listening on http://${config.ip}:${port} (agents) and https://${config.ip}:${tlsPort} ` +
-      `(tenants, client certificates from ${tlsDir}); database ${resolve(config.database)}; ` +
+      `(tenants, client certificates from ${tlsDir}); database ${resolve(config.database)} ` +
+      `(sync ${config.database_sync}); ` +
       `EK trust store: ${ekTrust.size} certificates${config.allow_untrusted_ek ? ", untrusted EKs allowed" : ""}`,
   );
   return {

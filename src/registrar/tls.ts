@@ -40,13 +40,26 @@ function provider(): void {
   x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 }
 
-export async function newKeyPair(): Promise<CryptoKeyPair> {
-  return await webcrypto.subtle.generateKey(ECDSA, true, ["sign", "verify"]) as CryptoKeyPair;
+const RSA = {
+  name: "RSASSA-PKCS1-v1_5",
+  modulusLength: 2048,
+  publicExponent: new Uint8Array([1, 0, 1]),
+  hash: "SHA-256",
+};
+
+/** ECDSA P-256 (the default) or RSA-2048 with PKCS#1 v1.5 signatures, as most TPM manufacturer CAs use. */
+export async function newKeyPair(alg: "ecdsa" | "rsa" = "ecdsa"): Promise<CryptoKeyPair> {
+  return await webcrypto.subtle.generateKey(alg === "rsa" ? RSA : ECDSA, true, ["sign", "verify"]) as CryptoKeyPair;
+}
+
+/** What the issuer's key signs with. */
+function signingAlgorithm(key: CryptoKey) {
+  return key.algorithm.name === "ECDSA" ? ECDSA : { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" };
 }
 
 const serial = () => Buffer.from(webcrypto.getRandomValues(new Uint8Array(8))).toString("hex").replace(/^[89a-f]/, "1");
 
-/** A self-signed CA certificate (ECDSA P-256) valid for `days`. */
+/** A self-signed CA certificate valid for `days`, with a new key (ECDSA P-256 unless `keys` are given). */
 export async function createCa(subject: string, days = 3650, keys?: CryptoKeyPair): Promise<Issuer> {
   provider();
   const pair = keys ?? await newKeyPair();
@@ -56,8 +69,8 @@ export async function createCa(subject: string, days = 3650, keys?: CryptoKeyPai
     name: subject,
     notBefore: new Date(now - DAY),
     notAfter: new Date(now + days * DAY),
-    signingAlgorithm: ECDSA,
     keys: pair,
+    signingAlgorithm: signingAlgorithm(pair.privateKey),
     extensions: [
       new x509.BasicConstraintsExtension(true, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
@@ -99,7 +112,7 @@ export async function issueCertificate(issuer: Issuer, o: IssueOptions): Promise
     issuer: issuer.cert.subject,
     notBefore: new Date(now - DAY),
     notAfter: new Date(now + (o.days ?? 3650) * DAY),
-    signingAlgorithm: ECDSA,
+    signingAlgorithm: signingAlgorithm(issuer.privateKey),
     publicKey,
     signingKey: issuer.privateKey,
     extensions: [

@@ -55,10 +55,19 @@ export function softEkCa(): Promise<Issuer> {
 
 const b64url = (s: unknown) => new Uint8Array(Buffer.from(String(s), "base64url"));
 
-function softEk(kind: "rsa" | "ecc"): { pub: TPMT_PUBLIC; priv: KeyObject; spki: Uint8Array } {
-  const { publicKey, privateKey } = kind === "rsa"
+export interface SoftKeyPair {
+  publicKey: KeyObject;
+  privateKey: KeyObject;
+}
+
+export function softEkKeys(kind: "rsa" | "ecc"): SoftKeyPair {
+  return kind === "rsa"
     ? generateKeyPairSync("rsa", { modulusLength: 2048 })
     : generateKeyPairSync("ec", { namedCurve: "P-256" });
+}
+
+function softEk(kind: "rsa" | "ecc", keys = softEkKeys(kind)): { pub: TPMT_PUBLIC; priv: KeyObject; spki: Uint8Array } {
+  const { publicKey, privateKey } = keys;
   const jwk = publicKey.export({ format: "jwk" });
   const template = EK_TEMPLATES[kind];
   const pub: TPMT_PUBLIC = kind === "rsa"
@@ -73,10 +82,12 @@ export interface SoftAgentOptions {
   ca?: Issuer | null;
   /** Override the AK's public area (e.g. attributes an AK must not have). */
   akPublic?: TPMT_PUBLIC;
+  /** The EK's key pair, of kind `ek` (default: a new one); each agent still gets its own certificate. */
+  ekKeys?: SoftKeyPair;
 }
 
 export async function softAgent(o: SoftAgentOptions = {}): Promise<TestAgent> {
-  const ek = softEk(o.ek ?? "ecc");
+  const ek = softEk(o.ek ?? "ecc", o.ekKeys);
   const akPublic = o.akPublic ?? softKey("ecc").pub;
   const ca = o.ca === undefined ? await softEkCa() : o.ca;
   const ekcert = ca

@@ -27,7 +27,7 @@ async function setup(allowUntrustedEk = false) {
   logs = [];
   svc = {
     store: memoryStore(),
-    ekTrust: new EkTrustStore([(await softEkCa()).cert]),
+    ekTrust: EkTrustStore.fromPem((await softEkCa()).cert.toString("pem")),
     allowUntrustedEk,
     log: (l) => logs.push(l),
   };
