@@ -7,17 +7,16 @@ import type { AnyCommand } from "../src/tpm/command.ts";
 import { handleType, TPM_ALG, TPM_HT, TPM_RC, TPM_RS_PW } from "../src/tpm/constants.ts";
 import { concat } from "../src/tpm/crypto.ts";
 import type { AuthCommand, AuthResponse } from "../src/tpm/frame.ts";
-import { aesCfbDecrypt, aesCfbEncrypt } from "../src/tpm/kdf.ts";
 import { sameSecret } from "../src/tpm/bytes.ts";
 import {
   cpHash,
-  parameterCfbKey,
+  parameterCipher,
   rpHash,
   sessionHmac,
   sessionHmacValid,
   trimAuth,
 } from "../src/tpm/session_digests.ts";
-import { symKeyBits, TPMA_SESSION } from "../src/tpm/structures.ts";
+import { TPMA_SESSION } from "../src/tpm/structures.ts";
 import { rcSession, TpmRc } from "./rc.ts";
 import type { SimSession } from "./state.ts";
 
@@ -163,10 +162,11 @@ export function checkSessions(input: CheckInput): { active: ActiveSession[]; par
   let parameters = input.parameters;
   if (decrypting >= 0) {
     const d = active[decrypting]!;
-    parameters = transformFirst(parameters, (data) => {
-      const { key, iv } = cfbKey(d, d.auth.nonce, d.session!.nonceTPM);
-      return aesCfbDecrypt(key, iv, data);
-    }, decrypting + 1);
+    parameters = transformFirst(
+      parameters,
+      (data) => cipherOf(d, d.auth.nonce, d.session!.nonceTPM).decrypt(data),
+      decrypting + 1,
+    );
   }
   return { active, parameters };
 }
@@ -214,12 +214,15 @@ function checkPolicy(def: AnyCommand, entity: Entity, s: SimSession, n: number):
   }
 }
 
-/** The CFB key includes the authorized entity's authValue whenever there is one (SessionProcess.c). */
-function cfbKey(a: ActiveSession, u: Uint8Array, v: Uint8Array): { key: Uint8Array; iv: Uint8Array } {
+/**
+ * The parameter cipher (AES-CFB or XOR) of a decrypt or encrypt session: its key includes the
+ * authorized entity's authValue whenever there is one (SessionProcess.c).
+ */
+function cipherOf(a: ActiveSession, newer: Uint8Array, older: Uint8Array) {
   const s = a.session!;
-  const keyBits = symKeyBits(s.symmetric);
-  const value = a.entity ? concat(s.sessionKey, trimAuth(a.entity.authValue)) : s.sessionKey;
-  return parameterCfbKey(s.authHash, keyBits, value, u, v);
+  const keyValue = a.entity ? concat(s.sessionKey, trimAuth(a.entity.authValue)) : s.sessionKey;
+  // StartAuthSession admits only ciphers parameterCipher implements.
+  return parameterCipher({ symmetric: s.symmetric, authHash: s.authHash, keyValue }, newer, older)!;
 }
 
 function transformFirst(area: Uint8Array, f: (d: Uint8Array) => Uint8Array, n: number): Uint8Array {
@@ -256,10 +259,7 @@ export function respondSessions(
   let out = parameters;
   if (encrypting >= 0) {
     const e = active[encrypting]!;
-    out = transformFirst(out, (data) => {
-      const { key, iv } = cfbKey(e, e.session!.nonceTPM, e.auth.nonce);
-      return aesCfbEncrypt(key, iv, data);
-    }, encrypting + 1);
+    out = transformFirst(out, (data) => cipherOf(e, e.session!.nonceTPM, e.auth.nonce).encrypt(data), encrypting + 1);
   }
   const auths = active.map((a): AuthResponse => {
     const attrs = a.auth.sessionAttributes;

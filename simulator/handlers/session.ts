@@ -17,7 +17,7 @@ import {
 } from "../../src/tpm/constants.ts";
 import { secretDecrypt } from "../../src/tpm/secret.ts";
 import { deriveSessionKey } from "../../src/tpm/session_digests.ts";
-import { TPMA_OBJECT, type TPMT_SYM_DEF } from "../../src/tpm/structures.ts";
+import { symXorHash, TPMA_OBJECT, type TPMT_SYM_DEF } from "../../src/tpm/structures.ts";
 import { boundEntity } from "../auth.ts";
 import { privateKeyOf } from "../object.ts";
 import { rc, rcHandle, rcParam } from "../rc.ts";
@@ -37,9 +37,13 @@ function sessionKind(type: number): SimSession["kind"] {
   throw rcParam(TPM_RC.VALUE, 3);
 }
 
-/** NULL, or AES-128/192/256 in CFB mode: the only parameter encryption auth.ts implements. */
+/** NULL, XOR with a hash this TPM has, or AES-128/192/256 in CFB mode: the parameter encryption auth.ts implements. */
 function checkSymmetric(s: TPMT_SYM_DEF): void {
   if (s.algorithm === TPM_ALG.NULL) return;
+  if (s.algorithm === TPM_ALG.XOR) {
+    if (!SESSION_HASHES.has(symXorHash(s))) throw rcParam(TPM_RC.HASH, 4);
+    return;
+  }
   if (s.algorithm !== TPM_ALG.AES) throw rcParam(TPM_RC.SYMMETRIC, 4);
   if (s.keyBits !== 128 && s.keyBits !== 192 && s.keyBits !== 256) throw rcParam(TPM_RC.VALUE, 4);
   if (s.mode !== TPM_ALG.CFB) throw rcParam(TPM_RC.MODE, 4);

@@ -5,9 +5,10 @@
  * so neither side needs the other's code.
  */
 import { hmac } from "@noble/hashes/hmac";
-import { DIGEST_SIZE, TPM_CC } from "./constants.ts";
+import { DIGEST_SIZE, TPM_ALG, TPM_CC } from "./constants.ts";
 import { concat, hash, hashFor } from "./crypto.ts";
-import { kdfa } from "./kdf.ts";
+import { aesCfbDecrypt, aesCfbEncrypt, kdfa } from "./kdf.ts";
+import { symKeyBits, type TPMT_SYM_DEF } from "./structures.ts";
 import { sameSecret, u32be } from "./bytes.ts";
 
 /** authValues are used without trailing zero bytes (Part 1 §19.6.4; ms-tpm-20-ref MemoryRemoveTrailingZeros). */
@@ -82,6 +83,39 @@ export function parameterCfbKey(
 ): { key: Uint8Array; iv: Uint8Array } {
   const bytes = kdfa(alg, keyValue, "CFB", nonceNewer, nonceOlder, keyBits + 128);
   return { key: bytes.subarray(0, keyBits / 8), iv: bytes.subarray(keyBits / 8) };
+}
+
+/** What parameterCipher needs of a session; `keyValue` is sessionKey ‖ authValue (as it applies). */
+export interface ParameterKey {
+  readonly symmetric: TPMT_SYM_DEF;
+  readonly authHash: number;
+  readonly keyValue: Uint8Array;
+}
+
+/**
+ * Parameter encryption of the first parameter's data (Part 1 §21), `nonceNewer` being the sender's
+ * nonce (nonceCaller for a command, nonceTPM for a response): AES-CFB with parameterCfbKey, or the
+ * XOR obfuscation of §21.2, data ⊕ KDFa(authHash, keyValue, "XOR", nonceNewer, nonceOlder, 8·size)
+ * (ms-tpm-20-ref CryptXORObfuscation: the session's authHash, not the hash named in the TPMT_SYM_DEF).
+ * Undefined for any other cipher.
+ */
+export function parameterCipher(
+  k: ParameterKey,
+  nonceNewer: Uint8Array,
+  nonceOlder: Uint8Array,
+): { encrypt(data: Uint8Array): Uint8Array; decrypt(data: Uint8Array): Uint8Array } | undefined {
+  const { symmetric, authHash, keyValue } = k;
+  if (symmetric.algorithm === TPM_ALG.XOR) {
+    const xor = (data: Uint8Array) => {
+      if (data.length === 0) return new Uint8Array(0);
+      const mask = kdfa(authHash, keyValue, "XOR", nonceNewer, nonceOlder, data.length * 8);
+      return data.map((b, i) => b ^ mask[i]!);
+    };
+    return { encrypt: xor, decrypt: xor };
+  }
+  if (symmetric.algorithm !== TPM_ALG.AES || symmetric.mode !== TPM_ALG.CFB) return undefined;
+  const { key, iv } = parameterCfbKey(authHash, symKeyBits(symmetric), keyValue, nonceNewer, nonceOlder);
+  return { encrypt: (data) => aesCfbEncrypt(key, iv, data), decrypt: (data) => aesCfbDecrypt(key, iv, data) };
 }
 
 /** The digest every policy session starts from: all zeros. */

@@ -15,8 +15,7 @@ import { DIGEST_SIZE, TPM_ALG, TPM_RS_PW, TPM_SE } from "./constants.ts";
 import { concat } from "./crypto.ts";
 import { TpmProtocolError, TpmUsageError } from "./errors.ts";
 import type { AuthCommand, AuthResponse } from "./frame.ts";
-import { aesCfbDecrypt, aesCfbEncrypt } from "./kdf.ts";
-import { cpHash, parameterCfbKey, rpHash, sessionHmac, sessionHmacValid, trimAuth } from "./session_digests.ts";
+import { cpHash, parameterCipher, rpHash, sessionHmac, sessionHmacValid, trimAuth } from "./session_digests.ts";
 import { TPMA_SESSION, type TPMT_SYM_DEF } from "./structures.ts";
 import { sameBytes } from "./bytes.ts";
 
@@ -115,6 +114,14 @@ export const EMPTY_PASSWORD: Session = new PasswordSession();
 /** AES-128-CFB, the parameter-encryption cipher tpm2-tools and rust-keylime use. */
 export const AES_128_CFB: TPMT_SYM_DEF = { algorithm: TPM_ALG.AES, keyBits: 128, mode: TPM_ALG.CFB, details: null };
 export const SYM_NULL: TPMT_SYM_DEF = { algorithm: TPM_ALG.NULL, keyBits: null, mode: null, details: null };
+
+/**
+ * XOR parameter obfuscation (Part 1 §21.2) for StartSessionOptions.symmetric: no cipher, a KDFa mask.
+ * The TPMT_SYM_DEF names a hash, though the mask is made with the session's authHash.
+ */
+export function symXor(hashAlg: number = TPM_ALG.SHA256): TPMT_SYM_DEF {
+  return { algorithm: TPM_ALG.XOR, keyBits: hashAlg, mode: null, details: null };
+}
 
 export type SessionKind = "hmac" | "policy" | "trial";
 
@@ -215,14 +222,12 @@ export class AuthSession implements Session {
   }
 
   encryptParameter(data: Uint8Array, authorizing: boolean, authValue: Uint8Array = EMPTY): Uint8Array {
-    const { key, iv } = this.#cfbKey(authorizing ? authValue : EMPTY, this.#nonceCaller, this.#nonceTPM);
-    return aesCfbEncrypt(key, iv, data);
+    return this.#cipher(authorizing ? authValue : EMPTY, this.#nonceCaller, this.#nonceTPM).encrypt(data);
   }
 
   decryptParameter(data: Uint8Array, authorizing: boolean, authValue: Uint8Array = EMPTY): Uint8Array {
     // verify() has already replaced nonceTPM with the response's.
-    const { key, iv } = this.#cfbKey(authorizing ? authValue : EMPTY, this.#nonceTPM, this.#nonceCaller);
-    return aesCfbDecrypt(key, iv, data);
+    return this.#cipher(authorizing ? authValue : EMPTY, this.#nonceTPM, this.#nonceCaller).decrypt(data);
   }
 
   authorize(ctx: CommandContext, authValue: Uint8Array = EMPTY): AuthCommand {
@@ -266,14 +271,17 @@ export class AuthSession implements Session {
     return this.#authorizingBindEntity ? this.#sessionKey : concat(this.#sessionKey, authValue);
   }
 
-  #cfbKey(authValue: Uint8Array, u: Uint8Array, v: Uint8Array): { key: Uint8Array; iv: Uint8Array } {
-    const { algorithm, keyBits } = this.symmetric;
-    if (algorithm !== TPM_ALG.AES || typeof keyBits !== "number") {
-      throw new TpmUsageError(`session 0x${this.handle.toString(16)} has no AES-CFB parameter encryption`);
-    }
-    // Unlike the HMAC key, the CFB key includes the authorized entity's authValue even when the
+  #cipher(authValue: Uint8Array, newer: Uint8Array, older: Uint8Array) {
+    // Unlike the HMAC key, the parameter key includes the authorized entity's authValue even when the
     // session is bound to it or is a policy session (ms-tpm-20-ref SessionProcess.c, ParseSessionBuffer).
-    return parameterCfbKey(this.authHash, keyBits, concat(this.#sessionKey, authValue), u, v);
+    const keyValue = concat(this.#sessionKey, authValue);
+    const cipher = parameterCipher({ symmetric: this.symmetric, authHash: this.authHash, keyValue }, newer, older);
+    if (!cipher) {
+      throw new TpmUsageError(
+        `session 0x${this.handle.toString(16)} has no parameter encryption (AES-CFB or XOR); start it with one`,
+      );
+    }
+    return cipher;
   }
 }
 

@@ -5,16 +5,17 @@
  */
 import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
-import { Sign } from "../../src/tpm/commands.ts";
+import { Hash, Sign } from "../../src/tpm/commands.ts";
 import { RC_MODIFIER, TPM_ALG, TPM_RC, TPM_RH, TPM_ST } from "../../src/tpm/constants.ts";
 import { hash } from "../../src/tpm/crypto.ts";
 import { externalPublic, externalSensitive } from "../../src/tpm/external_key.ts";
-import { flush, loadExternal } from "../../src/tpm/objects.ts";
+import { createPrimary, flush, loadExternal } from "../../src/tpm/objects.ts";
+import { EK_TEMPLATES } from "../../src/tpm/templates.ts";
 import { policyPassword } from "../../src/tpm/policy.ts";
 import { emptyPolicy, policyAuthValueDigest } from "../../src/tpm/session_digests.ts";
 import { verifySignature } from "../../src/tpm/signature.ts";
 import { flushSession, startAuthSession } from "../../src/tpm/session_start.ts";
-import { type Session, SYM_NULL } from "../../src/tpm/sessions.ts";
+import { type Session, SYM_NULL, symXor } from "../../src/tpm/sessions.ts";
 import type { Backend } from "./conformance.ts";
 
 export type Case = (title: string, fn: () => Promise<void>) => void;
@@ -44,6 +45,29 @@ export function sessionCases(it: Case, backend: () => Backend): void {
     const raw = Buffer.from("8002000000220000017b000000124000000900000100004000000900002100000008", "hex");
     const rc = rcOfResponse(await backend().tpm.transport.send(new Uint8Array(raw)));
     assert.equal(rc, TPM_RC.ATTRIBUTES | RC_MODIFIER.session(2), `rc 0x${rc.toString(16)}`);
+  });
+
+  it("XOR parameter obfuscation both ways: Hash returns H(data), CreatePrimary takes and returns obfuscated parameters", async () => {
+    const tpm = backend().tpm;
+    // Bound to the owner, so the session key (and so the mask) is not empty; 100 bytes need four
+    // KDFa blocks of the mask.
+    const owner = Uint8Array.of(0x40, 0, 0, 1);
+    const session = await startAuthSession(tpm, {
+      symmetric: symXor(TPM_ALG.SHA256),
+      bind: { handle: TPM_RH.OWNER, name: owner },
+      flags: { decrypt: true, encrypt: true },
+    });
+    try {
+      const data = new Uint8Array(100).map((_, i) => i);
+      const r = await tpm.execute(Hash, { data, hashAlg: TPM_ALG.SHA256, hierarchy: TPM_RH.NULL }, {
+        sessions: [session],
+      });
+      assert.deepEqual(r.outHash, hash(TPM_ALG.SHA256, data));
+      const key = await createPrimary(tpm, TPM_RH.OWNER, EK_TEMPLATES.ecc, { sessions: [session] });
+      await flush(tpm, key.handle);
+    } finally {
+      await flushSession(tpm, session);
+    }
   });
 
   it("a PolicyPassword session with an empty nonceCaller authorizes Sign", async () => {
