@@ -236,8 +236,10 @@ describe("StartAuthSession", () => {
     assert.equal(await rcOf(startRaw(tpm, { sessionType: 2 })), TPM_RC.VALUE | 0x340);
     assert.equal(await rcOf(startRaw(tpm, { symmetric: aes(128, TPM_ALG.OFB) })), TPM_RC.MODE | 0x440);
     assert.equal(await rcOf(startRaw(tpm, { symmetric: aes(64, TPM_ALG.CFB) })), TPM_RC.VALUE | 0x440);
-    const xor = { algorithm: TPM_ALG.XOR, keyBits: SHA256, mode: null, details: null };
-    assert.equal(await rcOf(startRaw(tpm, { symmetric: xor })), TPM_RC.SYMMETRIC | 0x440);
+    // XOR obfuscation names a hash the TPM must have.
+    const xor = (hashAlg: number) => ({ algorithm: TPM_ALG.XOR, keyBits: hashAlg, mode: null, details: null });
+    assert.equal(await rcOf(startRaw(tpm, { symmetric: xor(TPM_ALG.SM3_256) })), TPM_RC.HASH | 0x440);
+    await startRaw(tpm, { symmetric: xor(SHA256) });
     assert.equal(await rcOf(startRaw(tpm, { authHash: TPM_ALG.NULL })), TPM_RC.HASH | 0x540);
     assert.equal(await rcOf(startRaw(tpm, { encryptedSalt: Uint8Array.of(1) })), TPM_RC.VALUE | 0x240);
     for (const bits of [128, 192, 256]) await startRaw(tpm, { symmetric: aes(bits, TPM_ALG.CFB) });
