@@ -148,6 +148,8 @@ export class ImaMeasurementList {
         if (this.#entries % CHECKPOINT === 0) this.#checkpoints.push(this.#indexed);
       }
       pos += bytesRead;
+      // Back-to-back file reads can hold timers and sockets off for hundreds of ms on a large list.
+      await yieldToEventLoop();
     }
   }
 
@@ -174,6 +176,8 @@ export class ImaMeasurementList {
     return { entry, numEntries, start, end };
   }
 }
+
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** Default bound on the UEFI event log (real logs are tens of KB). */
 export const DEFAULT_MAX_EVENT_LOG_BYTES = 8 * 1024 * 1024;
