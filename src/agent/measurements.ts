@@ -11,6 +11,7 @@
  */
 import { Buffer } from "node:buffer";
 import { type FileHandle, open } from "node:fs/promises";
+import { SerialWork } from "./serial.ts";
 
 /** Entries between two index checkpoints: the index costs 8 bytes per CHECKPOINT entries. */
 export const CHECKPOINT = 1024;
@@ -49,7 +50,7 @@ export class ImaMeasurementList {
   /** Complete entries seen, and the byte offset just after the last one. */
   #entries = 0;
   #indexed = 0;
-  #queue: Promise<unknown> = Promise.resolve();
+  #serial = new SerialWork();
 
   constructor(readonly path: string) {}
 
@@ -62,12 +63,12 @@ export class ImaMeasurementList {
 
   /** Locate entry n (see the module comment for the rule), after indexing what was appended. */
   locate(nthEntry: number): Promise<ImaSlice> {
-    return this.#serial(() => this.#withFile((fh) => this.#locate(fh, nthEntry)));
+    return this.#serial.run(() => this.#withFile((fh) => this.#locate(fh, nthEntry)));
   }
 
   /** The list text from entry n, as the quote's ima_measurement_list; refused past maxBytes. */
   read(nthEntry: number, maxBytes = Number.MAX_SAFE_INTEGER): Promise<ImaRead> {
-    return this.#serial(() =>
+    return this.#serial.run(() =>
       this.#withFile(async (fh) => {
         const slice = await this.#locate(fh, nthEntry);
         const length = slice.end - slice.start;
@@ -102,12 +103,6 @@ export class ImaMeasurementList {
     } finally {
       await fh.close();
     }
-  }
-
-  #serial<T>(f: () => Promise<T>): Promise<T> {
-    const run = this.#queue.then(f, f);
-    this.#queue = run.catch(() => undefined);
-    return run;
   }
 
   async #open(): Promise<FileHandle> {

@@ -18,6 +18,7 @@ import {
 import { writeFileAtomic } from "../util/atomic_file.ts";
 import { ACTION_LIST } from "./payload_store.ts";
 import { describeEnd, type LogSink, outputLines, runScript } from "./run_script.ts";
+import { SerialWork } from "./serial.ts";
 
 /** Default time an action may run: upstream waits forever. */
 export const DEFAULT_ACTION_TIMEOUT_MS = 60_000;
@@ -143,4 +144,30 @@ export async function processRevocation(
   }
   o.log.info("Revocation processed successfully");
   return { status: "done", actions: runs };
+}
+
+/**
+ * The revocation worker behind POST notifications/revocation: notifications are handled one at a time in
+ * the background; the route answers 200 without waiting, as rust-keylime does.
+ */
+export class RevocationWorker {
+  readonly #work = new SerialWork();
+  constructor(readonly options: RevocationOptions) {}
+
+  /** Queue a notification. The promise (for tests) resolves with the outcome and never rejects. */
+  submit(body: { msg: string; signature: Uint8Array }): Promise<RevocationOutcome | undefined> {
+    return this.#work.run(async () => {
+      try {
+        return await processRevocation(this.options, body);
+      } catch (e) {
+        this.options.log.error(`Failed to process revocation: ${(e as Error).message}`);
+        return undefined;
+      }
+    });
+  }
+
+  /** Resolves when the notifications queued so far have been handled. */
+  idle(): Promise<void> {
+    return this.#work.idle();
+  }
 }

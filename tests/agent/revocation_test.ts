@@ -17,7 +17,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { processRevocation, type RevocationOptions } from "../../src/agent/revocation.ts";
+import { processRevocation, type RevocationOptions, RevocationWorker } from "../../src/agent/revocation.ts";
 import { revocationMessage } from "../../src/protocol/revocation.ts";
 import {
   makeRevocationSigner,
@@ -179,5 +179,21 @@ describe("anything else runs nothing", () => {
     const r = await processRevocation(o, { msg: "not json", signature: await signer.sign("not json") });
     assert.equal(r.status, "invalid-message");
     assert.ok(!ran("hello"));
+  });
+});
+
+describe("the worker", () => {
+  test("notifications are handled one at a time, in order; a broken setup is logged, never thrown", async () => {
+    script(join(o.actionsDir, "slow"), `echo start >> "${dir}/order"\nsleep 0.2\necho end >> "${dir}/order"`);
+    const worker = new RevocationWorker({ ...o, actions: ["slow"], allowPayloadActions: false });
+    const signature = await signer.sign(msg);
+    const [a, b] = await Promise.all([worker.submit({ msg, signature }), worker.submit({ msg, signature })]);
+    assert.equal(a?.status, "action-failed"); // payload_action is in action_list but payload actions are off
+    assert.equal(b?.status, "action-failed");
+    assert.equal(readFileSync(join(dir, "order"), "utf8"), "start\nend\nstart\nend\n");
+
+    const broken = new RevocationWorker({ ...o, workDir: join(dir, "missing") });
+    assert.equal(await broken.submit({ msg, signature }), undefined);
+    assert.ok(lines.some((l) => l.startsWith("ERROR Failed to process revocation:")));
   });
 });
