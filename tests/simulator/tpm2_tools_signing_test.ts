@@ -1,20 +1,25 @@
 /**
  * tpm2-tools 5.4 signing with what the simulator once refused, on the simulator over its swtpm socket
  * and on swtpm side by side: a keyed-hash (HMAC) key made by `tpm2 create -G hmac` signs with
- * `tpm2 sign` and `tpm2 quote` and `tpm2 verifysignature` checks it; a key whose policy is
+ * `tpm2 sign` and `tpm2 quote` and `tpm2 verifysignature` checks it; an RSASSA-PSS quote has a
+ * digest-long salt on both; a key whose policy is
  * PolicyPassword signs with `tpm2 sign -p session:session.ctx+pswd` (libtss2-esys sends that
  * session with an empty nonceCaller).
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { constants, verify } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { decode } from "../../src/tpm/marshal.ts";
 import { TPM_ALG } from "../../src/tpm/constants.ts";
-import { TPMT_SIGNATURE } from "../../src/tpm/structures.ts";
+import { publicKeyOf } from "../../src/tpm/crypto.ts";
+import { verifySignature } from "../../src/tpm/signature.ts";
+import { signatureRsa, TPMT_SIGNATURE } from "../../src/tpm/structures.ts";
+import { decodePublicFile, decodeSignatureFile } from "../../src/tpm/tpm2_tools_files.ts";
 import { startListening } from "../../simulator/listen_uri.ts";
 import { startedSimOver } from "../helpers/sim.ts";
 import { requireTools, startSwtpm, swtpmSkipReason } from "../helpers/swtpm.ts";
@@ -109,6 +114,36 @@ for (const target of TARGETS) {
       );
       assert.equal(decode(TPMT_SIGNATURE, new Uint8Array(readFileSync(f("q.sig")))).sigAlg, TPM_ALG.HMAC);
       await flushTransients();
+    });
+
+    test("an RSASSA-PSS key: tpm2 quote --scheme rsapss; the salt is as long as the digest", async () => {
+      await tpm2(
+        "create",
+        "-C",
+        f("primary.ctx"),
+        "-G",
+        "rsa2048:rsapss-sha256:null",
+        "-a",
+        "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign",
+        "-u",
+        f("pss.pub"),
+        "-r",
+        f("pss.priv"),
+      );
+      await flushTransients();
+      await tpm2("load", "-C", f("primary.ctx"), "-u", f("pss.pub"), "-r", f("pss.priv"), "-c", f("pss.ctx"));
+      await flushTransients();
+      const quote = ["-m", f("pss.msg"), "-s", f("pss.sig"), "-g", "sha256", "-q", "0a0b0c"];
+      await tpm2("quote", "-c", f("pss.ctx"), "--scheme", "rsapss", "-l", "sha256:0,16", "-o", f("pss.pcrs"), ...quote);
+      await flushTransients();
+      // tpm2 checkquote 5.4 refuses PSS quotes of swtpm too, so the check is done here in software.
+      const pub = decodePublicFile(new Uint8Array(readFileSync(f("pss.pub"))), "pss.pub");
+      const message = new Uint8Array(readFileSync(f("pss.msg")));
+      const signature = decodeSignatureFile(new Uint8Array(readFileSync(f("pss.sig"))), "pss.sig");
+      assert.equal(signature.sigAlg, TPM_ALG.RSAPSS);
+      verifySignature(pub, message, signature);
+      const pss = { key: publicKeyOf(pub), padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 };
+      assert.ok(verify("sha256", message, pss, signatureRsa(signature).sig));
     });
 
     test("a key whose policy is PolicyPassword: tpm2 sign -p session:session.ctx+pswd", async () => {
