@@ -9,6 +9,7 @@ import { decode, encode } from "../src/tpm/marshal.ts";
 import { TPMT_PUBLIC } from "../src/tpm/structures.ts";
 import { rawHex } from "../tests/helpers/vectors.ts";
 import { median, percentile } from "./stats.ts";
+import { toHex } from "../src/util/encoding.ts";
 
 export interface Throughput {
   /** Median of the per-batch rates. */
@@ -110,7 +111,7 @@ function copyWalk(bytes: Uint8Array): () => number {
 
 /** The decoded value as plain JSON data: an "equivalent object" of the same shape. */
 function jsonable(v: unknown): unknown {
-  if (v instanceof Uint8Array) return Buffer.from(v).toString("hex");
+  if (v instanceof Uint8Array) return toHex(v);
   if (typeof v === "bigint") return v.toString();
   if (Array.isArray(v)) return v.map(jsonable);
   if (v !== null && typeof v === "object") {

@@ -67,6 +67,7 @@ import {
 } from "./flow_steps.ts";
 import { RawSocket } from "./latency.ts";
 import { type LatencySummary, summarize } from "./stats.ts";
+import { toHex } from "../src/util/encoding.ts";
 
 export interface FlowOptions {
   /** Timed runs per side of the fast steps. */
@@ -197,7 +198,7 @@ function runProcess(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<nu
 // ---- the run -------------------------------------------------------------------------------------
 
 const enc = new TextEncoder();
-const hexOf = (b: Uint8Array) => Buffer.from(b).toString("hex");
+const hexOf = (b: Uint8Array) => toHex(b);
 const QUOTE_PCR_LIST = `sha256:${QUOTE_PCRS.join(",")}`;
 
 /** Our fixture: the saved AK (made under the RSA EK) that AK load, activation, quote and certify use. */

@@ -12,7 +12,6 @@
  * resetCount makes every context unloadable after a TPM Reset; restartCount (only for savedHandle
  * 0x80000002, stClear objects) after a TPM Restart too, as ComputeContextIntegrity does.
  */
-import { timingSafeEqual } from "node:crypto";
 import type { JsonWebKey } from "node:crypto";
 import { hmac } from "@noble/hashes/hmac";
 import { sha256 } from "@noble/hashes/sha2";
@@ -32,7 +31,8 @@ import {
 import { makeObject, type SimObject } from "./object.ts";
 import { rcParam } from "./rc.ts";
 import type { Persistent, SimSession } from "./state.ts";
-import { u32be, u64be } from "../src/tpm/bytes.ts";
+import { sameSecret, u32be, u64be } from "../src/tpm/bytes.ts";
+import { fromBase64url, toBase64url } from "../src/util/encoding.ts";
 
 /** savedHandle of an object context, and of one whose object has stClear (ContextSave.c). */
 export const SAVED_OBJECT = 0x80000000;
@@ -93,7 +93,7 @@ function jwkToMembers(jwk: JsonWebKey): { name: Uint8Array; value: Uint8Array }[
     .filter((e): e is [string, string] => typeof e[1] === "string")
     .map(([k, v]) => ({
       name: text.encode(k),
-      value: JWK_BINARY.has(k) ? new Uint8Array(Buffer.from(v, "base64url")) : text.encode(v),
+      value: JWK_BINARY.has(k) ? fromBase64url(v) : text.encode(v),
     }));
 }
 
@@ -101,7 +101,7 @@ function membersToJwk(members: readonly { name: Uint8Array; value: Uint8Array }[
   const jwk: Record<string, string> = {};
   for (const { name, value } of members) {
     const k = untext.decode(name);
-    jwk[k] = JWK_BINARY.has(k) ? Buffer.from(value).toString("base64url") : untext.decode(value);
+    jwk[k] = JWK_BINARY.has(k) ? toBase64url(value) : untext.decode(value);
   }
   return jwk as JsonWebKey;
 }
@@ -231,7 +231,7 @@ export function openContext(p: Persistent, context: TPMS_CONTEXT): Uint8Array {
   const mac = blob.subarray(2, 2 + size);
   const enc = blob.subarray(2 + size);
   const expected = integrity(p, context, enc);
-  if (!timingSafeEqual(mac, expected)) throw fail();
+  if (!sameSecret(mac, expected)) throw fail();
   const { key, iv } = cipherKey(p, context);
   const plain = aesCfbDecrypt(key, iv, enc);
   // The fingerprint: a blob that authenticates but carries another sequence was not made by us.

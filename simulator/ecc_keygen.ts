@@ -8,6 +8,8 @@ import { Buffer } from "node:buffer";
 import { createPrivateKey, createPublicKey, type JsonWebKey } from "node:crypto";
 import { TPM_ECC_CURVE } from "../src/tpm/constants.ts";
 import type { KdfStream } from "./drbg.ts";
+import { fromBase64url, fromHex, toBase64url, toHex } from "../src/util/encoding.ts";
+import { concat } from "../src/tpm/crypto.ts";
 
 export interface EccCurve {
   /** OpenSSL's curve name (createECDH, generateKeyPair's namedCurve). */
@@ -64,10 +66,10 @@ export function eccCurve(curveId: number): EccCurve {
   return c;
 }
 
-const toBigInt = (b: Uint8Array) => (b.length === 0 ? 0n : BigInt("0x" + Buffer.from(b).toString("hex")));
+const toBigInt = (b: Uint8Array) => (b.length === 0 ? 0n : BigInt("0x" + toHex(b)));
 
 function toBytes(x: bigint, length: number): Uint8Array {
-  return new Uint8Array(Buffer.from(x.toString(16).padStart(length * 2, "0"), "hex"));
+  return fromHex(x.toString(16).padStart(length * 2, "0"));
 }
 
 /**
@@ -105,12 +107,12 @@ function checkScalar(curve: EccCurve, d: Uint8Array): void {
 export function eccPublicFromScalar(curveId: number, d: Uint8Array): { x: Uint8Array; y: Uint8Array } {
   const curve = eccCurve(curveId);
   checkScalar(curve, d);
-  const der = Buffer.concat([Buffer.from(curve.pkcs8Prefix, "hex"), toBytes(toBigInt(d), curve.bytes)]);
+  const der = Buffer.from(concat(fromHex(curve.pkcs8Prefix), toBytes(toBigInt(d), curve.bytes)));
   const jwk = createPublicKey(createPrivateKey({ key: der, format: "der", type: "pkcs8" })).export({ format: "jwk" });
   if (jwk.crv !== curve.crv || typeof jwk.x !== "string" || typeof jwk.y !== "string") {
     throw new Error(`node:crypto did not return a ${curve.crv} public key`);
   }
-  const coord = (v: string) => toBytes(toBigInt(new Uint8Array(Buffer.from(v, "base64url"))), curve.bytes);
+  const coord = (v: string) => toBytes(toBigInt(fromBase64url(v)), curve.bytes);
   return { x: coord(jwk.x), y: coord(jwk.y) };
 }
 
@@ -119,6 +121,6 @@ export function eccJwk(curveId: number, d: Uint8Array, point?: { x: Uint8Array; 
   const curve = eccCurve(curveId);
   const { x, y } = point ?? eccPublicFromScalar(curveId, d);
   // RFC 7518 §6.2.2.1: "d" is padded to the order's length, x and y to the field's.
-  const b64 = (b: Uint8Array) => Buffer.from(toBytes(toBigInt(b), curve.bytes)).toString("base64url");
+  const b64 = (b: Uint8Array) => toBase64url(toBytes(toBigInt(b), curve.bytes));
   return { kty: "EC", crv: curve.crv, d: b64(d), x: b64(x), y: b64(y) };
 }

@@ -2,7 +2,7 @@
  * Making objects: template checks, key material (derived for primaries, random for children),
  * and the TPM2B_PRIVATE wrapping that ties a child to its parent (Part 1 §22-§27; spec/tpm.md §4).
  */
-import { createHash, generateKeyPairSync, type JsonWebKey, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, generateKeyPairSync, type JsonWebKey, randomBytes } from "node:crypto";
 import { hmac } from "@noble/hashes/hmac";
 import { DIGEST_SIZE, TPM_ALG, TPM_ECC_CURVE, TPM_RC } from "../src/tpm/constants.ts";
 import { concat, hashFor, objectName } from "../src/tpm/crypto.ts";
@@ -36,6 +36,8 @@ import {
   rsaKeyFromModulusAndPrime,
 } from "./rsa_keygen.ts";
 import type { Persistent } from "./state.ts";
+import { fromBase64url, toBase64url } from "../src/util/encoding.ts";
+import { sameSecret } from "../src/tpm/bytes.ts";
 
 const CURVE_BYTES: Readonly<Record<number, number>> = {
   [TPM_ECC_CURVE.NIST_P256]: 32,
@@ -51,8 +53,8 @@ const RSA_BITS: readonly number[] = [1024, 2048, 3072, 4096];
 /** RSA primaries kept in the state (EKs, SRKs, a few more). */
 const RSA_CACHE_ENTRIES = 16;
 
-const b64u = (b: Uint8Array) => Buffer.from(b).toString("base64url");
-const fromB64u = (s: string | undefined) => new Uint8Array(Buffer.from(s ?? "", "base64url"));
+const b64u = (b: Uint8Array) => toBase64url(b);
+const fromB64u = (s: string | undefined) => fromBase64url(s ?? "");
 
 /** Template checks of TPM2_Create / CreatePrimary (Part 3 §12.1, Part 2 §12.2). Parameter `n` is inPublic. */
 export function checkTemplate(t: Public, n = 2): void {
@@ -248,7 +250,7 @@ export function unwrapPrivate(parent: SimObject, name: Uint8Array, blob: Uint8Ar
     throw rcParam(TPM_RC.INSUFFICIENT, 1);
   }
   const expected = hmac(hashFor(alg), hmacKey, concat(ivPart, enc, name));
-  if (integrity.length !== expected.length || !timingSafeEqual(integrity, expected)) throw rcParam(TPM_RC.INTEGRITY, 1);
+  if (!sameSecret(integrity, expected)) throw rcParam(TPM_RC.INTEGRITY, 1);
   const plain = aesCfbDecrypt(symKey, iv, enc);
   const size = (plain[0]! << 8) | plain[1]!;
   try {

@@ -13,9 +13,9 @@
  *   Miller-Rabin (C.3.1) with the rounds of FIPS 186-5 Table B.1 and witnesses drawn from the stream.
  * d = e^-1 mod lcm(p-1, q-1), and a d ≤ 2^(nlen/2) (A.1.1) starts over, as FIPS asks.
  */
-import { Buffer } from "node:buffer";
 import type { JsonWebKey } from "node:crypto";
 import type { KdfStream } from "./drbg.ts";
+import { fromHex, toBase64url, toHex } from "../src/util/encoding.ts";
 
 export type RsaKeyBits = 1024 | 2048 | 3072 | 4096;
 
@@ -56,7 +56,7 @@ export function smallPrimes(): Uint32Array {
 // --- BigInt helpers ---------------------------------------------------------------------------
 
 export function bytesToBigInt(b: Uint8Array): bigint {
-  return b.length === 0 ? 0n : BigInt("0x" + Buffer.from(b).toString("hex"));
+  return b.length === 0 ? 0n : BigInt("0x" + toHex(b));
 }
 
 /** Big-endian bytes of x: minimal (no leading zeros; 0 is one zero byte), or left-padded to `length`. */
@@ -64,7 +64,7 @@ export function bigIntToBytes(x: bigint, length?: number): Uint8Array {
   if (x < 0n) throw new RangeError("bigIntToBytes: negative value");
   let h = x.toString(16);
   if (h.length % 2) h = "0" + h;
-  const min = new Uint8Array(Buffer.from(h, "hex"));
+  const min = fromHex(h);
   if (length === undefined) return min;
   if (min.length > length) throw new RangeError(`bigIntToBytes: value needs ${min.length} bytes, more than ${length}`);
   const out = new Uint8Array(length);
@@ -323,7 +323,7 @@ export function generateRsaKey(stream: KdfStream, bits: RsaKeyBits, e: bigint | 
   }
 }
 
-const b64u = (x: bigint) => Buffer.from(bigIntToBytes(x)).toString("base64url");
+const b64u = (x: bigint) => toBase64url(bigIntToBytes(x));
 
 /** The private key as a JWK for node:crypto createPrivateKey({ key, format: "jwk" }); Base64urlUInt members (RFC 7518 §6.3). */
 export function rsaJwk(key: RsaKey): JsonWebKey {

@@ -7,7 +7,7 @@
  * private-key operation, and ECDSA signs it with @noble/curves: node:crypto signs only messages it
  * hashes itself.
  */
-import { constants, privateEncrypt, publicDecrypt, randomBytes, timingSafeEqual } from "node:crypto";
+import { constants, privateEncrypt, publicDecrypt, randomBytes } from "node:crypto";
 import { p256, p384, p521 } from "@noble/curves/nist";
 import { hmac } from "@noble/hashes/hmac";
 import { DIGEST_SIZE, TPM_ALG, TPM_ECC_CURVE, TPM_RC } from "../src/tpm/constants.ts";
@@ -31,6 +31,8 @@ import {
 import { privateKeyOf, type SimObject } from "./object.ts";
 import { bigIntToBytes, bytesToBigInt, modPow } from "./rsa_keygen.ts";
 import { rcHandle, rcParam, TpmRc } from "./rc.ts";
+import { fromBase64url, fromHex } from "../src/util/encoding.ts";
+import { sameSecret } from "../src/tpm/bytes.ts";
 
 export interface SignScheme {
   readonly scheme: number;
@@ -58,7 +60,7 @@ const CURVES: Readonly<Record<number, typeof p256>> = {
   [TPM_ECC_CURVE.NIST_P521]: p521,
 };
 
-const b64u = (s: string | undefined) => new Uint8Array(Buffer.from(s ?? "", "base64url"));
+const b64u = (s: string | undefined) => fromBase64url(s ?? "");
 
 /**
  * The scheme of a key's public area (TPMT_RSA_SCHEME, TPMT_ECC_SCHEME or TPMT_KEYEDHASH_SCHEME), with
@@ -106,7 +108,7 @@ function hasPrivate(key: SimObject): boolean {
 export function signDigest(key: SimObject, s: SignScheme, digest: Uint8Array): TPMT_SIGNATURE {
   switch (s.scheme) {
     case TPM_ALG.RSASSA: {
-      const info = concat(new Uint8Array(Buffer.from(DIGEST_INFO[s.hashAlg]!, "hex")), digest);
+      const info = concat(fromHex(DIGEST_INFO[s.hashAlg]!), digest);
       const sig = privateEncrypt({ key: privateKeyOf(key), padding: constants.RSA_PKCS1_PADDING }, info);
       return { sigAlg: s.scheme, signature: { hash: s.hashAlg, sig: new Uint8Array(sig) } };
     }
@@ -118,7 +120,7 @@ export function signDigest(key: SimObject, s: SignScheme, digest: Uint8Array): T
       const curve = curveOf(key);
       const sig = curve.sign(digest, b64u(key.privateJwk!.d), { prehash: false, lowS: false });
       const size = Math.ceil(curve.CURVE.n.toString(16).length / 2);
-      const fixed = (v: bigint) => new Uint8Array(Buffer.from(v.toString(16).padStart(size * 2, "0"), "hex"));
+      const fixed = (v: bigint) => fromHex(v.toString(16).padStart(size * 2, "0"));
       return {
         sigAlg: s.scheme,
         signature: { hash: s.hashAlg, signatureR: fixed(sig.r), signatureS: fixed(sig.s) },
@@ -148,7 +150,7 @@ export function verifyDigest(key: SimObject, digest: Uint8Array, sig: TPMT_SIGNA
     if (own && own.hashAlg !== hashAlg) throw new TpmRc(TPM_RC.SCHEME);
     if (key.secret === null) throw new TpmRc(TPM_RC.HANDLE); // a public-only keyed hash cannot verify
     const expected = hmacOf(key, hashAlg, digest);
-    return mac !== null && mac.length === expected.length && timingSafeEqual(mac, expected);
+    return mac !== null && sameSecret(mac, expected);
   }
   if (sig.sigAlg === TPM_ALG.ECDSA) {
     const { signatureR, signatureS } = signatureEcc(sig);
@@ -175,8 +177,8 @@ export function verifyDigest(key: SimObject, digest: Uint8Array, sig: TPMT_SIGNA
   }
   const prefix = DIGEST_INFO[hashAlg];
   if (!prefix) return false;
-  const expected = concat(new Uint8Array(Buffer.from(prefix, "hex")), digest);
-  return em.length === expected.length && timingSafeEqual(em, expected);
+  const expected = concat(fromHex(prefix), digest);
+  return sameSecret(em, expected);
 }
 
 function hmacOf(key: SimObject, hashAlg: number, data: Uint8Array): Uint8Array {
@@ -260,5 +262,5 @@ function emsaPssVerify(hashAlg: number, mHash: Uint8Array, em: Uint8Array, k: nu
   if (one < 0 || db[one] !== 1) return false;
   const salt = db.subarray(one + 1);
   const expected = hash(hashAlg, new Uint8Array(8), mHash, salt);
-  return timingSafeEqual(expected, h);
+  return sameSecret(expected, h);
 }

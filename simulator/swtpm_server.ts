@@ -36,6 +36,7 @@ import {
   SocketReader,
   type TpmServer,
 } from "./socket_server.ts";
+import { toHex } from "../src/util/encoding.ts";
 
 export interface SwtpmServerOptions {
   /** TCP address to bind (default 127.0.0.1). */
@@ -178,7 +179,7 @@ async function readDataRequest(r: SocketReader, until: number, max: number): Pro
     return {
       rc: TPM_RC.BAD_TAG,
       mssim: false,
-      why: `bytes ${start.toString("hex")} start neither a TPM command nor an mssim header`,
+      why: `bytes ${toHex(start)} start neither a TPM command nor an mssim header`,
     };
   }
   const rest = await r.read(6, until);

@@ -3,10 +3,9 @@
  * restricted key signs only digests the TPM computed itself (a TPM2_Hash ticket), so it cannot be made
  * to sign something that looks like a TPMS_ATTEST.
  */
-import { timingSafeEqual } from "node:crypto";
 import { hmac } from "@noble/hashes/hmac";
 import { sha256 } from "@noble/hashes/sha2";
-import { u16be } from "../../src/tpm/bytes.ts";
+import { sameSecret, u16be } from "../../src/tpm/bytes.ts";
 import { DIGEST_SIZE, TPM_RC, TPM_RH, TPM_ST } from "../../src/tpm/constants.ts";
 import { concat } from "../../src/tpm/crypto.ts";
 import type { CommandArgs, ResponseArgs } from "../../src/tpm/command.ts";
@@ -31,8 +30,7 @@ function sign(tpm: SimTpm, args: CommandArgs<typeof Sign>): ResponseArgs<typeof 
       ? undefined
       : hashCheckTicket(tpm, t.hierarchy, s.hashAlg, args.digest);
     if (
-      !expected || t.tag !== TPM_ST.HASHCHECK || t.digest.length !== expected.digest.length ||
-      !timingSafeEqual(t.digest, expected.digest)
+      !expected || t.tag !== TPM_ST.HASHCHECK || !sameSecret(t.digest, expected.digest)
     ) {
       throw rcParam(TPM_RC.TICKET, 3);
     }

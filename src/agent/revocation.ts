@@ -19,6 +19,7 @@ import { writeFileAtomic } from "../util/atomic_file.ts";
 import { ACTION_LIST } from "./payload_store.ts";
 import { describeEnd, type LogSink, outputLines, runScript } from "./run_script.ts";
 import { SerialWork } from "./serial.ts";
+import { toHex } from "../util/encoding.ts";
 
 /** Default time an action may run: upstream waits forever. */
 export const DEFAULT_ACTION_TIMEOUT_MS = 60_000;
@@ -122,7 +123,7 @@ export async function processRevocation(
       return { status: "action-failed", actions: runs };
     }
     o.log.info(`Executing revocation action ${name}`);
-    const messageFile = join(o.workDir, `.revocation-${randomBytes(6).toString("hex")}.json`);
+    const messageFile = join(o.workDir, `.revocation-${toHex(randomBytes(6))}.json`);
     await writeFileAtomic(messageFile, JSON.stringify(message));
     let r;
     try {

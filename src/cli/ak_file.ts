@@ -8,6 +8,7 @@ import { EK_ALGS, type EkAlg } from "../tpm/templates.ts";
 import { decode, encode } from "../tpm/marshal.ts";
 import { TPM2B_PRIVATE, TPMT_PUBLIC } from "../tpm/structures.ts";
 import { writeFileAtomic } from "../util/atomic_file.ts";
+import { fromHex, toHex } from "../util/encoding.ts";
 
 export interface AkFile extends SavedAk {
   /** The EK template, or the persistent EK handle, the AK lives under. */
@@ -28,8 +29,8 @@ export async function saveAkFile(path: string, ak: AkFile): Promise<void> {
   const doc = {
     version: VERSION,
     ek: ak.ek,
-    public: Buffer.from(encode(TPMT_PUBLIC, ak.public)).toString("hex"),
-    private: Buffer.from(ak.private).toString("hex"),
+    public: toHex(encode(TPMT_PUBLIC, ak.public)),
+    private: toHex(ak.private),
   };
   await writeFileAtomic(path, JSON.stringify(doc, null, 2) + "\n");
 }
@@ -60,7 +61,7 @@ export async function loadAkFile(path: string): Promise<AkFile | null> {
     if (typeof v !== "string" || !/^(?:[0-9a-f]{2})+$/.test(v)) {
       throw new AkFileError(path, `field "${name}" is not hex`);
     }
-    return new Uint8Array(Buffer.from(v, "hex"));
+    return fromHex(v);
   };
   try {
     const pub = decode(TPMT_PUBLIC, hexField("public"));

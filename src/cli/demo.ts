@@ -25,6 +25,7 @@ import { quote } from "../tpm/quote.ts";
 import { TPM2B_PUBLIC } from "../tpm/structures.ts";
 import { X509Certificate } from "../tpm/x509.ts";
 import { print, printJson, warn } from "./output.ts";
+import { fromBase64, toBase64, toHex } from "../util/encoding.ts";
 
 interface Step {
   readonly step: string;
@@ -83,7 +84,7 @@ export function demoCommand(program: Command): void {
         });
         const ek = await run("create the EK (RSA-2048, TCG template L-1)", async () => {
           const k = await createEk(t, "rsa");
-          return [k, `name ${Buffer.from(k.name).toString("hex").slice(0, 20)}...`];
+          return [k, `name ${toHex(k.name).slice(0, 20)}...`];
         });
         await run("verify the EK certificate against the simulator CA", async () => {
           const der = await readEkCertificate(t, "rsa");
@@ -108,14 +109,14 @@ export function demoCommand(program: Command): void {
           return [c, "a challenge only the TPM holding the EK and the AK can open"];
         });
         await run("agent: ActivateCredential on the TPM", async () => {
-          const { credentialBlob, secret } = decodeKeylimeBlob(new Uint8Array(Buffer.from(challenge.blob, "base64")));
+          const { credentialBlob, secret } = decodeKeylimeBlob(fromBase64(challenge.blob));
           const certInfo = await activateCredential(t, ak, ek, credentialBlob, secret);
-          if (Buffer.from(certInfo).toString("base64") !== challenge.key) {
+          if (toBase64(certInfo) !== challenge.key) {
             throw new Error("the recovered secret differs");
           }
           return [undefined, `secret recovered; auth_tag ${authTag(certInfo, AGENT_UUID).slice(0, 16)}...`];
         });
-        const nonce = randomBytes(15).toString("hex");
+        const nonce = toHex(randomBytes(15));
         const aikTpm = encode(TPM2B_PUBLIC, ak.public);
         const first = await run(`quote PCRs ${PCRS.join(",")} with a fresh nonce`, async () => {
           const q = await quote(t, ak, { nonce: new TextEncoder().encode(nonce), pcrs: PCRS, hashAlg: TPM_ALG.SHA256 });

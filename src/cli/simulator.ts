@@ -13,10 +13,11 @@ import { simulatorTransport } from "../../simulator/index.ts";
 import { join } from "node:path";
 import { print, printJson, warn } from "./output.ts";
 import { defaultSimulatorDir } from "./select_tpm.ts";
+import { fromHex } from "../util/encoding.ts";
 
 function parseSeed(v: string): Uint8Array {
   if (!/^(?:[0-9a-fA-F]{2}){16,64}$/.test(v)) throw new InvalidArgumentError("--seed must be 16 to 64 bytes of hex");
-  return new Uint8Array(Buffer.from(v, "hex"));
+  return fromHex(v);
 }
 
 export function simulatorCommand(program: Command): void {

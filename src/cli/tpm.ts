@@ -12,11 +12,7 @@ import { handleHex, hex, print, printJson, progress } from "./output.ts";
 import { withTpm } from "./select_tpm.ts";
 import { common, type CommonOptions, parseBanks, parsePcrList, positiveInt, selection } from "./options.ts";
 import { tpmAkCommand, tpmQuoteCommand } from "./tpm_keys.ts";
-
-const derToPem = (der: Uint8Array) =>
-  `-----BEGIN CERTIFICATE-----\n${
-    Buffer.from(der).toString("base64").replace(/.{64}/g, "$&\n").replace(/\n?$/, "\n")
-  }-----END CERTIFICATE-----\n`;
+import { toPem } from "../util/encoding.ts";
 
 export function tpmCommand(program: Command): void {
   const tpm = program.command("tpm").description("inspect and use a TPM 2.0");
@@ -85,7 +81,7 @@ export function tpmCommand(program: Command): void {
             notAfter: r.certificate.notAfter.toISOString(),
             matchesEk: r.certificate.matchesEk,
           },
-          chain: r.chain.map(derToPem),
+          chain: r.chain.map((der: Uint8Array) => toPem("CERTIFICATE", der)),
         });
       }
       print(`# EK (${r.alg}) name ${hex(r.name)}`);

@@ -18,6 +18,7 @@ import { type AkFile, loadAkFile, saveAkFile } from "./ak_file.ts";
 import { common, type CommonOptions, parsePcrList, selection } from "./options.ts";
 import { hex, print, printJson, progress, warn } from "./output.ts";
 import { withTpm } from "./select_tpm.ts";
+import { toBase64 } from "../util/encoding.ts";
 
 interface AkOptions extends CommonOptions {
   ekAlg: EkAlg;
@@ -103,7 +104,7 @@ async function closeAk(tpm: Tpm, opened: OpenedAk): Promise<void> {
 }
 
 /** Keylime's aik_tpm: base64 of the TPM2B_PUBLIC, size included. */
-const aikTpm = (ak: LoadedKey) => Buffer.from(encode(TPM2B_PUBLIC, ak.public)).toString("base64");
+const aikTpm = (ak: LoadedKey) => toBase64(encode(TPM2B_PUBLIC, ak.public));
 
 export function tpmAkCommand(tpm: Command): void {
   akOptions(tpm.command("ak").description("create (or load from --ak-file) the AK under the EK; print its public part"))

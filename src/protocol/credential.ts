@@ -5,8 +5,7 @@
  * Upstream: keylime/keylime keylime/tpm/tpm_main.py (encrypt_aik_with_ek), keylime/crypto.py;
  * tpm2-software/tpm2-tools tools/tpm2_makecredential.c (write_cred_and_secret).
  */
-import { Buffer } from "node:buffer";
-import { randomBytes, timingSafeEqual } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { hmac } from "@noble/hashes/hmac";
 import { sha384 } from "@noble/hashes/sha2";
 import { makeCredential, type MakeCredentialOptions } from "../tpm/credential.ts";
@@ -14,6 +13,8 @@ import { concat, hash } from "../tpm/crypto.ts";
 import { MarshalError } from "../tpm/errors.ts";
 import { decode, decodeNamed, describeValue, Reader, Writer } from "../tpm/marshal.ts";
 import { TPM2B_DIGEST, TPM2B_ENCRYPTED_SECRET, TPM2B_ID_OBJECT, TPM2B_PUBLIC } from "../tpm/structures.ts";
+import { toBase64, toHex } from "../util/encoding.ts";
+import { sameSecret } from "../tpm/bytes.ts";
 
 /** tpm2-tools' file header magic (tpm2-tools lib/files.c MAGIC) and the version of the credential file. */
 export const KEYLIME_BLOB_MAGIC = 0xbadcc0de;
@@ -91,7 +92,7 @@ const encoder = new TextEncoder();
 
 /** lowercase hex HMAC-SHA384(key = ASCII(key), msg = UTF-8(uuid)): the registrar's side of auth_tag. */
 export function authTagForKey(key: string, uuid: string): string {
-  return Buffer.from(hmac(sha384, encoder.encode(key), encoder.encode(uuid))).toString("hex");
+  return toHex(hmac(sha384, encoder.encode(key), encoder.encode(uuid)));
 }
 
 /**
@@ -99,14 +100,14 @@ export function authTagForKey(key: string, uuid: string): string {
  * certInfo, and the tag is lowercase hex (the registrar compares strings).
  */
 export function authTag(certInfo: Uint8Array, uuid: string): string {
-  return authTagForKey(Buffer.from(certInfo).toString("base64"), uuid);
+  return authTagForKey(toBase64(certInfo), uuid);
 }
 
 /** Compare a received auth_tag with the stored key's, in constant time (keylime.md §2 Activate). */
 export function checkAuthTag(key: string, uuid: string, tag: string): boolean {
   const expected = encoder.encode(authTagForKey(key, uuid));
   const got = encoder.encode(tag);
-  return got.length === expected.length && timingSafeEqual(got, expected);
+  return sameSecret(got, expected);
 }
 
 const ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -168,8 +169,8 @@ export async function makeKeylimeChallenge(
     ...(ephemeralPrivate ? { ephemeralPrivate } : {}),
   });
   return {
-    blob: Buffer.from(encodeKeylimeBlob(made)).toString("base64"),
-    key: Buffer.from(ascii).toString("base64"),
+    blob: toBase64(encodeKeylimeBlob(made)),
+    key: toBase64(ascii),
     akName: name,
   };
 }

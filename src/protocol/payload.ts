@@ -8,10 +8,11 @@
  * (rsa_oaep_decrypt, decrypt_aead, verify_hmac); keylime/keylime keylime/crypto.py (encrypt, rsa_encrypt,
  * do_hmac), keylime/tenant.py.
  */
-import { type KeyObject, randomBytes, timingSafeEqual, webcrypto } from "node:crypto";
+import { type KeyObject, randomBytes, webcrypto } from "node:crypto";
 import { hmac } from "@noble/hashes/hmac";
 import { sha384 } from "@noble/hashes/sha2";
 import { fromHex, fromPem, toHex } from "../util/encoding.ts";
+import { sameSecret } from "../tpm/bytes.ts";
 
 const subtle = webcrypto.subtle;
 type CryptoKey = webcrypto.CryptoKey;
@@ -121,7 +122,7 @@ export function authTagFor(k: Uint8Array, uuid: string): string {
 /** Does K belong to this agent? HMAC-SHA384(K, uuid) against the auth_tag, in constant time. */
 export function keyMatchesAuthTag(k: Uint8Array, uuid: string, authTag: Uint8Array): boolean {
   const mac = hmacSha384(k, uuid);
-  return authTag.length === mac.length && timingSafeEqual(mac, authTag);
+  return sameSecret(mac, authTag);
 }
 
 /** U xor V; undefined when the lengths differ (rust-keylime's SymmKey::xor refuses them). */

@@ -2,13 +2,12 @@
  * The Keylime quote string and its software verification (spec/keylime.md §0.6, §5).
  *
  * ```
- * quote = "r" + b64(TPMS_ATTEST) + ":" + b64(TPMT_SIGNATURE) + ":" + b64(PCRBLOB)
+ * quote = "r" + toBase64(TPMS_ATTEST) + ":" + toBase64(TPMT_SIGNATURE) + ":" + toBase64(PCRBLOB)
  * ```
  * verifyQuote implements the verifier checks 2-5 of §5 (keylime/keylime: keylime/tpm/tpm_util.py
  * `checkquote`, keylime/tpm/tpm_main.py `check_quote`): signature with the AK, nonce, PCR digest,
  * selection, clock. Policy on PCR values (step 6) belongs to the caller.
  */
-import { Buffer } from "node:buffer";
 import { AttestationError, checkQuoteAttest, parseAttest } from "../tpm/attest.ts";
 import { TPM_ALG, TPM_ST } from "../tpm/constants.ts";
 import { algName, hash } from "../tpm/crypto.ts";
@@ -26,6 +25,8 @@ import {
   TPMT_SIGNATURE,
 } from "../tpm/structures.ts";
 import { decodePcrBlob } from "./pcr_blob.ts";
+import { fromBase64, toBase64, toHex } from "../util/encoding.ts";
+import { sameBytes } from "../tpm/bytes.ts";
 
 /** Which part of a quote string was malformed. */
 export type QuotePart = "quote" | "TPMS_ATTEST" | "TPMT_SIGNATURE" | "PCRBLOB";
@@ -102,24 +103,20 @@ export interface DecodedQuote {
 /** Build the quote string. */
 export function encodeQuote(parts: QuoteParts): string {
   const sig = parts.signature instanceof Uint8Array ? parts.signature : encode(TPMT_SIGNATURE, parts.signature);
-  return `r${b64(parts.attest)}:${b64(sig)}:${b64(parts.pcrBlob)}`;
+  return `r${toBase64(parts.attest)}:${toBase64(sig)}:${toBase64(parts.pcrBlob)}`;
 }
 
-function b64(b: Uint8Array): string {
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("base64");
-}
-
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 /** Longest quote string accepted, far above a real one (3 × 4/3 × a few kB); bounds work on hostile input. */
 const MAX_QUOTE_LENGTH = 64 * 1024;
 
 /** Standard base64 with padding and zero spare bits only, so each byte string has one spelling. */
 function unb64(part: QuotePart, s: string): Uint8Array {
   if (s.length === 0) throw new QuoteFormatError(part, "is empty");
-  if (!BASE64.test(s)) throw new QuoteFormatError(part, "is not standard base64 with padding");
-  const bytes = Buffer.from(s, "base64");
-  if (bytes.toString("base64") !== s) throw new QuoteFormatError(part, "is not canonical base64 (non-zero spare bits)");
-  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength).slice();
+  try {
+    return fromBase64(s);
+  } catch (e) {
+    throw new QuoteFormatError(part, (e as Error).message.replace(/^a \d+-character string /, ""));
+  }
 }
 
 /** Split and decode a quote string; throws QuoteFormatError naming the part. */
@@ -237,10 +234,10 @@ export function verifyQuote(input: VerifyQuoteInput): VerifiedQuote {
   // 4. The PCRBLOB must describe exactly the quoted PCRs and hash to pcrDigest.
   checkSelection(quote.pcrSelect, blob.selections, input.hashAlg);
   const digest = hash(input.hashAlg, ...blob.values.flat());
-  if (!equal(digest, quote.pcrDigest)) {
+  if (!sameBytes(digest, quote.pcrDigest)) {
     throw new QuoteVerificationError(
       "pcr-digest",
-      `the PCRBLOB values hash to ${hex(digest)}, the quote's pcrDigest is ${hex(quote.pcrDigest)}`,
+      `the PCRBLOB values hash to ${toHex(digest)}, the quote's pcrDigest is ${toHex(quote.pcrDigest)}`,
     );
   }
 
@@ -333,12 +330,4 @@ function checkClock(now: TPMS_CLOCK_INFO, prev: PreviousClock): void {
   if (now.clock <= prev.clock) {
     throw new QuoteVerificationError("clock", `clock went from ${prev.clock} to ${now.clock}, it must increase`);
   }
-}
-
-function equal(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
-}
-
-function hex(b: Uint8Array): string {
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
 }

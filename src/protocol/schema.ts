@@ -4,7 +4,7 @@
  * checked, sizes bounded, errors naming the field: `aik_tpm: not base64 (or hex)`) and the encoder a client
  * uses to build the body (`toJson`). Unknown fields are ignored, as upstream's models ignore them.
  */
-import { Buffer } from "node:buffer";
+import { fromBase64, fromHex, toBase64 } from "../util/encoding.ts";
 
 export interface FieldIssue {
   /** Dotted path from the body's root, e.g. `aik_tpm` or `results.uuids[3]`. */
@@ -179,7 +179,6 @@ export function boolean(): Field<boolean, false> {
   };
 }
 
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 const HEX = /^(?:0x)?((?:[0-9a-fA-F]{2})*)$/;
 
 /**
@@ -196,16 +195,17 @@ export function binary(o: { maxBytes: number }): Field<Uint8Array, false> {
       // 4/3 of the byte limit, plus the hex form's 2x: refuse before decoding anything large.
       if (v.length > 2 * o.maxBytes + 2) throw new FieldReject(`longer than ${o.maxBytes} bytes`);
       let bytes: Uint8Array;
-      if (BASE64.test(v)) bytes = new Uint8Array(Buffer.from(v, "base64"));
-      else {
+      try {
+        bytes = fromBase64(v, { canonical: false });
+      } catch {
         const hex = HEX.exec(v);
         if (!hex) throw new FieldReject("not base64 (or hex)");
-        bytes = new Uint8Array(Buffer.from(hex[1]!, "hex"));
+        bytes = fromHex(hex[1]!);
       }
       if (bytes.length > o.maxBytes) throw new FieldReject(`${bytes.length} bytes is more than ${o.maxBytes}`);
       return bytes;
     },
-    toJson: (v) => Buffer.from(v).toString("base64"),
+    toJson: (v) => toBase64(v),
   };
 }
 

@@ -14,11 +14,11 @@ import { createHash, X509Certificate } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { fromBase64, fromPem } from "../util/encoding.ts";
 
 /** Longest chain followed from the EK certificate to a store certificate. */
 const MAX_DEPTH = 8;
 const CERT_FILE = /\.(pem|crt|cer|der)$/i;
-const PEM_BLOCK = /-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]*?-----END CERTIFICATE-----/g;
 
 export class CertificateInputError extends Error {
   readonly code = "ERR_CERTIFICATE_INPUT";
@@ -43,16 +43,22 @@ function parseDer(der: Uint8Array, what: string): X509Certificate {
  * base64 DER certificate, as upstream's Certificate type accepts them.
  */
 export function parseCertificates(text: string): X509Certificate[] {
-  const blocks = text.match(PEM_BLOCK);
-  if (blocks) {
-    return blocks.map((b, i) => {
-      const body = b.replace(/-----(BEGIN|END) CERTIFICATE-----|\s/g, "");
-      return parseDer(new Uint8Array(Buffer.from(body, "base64")), `PEM certificate ${i + 1}`);
-    });
+  let blocks: Uint8Array[];
+  try {
+    blocks = fromPem(text, "CERTIFICATE");
+  } catch (e) {
+    throw new CertificateInputError((e as Error).message);
   }
+  if (blocks.length) return blocks.map((der, i) => parseDer(der, `PEM certificate ${i + 1}`));
   const b64 = text.replace(/\s/g, "");
-  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) throw new CertificateInputError("neither PEM nor base64 DER");
-  return [parseDer(new Uint8Array(Buffer.from(b64, "base64")), "base64 DER")];
+  let der: Uint8Array;
+  try {
+    der = fromBase64(b64, { canonical: false });
+  } catch {
+    throw new CertificateInputError("neither PEM nor base64 DER");
+  }
+  if (der.length === 0) throw new CertificateInputError("neither PEM nor base64 DER");
+  return [parseDer(der, "base64 DER")];
 }
 
 export type ChainVerdict =

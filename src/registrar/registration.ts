@@ -4,7 +4,6 @@
  * keylime/web/registrar/agents_controller.py. Beyond upstream: the AK must be a restricted signing key,
  * and the EK certificate must chain to the trust store (unless allowUntrustedEk).
  */
-import { Buffer } from "node:buffer";
 import { checkAuthTag, makeKeylimeChallenge } from "../protocol/credential.ts";
 import type { RegisterBody, TpmPublicBytes } from "../protocol/registrar_api.ts";
 import { type Infer, ProtocolInputError } from "../protocol/schema.ts";
@@ -16,6 +15,7 @@ import { TPMA_OBJECT } from "../tpm/structures.ts";
 import { CertificateInputError, type EkTrustStore, parseCertificates, type X509Certificate } from "./ek_trust.ts";
 import { AgentNotFoundError, AuthTagMismatchError, IdentityChangedError } from "./errors.ts";
 import type { AgentRecord, EkTrust, RegistrarStore } from "./store.ts";
+import { fromBase64 } from "../util/encoding.ts";
 
 export interface RegistrarService {
   store: RegistrarStore;
@@ -161,7 +161,7 @@ export async function registerAgent(svc: RegistrarService, agentId: string, body
     });
   });
   svc.log(`agent ${agentId}: registered (EK certificate ${trust}); waiting for activation`);
-  return new Uint8Array(Buffer.from(challenge.blob, "base64"));
+  return fromBase64(challenge.blob);
 }
 
 /** PUT /agents/:agent_id: a matching auth_tag activates the agent; a wrong one deletes its record. */

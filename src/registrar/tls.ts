@@ -10,6 +10,7 @@ import { mkdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../util/atomic_file.ts";
 import { X509Certificate, x509lib as x509 } from "../tpm/x509.ts";
+import { toHex, toPem } from "../util/encoding.ts";
 
 export const TLS_FILES = {
   ca: "cacert.crt",
@@ -57,7 +58,7 @@ function signingAlgorithm(key: CryptoKey) {
   return key.algorithm.name === "ECDSA" ? ECDSA : { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" };
 }
 
-const serial = () => Buffer.from(webcrypto.getRandomValues(new Uint8Array(8))).toString("hex").replace(/^[89a-f]/, "1");
+const serial = () => toHex(webcrypto.getRandomValues(new Uint8Array(8))).replace(/^[89a-f]/, "1");
 
 /** A self-signed CA certificate valid for `days`, with a new key (ECDSA P-256 unless `keys` are given). */
 export async function createCa(subject: string, days = 3650, keys?: CryptoKeyPair): Promise<Issuer> {
@@ -132,8 +133,7 @@ export async function issueCertificate(issuer: Issuer, o: IssueOptions): Promise
 }
 
 export async function privateKeyPem(key: CryptoKey): Promise<string> {
-  const der = Buffer.from(await webcrypto.subtle.exportKey("pkcs8", key)).toString("base64");
-  return `-----BEGIN PRIVATE KEY-----\n${der.match(/.{1,64}/g)!.join("\n")}\n-----END PRIVATE KEY-----\n`;
+  return toPem("PRIVATE KEY", new Uint8Array(await webcrypto.subtle.exportKey("pkcs8", key)));
 }
 
 const exists = (p: string) => stat(p).then(() => true, () => false);

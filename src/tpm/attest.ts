@@ -22,6 +22,7 @@ import {
   type TPMT_PUBLIC,
   type TPMT_SIGNATURE,
 } from "./structures.ts";
+import { toHex } from "../util/encoding.ts";
 
 /** Why an attestation was refused. */
 export type AttestationFault =
@@ -188,10 +189,6 @@ function checkPcrDigest(quote: TPMS_QUOTE_INFO, hashAlg: number, values: readonl
       `${algName(hashAlg)} of the PCR values is ${toHex(digest)}, the quote's pcrDigest is ${toHex(quote.pcrDigest)}`,
     );
   }
-}
-
-function toHex(b: Uint8Array): string {
-  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 }
 
 export interface CheckCertifyInput {

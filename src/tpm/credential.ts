@@ -14,8 +14,7 @@
  *   integrity = HMAC_nameAlg(KDFa(nameAlg, seed, "INTEGRITY", "", "", digestBits), encId ‖ objectName)
  *   credentialBlob (TPM2B_ID_OBJECT buffer) = TPM2B_DIGEST(integrity) ‖ encId
  */
-import { createECDH, createPublicKey, type KeyObject, timingSafeEqual } from "node:crypto";
-import { Buffer } from "node:buffer";
+import { createECDH, createPublicKey, type KeyObject } from "node:crypto";
 import { hmac } from "@noble/hashes/hmac";
 import { DIGEST_SIZE, hex, TPM_ALG, TPM_ECC_CURVE, TPM_RC } from "./constants.ts";
 import { algName, concat, hashFor, publicKeyOf, sameKey } from "./crypto.ts";
@@ -32,6 +31,8 @@ import {
   TPMA_OBJECT,
   type TPMT_PUBLIC,
 } from "./structures.ts";
+import { toHex } from "../util/encoding.ts";
+import { sameSecret } from "./bytes.ts";
 
 /**
  * Credential protection failed. `rc` is the response code a TPM gives for the same fault, so the
@@ -146,7 +147,7 @@ function checkName(name: Uint8Array): void {
   const size = alg === undefined ? undefined : DIGEST_SIZE[alg];
   if (size === undefined || name.length !== 2 + size) {
     throw new CredentialError(
-      `objectName ${Buffer.from(name).toString("hex") || "(empty)"} is not nameAlg ‖ digest (${name.length} bytes)`,
+      `objectName ${toHex(name) || "(empty)"} is not nameAlg ‖ digest (${name.length} bytes)`,
       TPM_RC.SIZE,
     );
   }
@@ -302,10 +303,10 @@ export function unwrapCredential(
   const encIdentity = credentialBlob.subarray(r.offset);
   const expected = outerIntegrity(p, seed, encIdentity, objectName);
   // The HMAC size is not secret; only the comparison of equal-length values must be constant-time.
-  if (integrity.length !== expected.length || !timingSafeEqual(integrity, expected)) {
+  if (!sameSecret(integrity, expected)) {
     throw new CredentialIntegrityError(
       `credentialBlob integrity check failed (TPM_RC_INTEGRITY): the blob was altered, or it was made for ` +
-        `another object Name than ${Buffer.from(objectName).toString("hex")} or for another EK`,
+        `another object Name than ${toHex(objectName)} or for another EK`,
     );
   }
   const symKey = kdfa(p.nameAlg, seed, "STORAGE", objectName, EMPTY, p.keyBits);

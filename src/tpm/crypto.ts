@@ -13,6 +13,7 @@ import { encode } from "./marshal.ts";
 import { publicEcc, publicRsa, TPMS_NV_PUBLIC, TPMT_PUBLIC, uniqueEcc, uniqueRsa } from "./structures.ts";
 import type { TPMS_NV_PUBLIC as NvPublic, TPMT_PUBLIC as Public } from "./structures.ts";
 import { leftPad, u16be } from "./bytes.ts";
+import { toBase64url } from "../util/encoding.ts";
 
 /** A @noble/hashes hash: callable, and usable by its hmac(). */
 type HashFn = CHash;
@@ -70,7 +71,7 @@ const CURVES: Readonly<Record<number, { crv: string; bytes: number }>> = {
   [TPM_ECC_CURVE.NIST_P521]: { crv: "P-521", bytes: 66 },
 };
 
-const b64url = (b: Uint8Array) => Buffer.from(b).toString("base64url");
+const b64url = (b: Uint8Array) => toBase64url(b);
 
 /** The public key of an RSA or ECC TPMT_PUBLIC as a Node KeyObject (exponent 0 means 65537). */
 export function publicKeyOf(pub: Public): KeyObject {

@@ -21,6 +21,7 @@ import {
   uniqueRsa,
 } from "./structures.ts";
 import { leftPad } from "./bytes.ts";
+import { fromBase64url } from "../util/encoding.ts";
 
 /** Node's curve names and field sizes for the TPM curves this library supports. */
 export const ECDH_CURVES: Readonly<Record<number, { name: string; bytes: number }>> = {
@@ -155,7 +156,7 @@ export function secretDecrypt(
     const d = privateKey.export({ format: "jwk" }).d;
     if (typeof d !== "string") throw new SecretError("the key has no private scalar", TPM_RC.KEY);
     const ecdh = createECDH(curve.name);
-    ecdh.setPrivateKey(Buffer.from(d, "base64url"));
+    ecdh.setPrivateKey(fromBase64url(d));
     let z: Uint8Array;
     try {
       const q = Buffer.concat([Buffer.of(4), leftPad(qe.x, curve.bytes), leftPad(qe.y, curve.bytes)]);

@@ -27,13 +27,17 @@ export function toBase64(b: Uint8Array): string {
   return view(b).toString("base64");
 }
 
-/** Bytes of standard, padded, canonical base64 (zero spare bits), so each byte string has one spelling. */
-export function fromBase64(s: string): Uint8Array {
+/**
+ * Bytes of standard, padded base64. By default it must also be canonical (zero spare bits), so each
+ * byte string has one spelling; `canonical: false` accepts non-zero spare bits, as Python's
+ * b64decode and PEM readers do, for input from peers.
+ */
+export function fromBase64(s: string, options: { canonical?: boolean } = {}): Uint8Array {
   if (typeof s !== "string" || !BASE64.test(s)) {
     throw new RangeError(`${describe(s)} is not standard base64 with padding`);
   }
   const bytes = Buffer.from(s, "base64");
-  if (bytes.toString("base64") !== s) {
+  if (options.canonical !== false && bytes.toString("base64") !== s) {
     throw new RangeError(`${describe(s)} is not canonical base64 (non-zero spare bits)`);
   }
   return new Uint8Array(bytes);
@@ -63,7 +67,7 @@ export function fromPem(text: string, label: string): Uint8Array[] {
   const re = new RegExp(`-----BEGIN ${label}-----([^-]*)-----END ${label}-----`, "g");
   return [...text.matchAll(re)].map((m, i) => {
     try {
-      return fromBase64(m[1]!.replace(/\s+/g, ""));
+      return fromBase64(m[1]!.replace(/\s+/g, ""), { canonical: false });
     } catch (e) {
       throw new RangeError(`PEM ${label} block ${i + 1}: ${(e as Error).message}`);
     }
@@ -72,6 +76,7 @@ export function fromPem(text: string, label: string): Uint8Array[] {
 
 /** What the input was, without its content: it may be a secret. */
 function describe(s: unknown): string {
-  if (typeof s !== "string") return `a ${s === null ? "null" : typeof s}`;
+  if (s === undefined || s === null) return String(s);
+  if (typeof s !== "string") return typeof s === "object" ? "an object" : `a ${typeof s}`;
   return `a ${s.length}-character string`;
 }

@@ -38,6 +38,7 @@ import {
   storePayload,
 } from "../../src/agent/payload_store.ts";
 import { recordingLog } from "../helpers/log_lines.ts";
+import { toBase64, toHex } from "../../src/util/encoding.ts";
 
 const UUID = "d432fbb3-d2f1-4a97-9ef7-75bd81c00000";
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -126,8 +127,8 @@ describe("delivery", () => {
     assert.deepEqual(stored.actions, ["local_action_x"]);
     assert.equal(mode(join(unzipped, "local_action_x")), 0o700);
     // K never reaches the log.
-    const hexK = Buffer.from(key.k).toString("hex");
-    assert.ok(log.lines.every((l) => !l.includes(hexK) && !l.includes(Buffer.from(key.k).toString("base64"))));
+    const hexK = toHex(key.k);
+    assert.ok(log.lines.every((l) => !l.includes(hexK) && !l.includes(toBase64(key.k))));
   });
 
   test("a second payload replaces the first one's unzipped/", async () => {

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { softAgent, softEkCa } from "../helpers/registrar_agents.ts";
 import { enroll, tenantCert, tenantRequest } from "../helpers/registrar_http.ts";
+import { toBase64 } from "../../src/util/encoding.ts";
 
 const MAIN = fileURLToPath(new URL("../../src/main.ts", import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "keylime-ts-registrar-cli-"));
@@ -81,7 +82,7 @@ test("a registrar process on free ports; a restart keeps every record", async ()
     const list = await tenantRequest(s.tlsPort, tlsDir, "/v2.6/agents", tenantCert(tlsDir));
     assert.deepEqual(list.json.results.uuids, ["agent-0", "agent-1", "agent-2"]);
     const shown = await tenantRequest(s.tlsPort, tlsDir, "/v2.6/agents/agent-1", tenantCert(tlsDir));
-    assert.equal(shown.json.results.aik_tpm, Buffer.from(agents[1]!.akTpm).toString("base64"));
+    assert.equal(shown.json.results.aik_tpm, toBase64(agents[1]!.akTpm));
   } finally {
     await stop(s);
   }

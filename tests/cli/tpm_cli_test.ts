@@ -16,6 +16,7 @@ import { decode } from "../../src/tpm/marshal.ts";
 import { TPM2B_PUBLIC } from "../../src/tpm/structures.ts";
 import { X509Certificate } from "../../src/tpm/x509.ts";
 import { requireTools, startSwtpm, type SwtpmInstance, swtpmSkipReason } from "../helpers/swtpm.ts";
+import { fromBase64, toHex } from "../../src/util/encoding.ts";
 
 const MAIN = fileURLToPath(new URL("../../src/main.ts", import.meta.url));
 const skip = swtpmSkipReason() ??
@@ -159,7 +160,7 @@ describe("keylime-ts tpm against swtpm, cross-checked with tpm2-tools", { skip }
     assert.equal(again.created, false);
     assert.equal(again.name, first.name);
     assert.equal(statSync(file).mode & 0o777, 0o600);
-    const aik = decode(TPM2B_PUBLIC, new Uint8Array(Buffer.from(first.aikTpm, "base64")));
+    const aik = decode(TPM2B_PUBLIC, fromBase64(first.aikTpm));
     assert.equal(aik.objectAttributes, 0x00050072, "Keylime's AK attributes");
     writeFileSync(join(dir, "bad.json"), '{"version": 1, "ek": "rsa", "public": "zz"}');
     const bad = await cli("tpm", "ak", "--ak-file", join(dir, "bad.json"), "--tpm", swtpm.uri);
@@ -193,7 +194,7 @@ describe("keylime-ts tpm against swtpm, cross-checked with tpm2-tools", { skip }
       const q = JSON.parse(r.stdout);
       const verified = verifyQuote({
         quote: q.quote,
-        aikTpm: new Uint8Array(Buffer.from(q.aikTpm, "base64")),
+        aikTpm: fromBase64(q.aikTpm),
         nonce,
         hashAlg: 0x000b,
       });
@@ -209,7 +210,7 @@ describe("keylime-ts tpm against swtpm, cross-checked with tpm2-tools", { skip }
         "-f",
         join(`${out}.${key}`, "quote.pcrs"),
         "-q",
-        Buffer.from(nonce).toString("hex"),
+        toHex(new TextEncoder().encode(nonce)),
       );
     }
   });

@@ -19,6 +19,7 @@ import { flush } from "../../src/tpm/objects.ts";
 import { TPM2B_PUBLIC, type TPMT_PUBLIC } from "../../src/tpm/structures.ts";
 import { createCa, issueCertificate, type Issuer } from "../../src/registrar/tls.ts";
 import { softKey } from "./soft_key.ts";
+import { fromBase64url, toPem } from "../../src/util/encoding.ts";
 
 export interface TestAgent {
   ekTpm: Uint8Array;
@@ -53,7 +54,7 @@ export function softEkCa(): Promise<Issuer> {
   return testCa ??= createCa("CN=keylime-ts test TPM CA");
 }
 
-const b64url = (s: unknown) => new Uint8Array(Buffer.from(String(s), "base64url"));
+const b64url = (s: unknown) => fromBase64url(String(s));
 
 export interface SoftKeyPair {
   publicKey: KeyObject;
@@ -118,9 +119,7 @@ export async function softAgent(o: SoftAgentOptions = {}): Promise<TestAgent> {
 export async function tpmAgent(tpm: Tpm, alg: EkAlg = "rsa"): Promise<TestAgent> {
   const ek = await createEk(tpm, alg);
   const der = await readEkCertificate(tpm, alg);
-  const ekcert = der
-    ? `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString("base64")}\n-----END CERTIFICATE-----\n`
-    : undefined;
+  const ekcert = der ? toPem("CERTIFICATE", der) : undefined;
   const made = await createAk(tpm, ek);
   const ak = await loadAk(tpm, ek, made);
   const ekTpm = encode(TPM2B_PUBLIC, ek.public);

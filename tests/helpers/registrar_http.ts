@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { registrarRoutes, routePath } from "../../src/protocol/registrar_api.ts";
 import { TLS_FILES } from "../../src/registrar/tls.ts";
 import type { TestAgent } from "./registrar_agents.ts";
+import { fromBase64 } from "../../src/util/encoding.ts";
 
 /** A parsed response body, read by tests field by field. */
 // deno-lint-ignore no-explicit-any
@@ -27,7 +28,7 @@ export async function enroll(port: number, agent: TestAgent, uuid: string): Prom
   });
   const json = await res.json();
   if (res.status !== 200) return { status: res.status, json, error: res.headers.get("x-keylime-error") };
-  const blob = new Uint8Array(Buffer.from(json.results.blob, "base64"));
+  const blob = fromBase64(json.results.blob);
   const act = await fetch(base + routePath(registrarRoutes.activate, "2.6", { agent_id: uuid }), {
     method: "PUT",
     headers: { "Content-Type": "application/json" },

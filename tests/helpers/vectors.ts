@@ -1,17 +1,14 @@
 /** Loads the captured wire vectors under tests/testdata/tpm-vectors. */
 import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { fromHex as fromHexStrict } from "../../src/util/encoding.ts";
+export { toHex } from "../../src/util/encoding.ts";
 
 export const VECTOR_DIR = fileURLToPath(new URL("../testdata/tpm-vectors/", import.meta.url));
 
+/** Hex of a vector file, which may spread it over lines. */
 export function fromHex(s: string): Uint8Array {
-  const clean = s.replace(/\s+/g, "");
-  if (clean.length % 2 !== 0 || /[^0-9a-fA-F]/.test(clean)) throw new Error(`not hex: ${clean.slice(0, 40)}`);
-  return Uint8Array.from(clean.match(/../g) ?? [], (b) => parseInt(b, 16));
-}
-
-export function toHex(b: Uint8Array): string {
-  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  return fromHexStrict(s.replace(/\s+/g, ""));
 }
 
 export interface VectorPair {

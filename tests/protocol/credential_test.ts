@@ -34,10 +34,11 @@ import {
 } from "../../src/tpm/structures.ts";
 import { requireTools, startSwtpm, type SwtpmInstance, swtpmSkipReason } from "../helpers/swtpm.ts";
 import { fromHex, rawHex, toHex } from "../helpers/vectors.ts";
+import { fromBase64, fromBase64url, toBase64 } from "../../src/util/encoding.ts";
 
 const ascii = (s: string) => new TextEncoder().encode(s);
-const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
-const b64u = (s: string | undefined) => new Uint8Array(Buffer.from(s ?? "", "base64url"));
+const b64 = (b: Uint8Array) => toBase64(b);
+const b64u = (s: string | undefined) => fromBase64url(s ?? "");
 
 /** The captured TPM2_ReadPublic of the persistent AK 0x81010002: its TPM2B_PUBLIC bytes and Name. */
 function capturedAk(): { aikTpm: Uint8Array; name: Uint8Array } {
@@ -166,7 +167,7 @@ describe("auth_tag", () => {
 
   test("lowercase hex HMAC-SHA384, key = the base64 text of certInfo, message = the UUID", () => {
     const certInfo = ascii(challenge);
-    const independent = createHmac("sha384", Buffer.from(Buffer.from(certInfo).toString("base64"), "ascii"))
+    const independent = createHmac("sha384", Buffer.from(toBase64(certInfo), "ascii"))
       .update(uuid, "utf8")
       .digest("hex");
     assert.equal(authTag(certInfo, uuid), independent);
@@ -215,7 +216,7 @@ describe("makeKeylimeChallenge (the registrar's registration step)", () => {
       // The AK Name is nameAlg ‖ H(aik_tpm minus its size): what the TPM reported for 0x81010002.
       assert.equal(toHex(r.akName), toHex(ak.name));
       assert.equal(toHex(r.akName), toHex(objectName(decode(TPM2B_PUBLIC, ak.aikTpm))));
-      const { credentialBlob, secret } = decodeKeylimeBlob(new Uint8Array(Buffer.from(r.blob, "base64")));
+      const { credentialBlob, secret } = decodeKeylimeBlob(fromBase64(r.blob));
       const seed = recoverSeed(ek.privateKey, ek.public, secret);
       const certInfo = unwrapCredential(ek.public, seed, r.akName, credentialBlob);
       assert.match(new TextDecoder().decode(certInfo), /^[A-Za-z0-9]{32}$/);
@@ -381,7 +382,7 @@ describe("our blob activated by tpm2_activatecredential on swtpm", { skip: swtpm
       const aikTpm = new Uint8Array(readFileSync(f("ak.pub")));
       const challenge = await makeKeylimeChallenge(ekTpm, aikTpm);
       assert.equal(toHex(challenge.akName), toHex(new Uint8Array(readFileSync(f("ak.name")))));
-      const blob = new Uint8Array(Buffer.from(challenge.blob, "base64"));
+      const blob = fromBase64(challenge.blob);
       // tpm2_createek -G ecc makes the P-256 L-2 EK: the secret is TPMS_ECC_POINT, 2 × (2 + 32) bytes.
       assert.equal(decodeKeylimeBlob(blob).secret.length, kind === "rsa" ? 256 : 68);
       writeFileSync(f("blob"), blob);

@@ -32,6 +32,7 @@ import {
   verifyHmac,
   xorShares,
 } from "../../src/protocol/payload.ts";
+import { toHex } from "../../src/util/encoding.ts";
 
 const UUID = "d432fbb3-d2f1-4a97-9ef7-75bd81c00000";
 const nk = generateKeyPairSync("rsa", { modulusLength: 2048 });
@@ -174,6 +175,6 @@ describe("refusals", () => {
     const key = generateBootstrapKey();
     const e = await decryptPayload(key.k, new Uint8Array(40)).catch((x) => x as Error);
     assert.ok(e instanceof PayloadError);
-    assert.ok(!e.message.includes(Buffer.from(key.k).toString("hex")));
+    assert.ok(!e.message.includes(toHex(key.k)));
   });
 });

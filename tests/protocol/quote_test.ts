@@ -35,7 +35,8 @@ import { readQuoteFiles, writeQuoteFiles } from "../../src/tpm/tpm2_tools_files.
 import { capturedAk, capturedQuote } from "../helpers/captured_quote.ts";
 import { type SoftKey, softKey } from "../helpers/soft_key.ts";
 import { requireTools, startSwtpm, type SwtpmInstance, swtpmSkipReason } from "../helpers/swtpm.ts";
-import { toHex, VECTOR_DIR } from "../helpers/vectors.ts";
+import { VECTOR_DIR } from "../helpers/vectors.ts";
+import { toBase64, toHex } from "../../src/util/encoding.ts";
 
 const SHA1: number = TPM_ALG.SHA1;
 const SHA256: number = TPM_ALG.SHA256;
@@ -275,7 +276,7 @@ describe("verifyQuote: checks and reasons", () => {
   test("a blob that does not parse: pcr-blob", () => {
     const [a, s] = softQuote(rsa).slice(1).split(":");
     rejects(
-      { ...base, quote: `r${a}:${s}:${Buffer.from("not a blob").toString("base64")}`, akPublic: rsa.pub },
+      { ...base, quote: `r${a}:${s}:${toBase64(new TextEncoder().encode("not a blob"))}`, akPublic: rsa.pub },
       "pcr-blob",
     );
   });
@@ -353,7 +354,7 @@ describe("verifyQuote: live tpm2-tools quotes on swtpm", { skip: liveSkip }, () 
     await tool("tpm2_flushcontext", "-t");
     await tool("tpm2_flushcontext", "-s");
   };
-  const nonceHex = (n: string) => Buffer.from(n, "ascii").toString("hex");
+  const nonceHex = (n: string) => toHex(new TextEncoder().encode(n));
 
   before(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), "keylime-ts-quote-"));

@@ -13,8 +13,9 @@ import {
 } from "../../src/protocol/registrar_api.ts";
 import { ProtocolInputError } from "../../src/protocol/schema.ts";
 import { softKey } from "../helpers/soft_key.ts";
+import { toBase64 } from "../../src/util/encoding.ts";
 
-const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
+const b64 = (b: Uint8Array) => toBase64(b);
 const akBytes = encode(TPM2B_PUBLIC, softKey("ecc").pub);
 
 function reasons(f: () => unknown): string[] {

@@ -13,9 +13,10 @@ import { MAX_BODY_BYTES, registrarStatus } from "../../src/protocol/registrar_ap
 import { TPMA_OBJECT } from "../../src/tpm/structures.ts";
 import { softAgent, softEkCa, type TestAgent } from "../helpers/registrar_agents.ts";
 import { softKey } from "../helpers/soft_key.ts";
+import { fromBase64, toBase64 } from "../../src/util/encoding.ts";
 
 const JSON_TYPE = { "Content-Type": "application/json" };
-const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
+const b64 = (b: Uint8Array) => toBase64(b);
 const UUID = "d432fbb3-d2f1-4a97-9ef7-75bd81c00000";
 
 let svc: RegistrarService;
@@ -55,7 +56,7 @@ async function call(
 async function register(agent: TestAgent, uuid = UUID, version = "2.6") {
   const r = await call(agentApp, "POST", `/v${version}/agents/${uuid}`, agent.body());
   assert.equal(r.status, 200, r.text);
-  return new Uint8Array(Buffer.from(r.json.results.blob, "base64"));
+  return fromBase64(r.json.results.blob);
 }
 
 async function registerAndActivate(agent: TestAgent, uuid = UUID) {
@@ -108,7 +109,7 @@ describe("registrar routes", () => {
     const agent = await softAgent();
     let r = await call(agentApp, "POST", "/v2.1/agents", agent.body({ agent_id: "by-body" }));
     assert.equal(r.status, 200, r.text);
-    let blob = new Uint8Array(Buffer.from(r.json.results.blob, "base64"));
+    let blob = fromBase64(r.json.results.blob);
     r = await call(agentApp, "PUT", "/v2/agents/by-body/activate", { auth_tag: await agent.answer(blob, "by-body") });
     assert.equal(r.status, 200, r.text);
     blob = await register(agent, "posted", "2.0");

@@ -25,6 +25,7 @@ import {
   tenantRequest,
 } from "../helpers/registrar_http.ts";
 import { startSwtpm, type SwtpmInstance, swtpmSkipReason } from "../helpers/swtpm.ts";
+import { toBase64 } from "../../src/util/encoding.ts";
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -86,7 +87,7 @@ describe("registrar over HTTP and TLS, simulator TPM", () => {
     assert.equal(r.status, 200, JSON.stringify(r));
     const shown = await tenant(reg, "/v2.6/agents/sim-agent", tenantCert(reg));
     assert.equal(shown.status, 200);
-    assert.equal(shown.json.results.aik_tpm, Buffer.from(agent.akTpm).toString("base64"));
+    assert.equal(shown.json.results.aik_tpm, toBase64(agent.akTpm));
     assert.equal(reg.service.store.get("sim-agent")!.ek_trust, "trusted");
   });
 

@@ -15,10 +15,11 @@ import { Tpm } from "../../src/tpm/client.ts";
 import { GetRandom, Startup } from "../../src/tpm/commands.ts";
 import { TPM_SU } from "../../src/tpm/constants.ts";
 import { tracePairs } from "../helpers/vectors.ts";
+import { toHex } from "../../src/util/encoding.ts";
 
 /** A response is well formed: size matches, tag is 8001/8002, an error carries nothing but its code. */
 function assertWellFormed(rsp: Uint8Array, command: Uint8Array): void {
-  const ctx = () => `for command ${Buffer.from(command.subarray(0, 24)).toString("hex")}...`;
+  const ctx = () => `for command ${toHex(command.subarray(0, 24))}...`;
   assert.ok(rsp.length >= 10, `response shorter than a header ${ctx()}`);
   const v = new DataView(rsp.buffer, rsp.byteOffset, rsp.byteLength);
   const tag = v.getUint16(0);

@@ -39,10 +39,11 @@ import {
   rsaKeyFromPrimes,
 } from "../../simulator/rsa_keygen.ts";
 import { deriveEccScalar, ECC_CURVES, eccJwk, eccPublicFromScalar } from "../../simulator/ecc_keygen.ts";
+import { toHex } from "../../src/util/encoding.ts";
 
 const SHA256: number = TPM_ALG.SHA256;
 const enc = new TextEncoder();
-const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+const hex = (b: Uint8Array) => toHex(b);
 const seedOf = (tag: string) => new Uint8Array(createHash("sha256").update(tag).digest());
 const streamOf = (tag: string, context = new Uint8Array(0)) =>
   new KdfStream(SHA256, seedOf(tag), PRIMARY_OBJECT_CREATION, context);

@@ -17,6 +17,7 @@ import { createEk, persistentEk, releaseEk } from "../../src/tpm/ek.ts";
 import { EK_TEMPLATES } from "../../src/tpm/templates.ts";
 import { createPrimary, flush } from "../../src/tpm/objects.ts";
 import { quote } from "../../src/tpm/quote.ts";
+import { toHex } from "../../src/util/encoding.ts";
 
 async function session(dir: string | undefined, seed?: Uint8Array) {
   const opened = await openSimulator({ ...(dir ? { stateDir: dir } : {}), ...(seed ? { seed } : {}) });
@@ -29,7 +30,7 @@ async function ekNames(tpm: Tpm): Promise<string[]> {
   const out: string[] = [];
   for (const alg of ["rsa", "ecc"] as const) {
     const ek = await createEk(tpm, alg);
-    out.push(Buffer.from(ek.name).toString("hex"));
+    out.push(toHex(ek.name));
     await releaseEk(tpm, ek);
   }
   return out;
@@ -106,7 +107,7 @@ test("the NULL hierarchy changes at TPM Reset only, not at Restart or Resume", a
   const nullPrimary = async () => {
     const k = await createPrimary(tpm, TPM_RH.NULL, EK_TEMPLATES.ecc);
     await flush(tpm, k.handle);
-    return Buffer.from(k.name).toString("hex");
+    return toHex(k.name);
   };
   const cycle = async (shutdown: number, startup: number) => {
     await tpm.execute(Shutdown, { shutdownType: shutdown });

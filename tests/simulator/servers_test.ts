@@ -29,6 +29,7 @@ import { SimulatorListenError } from "../../simulator/socket_server.ts";
 import { startMssimServer } from "../../simulator/mssim_server.ts";
 import { parseListenUri, startListening } from "../../simulator/listen_uri.ts";
 import { requireTool } from "../helpers/swtpm.ts";
+import { toHex } from "../../src/util/encoding.ts";
 
 const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -130,7 +131,7 @@ function assertRandom8(rsp: Uint8Array, first: number): void {
   expected.writeUInt32BE(20, 2);
   expected.writeUInt16BE(8, 10);
   for (let i = 0; i < 8; i++) expected[12 + i] = (first + i) & 0xff;
-  assert.equal(Buffer.from(rsp).toString("hex"), expected.toString("hex"));
+  assert.equal(toHex(rsp), expected.toString("hex"));
 }
 
 /**
@@ -370,7 +371,7 @@ describe("swtpm server", () => {
 
   test("garbage and short commands get a well-formed error response, then the connection closes", async () => {
     const cases: Array<{ steps: string[]; end?: boolean; rc: string; what: string }> = [
-      { steps: [Buffer.from("hello, TPM!\n").toString("hex")], rc: "0000001e", what: "not a TPM tag" },
+      { steps: [toHex(new TextEncoder().encode("hello, TPM!\n"))], rc: "0000001e", what: "not a TPM tag" },
       { steps: ["80010000000c0000017b00"], end: true, rc: "00000142", what: "client ended one byte short" },
       { steps: ["80010000000c0000017b00"], rc: "00000142", what: "one byte short, client waits" },
       { steps: ["800100"], end: true, rc: "00000142", what: "half a header" },

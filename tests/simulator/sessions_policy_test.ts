@@ -62,6 +62,7 @@ import type { SimTpm, SimTpmOptions } from "../../simulator/sim_tpm.ts";
 import { EngineTransport, rcOf, simWith } from "../helpers/sim.ts";
 import { WrappedTransport } from "../helpers/transport_wrappers.ts";
 import { fromHex, rawHex, toHex, tracePairs } from "../helpers/vectors.ts";
+import { fromBase64url } from "../../src/util/encoding.ts";
 
 const enc = new TextEncoder();
 const EMPTY = new Uint8Array(0);
@@ -108,7 +109,7 @@ const KEYS: Record<"rsa" | "ecc", JsonWebKey> = {
   rsa: generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey.export({ format: "jwk" }),
   ecc: generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ format: "jwk" }),
 };
-const b64 = (s: string | undefined) => new Uint8Array(Buffer.from(s ?? "", "base64url"));
+const b64 = (s: string | undefined) => fromBase64url(s ?? "");
 
 const DECRYPT = TPMA_OBJECT.of(
   "fixedTPM",

@@ -45,6 +45,7 @@ import { startListening } from "../../simulator/listen_uri.ts";
 import type { SimTpm } from "../../simulator/sim_tpm.ts";
 import type { TpmServer } from "../../simulator/socket_server.ts";
 import { requireTools } from "../helpers/swtpm.ts";
+import { toHex } from "../../src/util/encoding.ts";
 
 const TOOLS = [
   "tpm2",
@@ -73,7 +74,7 @@ const skip = requireTools(...TOOLS);
 const TOOL_TIMEOUT_MS = 60_000;
 /** fixedTPM | fixedParent | sensitiveDataOrigin | userWithAuth | restricted | sign (spec/tpm.md §6). */
 const AK_ATTRIBUTES = 0x00050072;
-const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+const hex = (b: Uint8Array) => toHex(b);
 const bytes = (b: Buffer) => new Uint8Array(b);
 
 interface ToolResult {

@@ -20,6 +20,7 @@ import { TpmLibraryError } from "../../src/tpm/errors.ts";
 import { decode } from "../../src/tpm/marshal.ts";
 import { TPMA_OBJECT, TPMT_PUBLIC, uniqueEcc } from "../../src/tpm/structures.ts";
 import { fromHex, rawHex, toHex, VECTOR_DIR } from "../helpers/vectors.ts";
+import { fromBase64url } from "../../src/util/encoding.ts";
 
 /** The TCG L-1 (RSA-2048) and L-2 (P-256) EK templates, from the captured template bytes. */
 const EK_TEMPLATES = {
@@ -38,7 +39,7 @@ function idObjectBuffer(tpm2b: string): string {
   return toHex(b.subarray(2));
 }
 
-const b64u = (s: string | undefined) => new Uint8Array(Buffer.from(s ?? "", "base64url"));
+const b64u = (s: string | undefined) => fromBase64url(s ?? "");
 
 interface SoftwareEk {
   readonly label: string;

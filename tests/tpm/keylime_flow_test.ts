@@ -36,6 +36,7 @@ import { TPM2B_PUBLIC, TPMS_ATTEST, TPMT_SIGNATURE } from "../../src/tpm/structu
 import { decodePublicFile, writeQuoteFiles } from "../../src/tpm/tpm2_tools_files.ts";
 import { SwtpmTransport } from "../../src/tpm/transport/swtpm.ts";
 import { requireTools, startSwtpm, type SwtpmInstance, swtpmSkipReason } from "../helpers/swtpm.ts";
+import { fromBase64, toBase64, toHex } from "../../src/util/encoding.ts";
 
 const skip = swtpmSkipReason() ??
   requireTools("tpm2_makecredential", "tpm2_checkquote", "tpm2_createek", "tpm2_createak", "tpm2_certify");
@@ -94,9 +95,9 @@ describe("Keylime attestation primitives against swtpm", { skip }, () => {
           // The registrar's side: a challenge bound to the AK Name with the EK, as a Keylime blob.
           const aikTpm = encode(TPM2B_PUBLIC, ak.public);
           const challenge = await makeKeylimeChallenge(encode(TPM2B_PUBLIC, ek.public), aikTpm);
-          const { credentialBlob, secret } = decodeKeylimeBlob(new Uint8Array(Buffer.from(challenge.blob, "base64")));
+          const { credentialBlob, secret } = decodeKeylimeBlob(fromBase64(challenge.blob));
           const certInfo = await activateCredential(tpm, ak, ek, credentialBlob, secret);
-          assert.equal(Buffer.from(certInfo).toString("base64"), challenge.key, "the challenge comes back");
+          assert.equal(toBase64(certInfo), challenge.key, "the challenge comes back");
           assert.match(authTag(certInfo, UUID), /^[0-9a-f]{96}$/);
 
           // Quote: the Keylime quote string passes the software verifier.
@@ -184,7 +185,7 @@ describe("Keylime attestation primitives against swtpm", { skip }, () => {
       "-s",
       join(dir, "secret"),
       "-n",
-      Buffer.from(made.name).toString("hex"),
+      toHex(made.name),
       "-o",
       join(dir, "blob"),
     );
@@ -226,7 +227,7 @@ describe("Keylime attestation primitives against swtpm", { skip }, () => {
         "-f",
         join(out, "quote.pcrs"),
         "-q",
-        Buffer.from(nonce).toString("hex"),
+        toHex(nonce),
       );
     }
   });

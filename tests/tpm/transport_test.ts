@@ -19,6 +19,7 @@ import { MssimTransport } from "../../src/tpm/transport/mssim.ts";
 import { DeviceTransport } from "../../src/tpm/transport/device.ts";
 import { formatTpmUri, openTransport, parseTpmUri, type TpmUri, tpmUriFromEnv } from "../../src/tpm/transport/uri.ts";
 import { findTool, requireTool, startSwtpm, type SwtpmInstance, swtpmSkipReason } from "../helpers/swtpm.ts";
+import { toHex } from "../../src/util/encoding.ts";
 
 const GET_RANDOM_8 = Buffer.from("80010000000c0000017b0008", "hex");
 const STARTUP_CLEAR = Buffer.from("80010000000c000001440000", "hex");
@@ -469,7 +470,7 @@ describe("socket transports against misbehaving servers", () => {
     });
     try {
       const r = await t.send(GET_RANDOM_8);
-      assert.equal(Buffer.from(r).toString("hex"), "800100000014000000000008b3f009db71b21594");
+      assert.equal(toHex(r), "800100000014000000000008b3f009db71b21594");
       await t.send(GET_RANDOM_8);
       assert.deepEqual(signals, [1, 11]); // once per transport, not per command
       const req = Buffer.concat(tpm.received);
@@ -630,7 +631,7 @@ describe("device transport", () => {
     try {
       assert.equal(t.resourceManaged, false);
       const echoed = await t.send(GET_RANDOM_8);
-      assert.equal(Buffer.from(echoed).toString("hex"), GET_RANDOM_8.toString("hex"));
+      assert.equal(toHex(echoed), GET_RANDOM_8.toString("hex"));
       await t.send(GET_RANDOM_8);
       assert.equal(warnings.length, 1);
       assert.match(warnings[0]!, /no resource manager/);
