@@ -8,15 +8,14 @@
  * `checkquote`, keylime/tpm/tpm_main.py `check_quote`): signature with the AK, nonce, PCR digest,
  * selection, clock. Policy on PCR values (step 6) belongs to the caller.
  */
-import { AttestationError, checkQuoteAttest, parseAttest } from "../tpm/attest.ts";
+import { AttestationError, type AttestationFault, checkParsedQuote, parseAttest } from "../tpm/attest.ts";
 import { TPM_ALG, TPM_ST } from "../tpm/constants.ts";
-import { algName, hash } from "../tpm/crypto.ts";
+import { algName } from "../tpm/crypto.ts";
 import { decode, encode } from "../tpm/marshal.ts";
 import { type PcrFile, PcrFileError } from "../tpm/pcr_file.ts";
 import { selectedPcrs } from "../tpm/pcrs.ts";
 import { signatureHashAlg } from "../tpm/signature.ts";
 import {
-  attestQuote,
   TPM2B_PUBLIC,
   type TPMS_ATTEST,
   type TPMS_CLOCK_INFO,
@@ -25,8 +24,7 @@ import {
   TPMT_SIGNATURE,
 } from "../tpm/structures.ts";
 import { decodePcrBlob } from "./pcr_blob.ts";
-import { fromBase64, toBase64, toHex } from "../util/encoding.ts";
-import { sameBytes } from "../tpm/bytes.ts";
+import { fromBase64, toBase64 } from "../util/encoding.ts";
 
 /** Which part of a quote string was malformed. */
 export type QuotePart = "quote" | "TPMS_ATTEST" | "TPMT_SIGNATURE" | "PCRBLOB";
@@ -202,7 +200,7 @@ export function verifyQuote(input: VerifyQuoteInput): VerifiedQuote {
     if (!(e instanceof PcrFileError)) throw e;
     throw new QuoteVerificationError("pcr-blob", e.message, { cause: e });
   }
-  rethrowAttestation(() => parseAttest(q.attest, TPM_ST.ATTEST_QUOTE));
+  const attest = rethrowAttestation(() => parseAttest(q.attest, TPM_ST.ATTEST_QUOTE));
 
   // 2. Keylime's scheme and hash rules, then the signature itself (checkquote in tpm_util.py).
   const sigAlg = q.signature.sigAlg;
@@ -220,32 +218,24 @@ export function verifyQuote(input: VerifyQuoteInput): VerifiedQuote {
       `the quote is signed with ${algName(sigHash)}, the agent's hash_alg is ${algName(input.hashAlg)}`,
     );
   }
-  // 3. Signature and nonce.
+  // 3-5. The one TPMS_ATTEST check (attest.ts), on the attestation parsed above: signature, nonce, the
+  // PCRBLOB's selection and values against the quoted selection and pcrDigest, a safe clock.
   const checked = rethrowAttestation(() =>
-    checkQuoteAttest({
+    checkParsedQuote(attest, {
       attest: q.attest,
       signature: q.signature,
       signer: ak,
       qualifyingData: new TextEncoder().encode(input.nonce),
+      pcrSelection: blob.selections,
+      pcrValues: blob.values.flat(),
+      requireSafe: true,
     })
   );
-  const quote = attestQuote(checked.attest);
-
-  // 4. The PCRBLOB must describe exactly the quoted PCRs and hash to pcrDigest.
-  checkSelection(quote.pcrSelect, blob.selections, input.hashAlg);
-  const digest = hash(input.hashAlg, ...blob.values.flat());
-  if (!sameBytes(digest, quote.pcrDigest)) {
-    throw new QuoteVerificationError(
-      "pcr-digest",
-      `the PCRBLOB values hash to ${toHex(digest)}, the quote's pcrDigest is ${toHex(quote.pcrDigest)}`,
-    );
+  // Keylime quotes the hash_alg bank (tpm_util.py checkquote); and the clock against the previous quote.
+  if (!checked.pcrSelect.some((s) => s.hash === input.hashAlg && selectedPcrs(s).length > 0)) {
+    throw new QuoteVerificationError("pcr-selection", `the quote has no PCR of the ${algName(input.hashAlg)} bank`);
   }
-
-  // 5. Clock.
   const clock = checked.clockInfo;
-  if (!clock.safe) {
-    throw new QuoteVerificationError("clock-unsafe", "clockInfo.safe is NO: the TPM clock may have been rolled back");
-  }
   if (input.previous) checkClock(clock, input.previous);
 
   const banks = new Map(
@@ -256,8 +246,8 @@ export function verifyQuote(input: VerifyQuoteInput): VerifiedQuote {
     banks,
     attest: checked.attest,
     clock,
-    pcrSelect: quote.pcrSelect,
-    pcrDigest: quote.pcrDigest,
+    pcrSelect: checked.pcrSelect,
+    pcrDigest: checked.pcrDigest,
   };
 }
 
@@ -285,31 +275,12 @@ function rethrowAttestation<T>(fn: () => T): T {
     return fn();
   } catch (e) {
     if (!(e instanceof AttestationError)) throw e;
-    // Attestation reasons that verifyQuote can meet map one to one; PCR checks are done here instead.
-    const reason = e.reason as "parse" | "magic" | "type" | "signature" | "nonce";
+    // The attestation's reasons are the quote's, except values that do not fit their own selection:
+    // that is a malformed PCRBLOB. ("name" belongs to certify checks, which a quote never meets.)
+    const reason = e.reason === "pcr-values"
+      ? "pcr-blob"
+      : e.reason as Exclude<AttestationFault, "pcr-values" | "name">;
     throw new QuoteVerificationError(reason, e.message, { cause: e });
-  }
-}
-
-/** Same banks in the same order with the same PCRs (sizeofSelect may differ: 3 in the blob, 3 or 4 from a TPM). */
-function checkSelection(quoted: readonly TPMS_PCR_SELECTION[], blob: readonly TPMS_PCR_SELECTION[], hashAlg: number) {
-  const describe = (sels: readonly TPMS_PCR_SELECTION[]) =>
-    sels.map((s) => `${algName(s.hash)}:${selectedPcrs(s).join(",")}`).join("+") || "(none)";
-  const same = quoted.length === blob.length &&
-    quoted.every((s, i) => {
-      const b = blob[i]!;
-      const qp = selectedPcrs(s);
-      const bp = selectedPcrs(b);
-      return s.hash === b.hash && qp.length === bp.length && qp.every((p, k) => p === bp[k]);
-    });
-  if (!same) {
-    throw new QuoteVerificationError(
-      "pcr-selection",
-      `the PCRBLOB selects ${describe(blob)}, the quote ${describe(quoted)}`,
-    );
-  }
-  if (!quoted.some((s) => s.hash === hashAlg && selectedPcrs(s).length > 0)) {
-    throw new QuoteVerificationError("pcr-selection", `the quote has no PCR of the ${algName(hashAlg)} bank`);
   }
 }
 

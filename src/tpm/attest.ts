@@ -22,6 +22,7 @@ import {
   type TPMT_PUBLIC,
   type TPMT_SIGNATURE,
 } from "./structures.ts";
+import { sameBytes } from "./bytes.ts";
 import { toHex } from "../util/encoding.ts";
 
 /** Why an attestation was refused. */
@@ -36,6 +37,8 @@ export type AttestationFault =
   | "signature"
   /** extraData is not the expected qualifying data. */
   | "nonce"
+  /** The PCR values are for another selection than the quoted one. */
+  | "pcr-selection"
   /** The PCR values given do not fit the quoted selection (count or sizes). */
   | "pcr-values"
   /** The PCR values do not hash to pcrDigest. */
@@ -102,16 +105,12 @@ function checkSignature(signer: TPMT_PUBLIC, attest: Uint8Array, signature: TPMT
 }
 
 function checkNonce(extraData: Uint8Array, qualifyingData: Uint8Array): void {
-  if (!bytesEqual(extraData, qualifyingData)) {
+  if (!sameBytes(extraData, qualifyingData)) {
     throw new AttestationError(
       "nonce",
       `extraData (${extraData.length} bytes) differs from the expected qualifying data (${qualifyingData.length} bytes)`,
     );
   }
-}
-
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 export interface CheckQuoteInput {
@@ -124,6 +123,8 @@ export interface CheckQuoteInput {
   readonly qualifyingData: Uint8Array;
   /** Values of the quoted PCRs, flat in selection order (bank by bank, PCRs ascending); checked against pcrDigest. */
   readonly pcrValues?: readonly Uint8Array[];
+  /** The selection pcrValues were read for (a PCR blob's, say): it must be the quoted one. */
+  readonly pcrSelection?: readonly TPMS_PCR_SELECTION[];
   /** Refuse clockInfo.safe = NO (default false). */
   readonly requireSafe?: boolean;
 }
@@ -142,11 +143,19 @@ export interface QuoteAttest {
 
 /** Check a TPM2_Quote result; returns the decoded attestation or throws AttestationError. */
 export function checkQuoteAttest(input: CheckQuoteInput): QuoteAttest {
-  const attest = parseAttest(input.attest, TPM_ST.ATTEST_QUOTE);
+  return checkParsedQuote(parseAttest(input.attest, TPM_ST.ATTEST_QUOTE), input);
+}
+
+/**
+ * The checks of checkQuoteAttest after the parse, for a caller that parsed `input.attest` with
+ * parseAttest already (to check its own rules first) and must not parse it twice.
+ */
+export function checkParsedQuote(attest: Attest, input: CheckQuoteInput): QuoteAttest {
   checkSignature(input.signer, input.attest, input.signature);
   const hashAlg = signatureHashAlg(input.signature);
   checkNonce(attest.extraData, input.qualifyingData);
   const quote = attestQuote(attest);
+  if (input.pcrSelection !== undefined) checkSelection(quote.pcrSelect, input.pcrSelection);
   if (input.pcrValues !== undefined) checkPcrDigest(quote, hashAlg, input.pcrValues);
   if (input.requireSafe === true && !attest.clockInfo.safe) {
     throw new AttestationError("clock-unsafe", "clockInfo.safe is NO: the TPM clock may have been rolled back");
@@ -161,6 +170,18 @@ export function checkQuoteAttest(input: CheckQuoteInput): QuoteAttest {
     pcrDigest: quote.pcrDigest,
     hashAlg,
   };
+}
+
+/** Same banks in the same order with the same PCRs (sizeofSelect may differ: 3 in a blob, 3 or 4 from a TPM). */
+function checkSelection(quoted: readonly TPMS_PCR_SELECTION[], given: readonly TPMS_PCR_SELECTION[]): void {
+  const pcrs = (sels: readonly TPMS_PCR_SELECTION[]) =>
+    sels.map((s) => `${algName(s.hash)}:${selectedPcrs(s).join(",")}`).join("+") || "(none)";
+  if (pcrs(quoted) !== pcrs(given)) {
+    throw new AttestationError(
+      "pcr-selection",
+      `the PCR values are for ${pcrs(given)}, the quote selects ${pcrs(quoted)}`,
+    );
+  }
 }
 
 /** pcrDigest = H_hashAlg(values of every selected PCR, in selection order) (Part 3 §18.4). */
@@ -183,7 +204,7 @@ function checkPcrDigest(quote: TPMS_QUOTE_INFO, hashAlg: number, values: readonl
     throw new AttestationError("pcr-values", `${values.length} PCR values given for ${next} quoted PCRs`);
   }
   const digest = hash(hashAlg, ...values);
-  if (!bytesEqual(digest, quote.pcrDigest)) {
+  if (!sameBytes(digest, quote.pcrDigest)) {
     throw new AttestationError(
       "pcr-digest",
       `${algName(hashAlg)} of the PCR values is ${toHex(digest)}, the quote's pcrDigest is ${toHex(quote.pcrDigest)}`,
@@ -220,7 +241,7 @@ export function checkCertifyAttest(input: CheckCertifyInput): CertifyAttest {
   const hashAlg = signatureHashAlg(input.signature);
   checkNonce(attest.extraData, input.qualifyingData);
   const info = attestCertify(attest);
-  if (!bytesEqual(info.name, input.certifiedName)) {
+  if (!sameBytes(info.name, input.certifiedName)) {
     throw new AttestationError(
       "name",
       `the certified object is ${toHex(info.name)}, expected ${toHex(input.certifiedName)}`,

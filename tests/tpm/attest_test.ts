@@ -13,7 +13,8 @@ import { decodeResponseFrame } from "../../src/tpm/frame.ts";
 import { decode, encode } from "../../src/tpm/marshal.ts";
 import { decodePcrFile } from "../../src/tpm/pcr_file.ts";
 import { SignatureError } from "../../src/tpm/signature.ts";
-import { TPM2B_PUBLIC, TPMS_ATTEST, type TPMT_SIGNATURE as Sig } from "../../src/tpm/structures.ts";
+import { attestQuote, TPM2B_PUBLIC, TPMS_ATTEST, type TPMT_SIGNATURE as Sig } from "../../src/tpm/structures.ts";
+import { pcrSelection, selectedPcrs } from "../../src/tpm/pcrs.ts";
 import { readQuoteFiles } from "../../src/tpm/tpm2_tools_files.ts";
 import { capturedAk, capturedQuote, splitAttestResponse } from "../helpers/captured_quote.ts";
 import { softKey } from "../helpers/soft_key.ts";
@@ -90,6 +91,15 @@ describe("checkQuoteAttest: raw swtpm vectors", () => {
       () => checkQuoteAttest({ ...q, signer: ak, pcrValues: [new Uint8Array(20), ...q.pcrValues.slice(1)] }),
       "pcr-values",
     );
+  });
+
+  test("values read for another selection than the quoted one: pcr-selection", () => {
+    const q = capturedQuote();
+    const quoted = decode(TPMS_ATTEST, q.attest);
+    const selection = attestQuote(quoted).pcrSelect;
+    checkQuoteAttest({ ...q, signer: ak, pcrSelection: selection });
+    const fewer = selection.map((s) => pcrSelection(s.hash, selectedPcrs(s).slice(1)));
+    rejects(() => checkQuoteAttest({ ...q, signer: ak, pcrSelection: fewer }), "pcr-selection");
   });
 
   test("magic, type and parse come first; then the signature; then content", () => {
