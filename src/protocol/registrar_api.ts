@@ -252,6 +252,12 @@ export const registrarStatus = {
     `database and will need to be restarted to reattempt registration`,
 } as const;
 
+/**
+ * Beyond upstream: the header of a refusal that names the field at fault (`aik_tpm: not base64 (or hex)`),
+ * while the body keeps upstream's fixed status text. Clients show it when present.
+ */
+export const REGISTRAR_ERROR_HEADER = "X-Keylime-Error";
+
 /** Bare responses (empty body, the reason phrase in the status line), from keylime/web/base/default_controller.py. */
 export const bareStatus = {
   malformed: { code: 400, reason: "Malformed Request Parameter" },

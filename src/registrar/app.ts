@@ -13,6 +13,7 @@ import { envelope, envelopeText } from "../protocol/envelope.ts";
 import {
   bareStatus,
   MAX_BODY_BYTES,
+  REGISTRAR_ERROR_HEADER,
   type RegistrarRouteName,
   registrarRoutes,
   registrarStatus,
@@ -27,8 +28,6 @@ type Env = { Bindings: { outgoing?: ServerResponse }; Variables: { route: Regist
 
 /** Upstream's test for a JSON body (Controller.JSON_MEDIA_TYPE_REGEX). */
 const JSON_MEDIA_TYPE = /^application\/(?:[a-z-.]+\+)?json/;
-/** Carries the reason (naming the field) beside upstream's fixed status text. */
-export const ERROR_HEADER = "X-Keylime-Error";
 
 function bare(c: Context<Env>, status: number, reason: string): Response {
   // node:http writes res.statusMessage as the reason phrase when writeHead is not given one.
@@ -39,7 +38,7 @@ function bare(c: Context<Env>, status: number, reason: string): Response {
 function reply(c: Context<Env>, code: number, status: string, results?: object, reason?: string): Response {
   const headers: Record<string, string> = { "Content-Type": "application/json" };
   // Header values are Latin-1 without control characters: keep the reason printable ASCII.
-  if (reason) headers[ERROR_HEADER] = reason.replace(/[^\x20-\x7e]/g, "?").slice(0, 2048);
+  if (reason) headers[REGISTRAR_ERROR_HEADER] = reason.replace(/[^\x20-\x7e]/g, "?").slice(0, 2048);
   return c.body(envelopeText(envelope(code, status, results)), code as 200, headers);
 }
 

@@ -83,6 +83,8 @@ export interface SoftAgentOptions {
   ca?: Issuer | null;
   /** Override the AK's public area (e.g. attributes an AK must not have). */
   akPublic?: TPMT_PUBLIC;
+  /** Certificates sent after the EK certificate (PEM), as an agent sends its NV chain. */
+  chain?: string[];
   /** The EK's key pair, of kind `ek` (default: a new one); each agent still gets its own certificate. */
   ekKeys?: SoftKeyPair;
 }
@@ -96,7 +98,7 @@ export async function softAgent(o: SoftAgentOptions = {}): Promise<TestAgent> {
       subject: "CN=keylime-ts test EK",
       publicKey: ek.spki,
       extendedKeyUsages: ["2.23.133.8.1"],
-    })).toString("pem")
+    })).toString("pem") + (o.chain ?? []).map((c) => "\n" + c).join("")
     : undefined;
   const ekTpm = encode(TPM2B_PUBLIC, ek.pub);
   const akTpm = encode(TPM2B_PUBLIC, akPublic);

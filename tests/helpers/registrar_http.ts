@@ -2,7 +2,7 @@
 import { readFileSync } from "node:fs";
 import { request as httpsRequest } from "node:https";
 import { join } from "node:path";
-import { registrarRoutes, routePath } from "../../src/protocol/registrar_api.ts";
+import { REGISTRAR_ERROR_HEADER, registrarRoutes, routePath } from "../../src/protocol/registrar_api.ts";
 import { TLS_FILES } from "../../src/registrar/tls.ts";
 import type { TestAgent } from "./registrar_agents.ts";
 import { fromBase64 } from "../../src/util/encoding.ts";
@@ -27,7 +27,7 @@ export async function enroll(port: number, agent: TestAgent, uuid: string): Prom
     body: JSON.stringify(agent.body()),
   });
   const json = await res.json();
-  if (res.status !== 200) return { status: res.status, json, error: res.headers.get("x-keylime-error") };
+  if (res.status !== 200) return { status: res.status, json, error: res.headers.get(REGISTRAR_ERROR_HEADER) };
   const blob = fromBase64(json.results.blob);
   const act = await fetch(base + routePath(registrarRoutes.activate, "2.6", { agent_id: uuid }), {
     method: "PUT",

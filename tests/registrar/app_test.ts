@@ -4,12 +4,12 @@
  */
 import { beforeEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { createRegistrarApp, ERROR_HEADER } from "../../src/registrar/app.ts";
+import { createRegistrarApp } from "../../src/registrar/app.ts";
 import { EkTrustStore } from "../../src/registrar/ek_trust.ts";
 import type { RegistrarService } from "../../src/registrar/registration.ts";
 import { memoryStore } from "../../src/registrar/store.ts";
-import { createCa } from "../../src/registrar/tls.ts";
-import { MAX_BODY_BYTES, registrarStatus } from "../../src/protocol/registrar_api.ts";
+import { createCa, issueCertificate, newKeyPair } from "../../src/registrar/tls.ts";
+import { MAX_BODY_BYTES, REGISTRAR_ERROR_HEADER, registrarStatus } from "../../src/protocol/registrar_api.ts";
 import { TPMA_OBJECT } from "../../src/tpm/structures.ts";
 import { softAgent, softEkCa, type TestAgent } from "../helpers/registrar_agents.ts";
 import { softKey } from "../helpers/soft_key.ts";
@@ -50,7 +50,12 @@ async function call(
     ...(body === undefined ? {} : { body: typeof body === "string" ? body : JSON.stringify(body) }),
   });
   const text = await res.text();
-  return { status: res.status, text, json: text ? JSON.parse(text) : undefined, error: res.headers.get(ERROR_HEADER) };
+  return {
+    status: res.status,
+    text,
+    json: text ? JSON.parse(text) : undefined,
+    error: res.headers.get(REGISTRAR_ERROR_HEADER),
+  };
 }
 
 async function register(agent: TestAgent, uuid = UUID, version = "2.6") {
@@ -284,6 +289,35 @@ describe("bad input: 400 naming the field, nothing stored", () => {
     const r = await call(agentApp, "POST", "/v2.6/agents", (await softAgent()).body());
     assert.equal(r.status, 400);
     assert.equal(r.text, "");
+  });
+});
+
+describe("EK certificate chains", () => {
+  test("an intermediate the agent sends links its EK certificate to a root in the store", async () => {
+    const root = await createCa("CN=Root TPM CA");
+    const intermediateKeys = await newKeyPair();
+    const intermediateCert = await issueCertificate(root, {
+      subject: "CN=Intermediate TPM CA",
+      publicKey: intermediateKeys.publicKey,
+      ca: true,
+    });
+    const intermediate = { cert: intermediateCert, ...intermediateKeys };
+    await setup();
+    svc.ekTrust = EkTrustStore.fromPem(root.cert.toString("pem"));
+    const chained = await softAgent({ ca: intermediate, chain: [intermediateCert.toString("pem")] });
+    await registerAndActivate(chained);
+    assert.equal(svc.store.get(UUID)!.ek_trust, "trusted");
+    // Only the EK certificate is kept, as upstream keeps the first certificate.
+    const shown = await call(tenantApp, "GET", `/v2.6/agents/${UUID}`);
+    assert.equal(
+      shown.json.results.ekcert,
+      chained.ekcert!.split("-----END CERTIFICATE-----")[0]!.replace(/-----[A-Z ]+-----|\s/g, ""),
+    );
+    // Without the intermediate, the EK certificate's issuer is named.
+    const alone = await softAgent({ ca: intermediate });
+    const r = await call(agentApp, "POST", "/v2.6/agents/alone", alone.body());
+    assert.equal(r.status, 400);
+    assert.match(r.error!, /^ekcert: issued by 'CN=Intermediate TPM CA'/);
   });
 });
 
