@@ -89,7 +89,9 @@ function checked(key: AgentKey, raw: unknown, source: string): unknown {
   const value = convert(decl, raw);
   if (value === undefined || (decl.check && !decl.check(value))) {
     const shown = decl.secret ? "(hidden)" : JSON.stringify(raw);
-    throw new ConfigError(`${source}: ${key} = ${shown} is not allowed; expected ${decl.allowed ?? KIND_TEXT[decl.kind]}`);
+    throw new ConfigError(
+      `${source}: ${key} = ${shown} is not allowed; expected ${decl.allowed ?? KIND_TEXT[decl.kind]}`,
+    );
   }
   return value;
 }

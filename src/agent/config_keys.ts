@@ -46,7 +46,11 @@ const int = (def: number, doc: string, min: number, max: number, o: Opts<number>
 const port = (def: number, doc: string, o?: Opts<number>) => int(def, doc, 1, 65535, o);
 const list = (def: readonly string[], doc: string, o?: Opts<readonly string[]>) => decl("list", def, doc, o);
 const oneOf = (values: readonly string[], def: string, doc: string, o: Opts<string> = {}) =>
-  str(def, doc, { allowed: `one of ${values.map((v) => `"${v}"`).join(", ")}`, check: (v) => values.includes(v), ...o });
+  str(def, doc, {
+    allowed: `one of ${values.map((v) => `"${v}"`).join(", ")}`,
+    check: (v) => values.includes(v),
+    ...o,
+  });
 
 const ACTED = { acted: true };
 const HASH_ALGS = ["sha1", "sha256", "sha384", "sha512", "sm3_256"];
@@ -101,7 +105,7 @@ export const AGENT_KEYS = {
     allowed: `"default", "latest" or a comma-separated list of versions like "2.1, 2.2"`,
     check: (v) => v === "default" || v === "latest" || API_LIST.test(v),
   }),
-  enable_agent_mtls: bool(true, "serve the agent API over mTLS; false sends mtls_cert \"disabled\"", ACTED),
+  enable_agent_mtls: bool(true, 'serve the agent API over mTLS; false sends mtls_cert "disabled"', ACTED),
   keylime_dir: str("/var/lib/keylime", "working directory for keys and state (KEYLIME_DIR overrides)", {
     ...ACTED,
     allowed: "a non-empty path",
@@ -134,7 +138,7 @@ export const AGENT_KEYS = {
     allowed: `"generate", "" or a persistent handle 0x81000000-0x81ffffff`,
     check: (v) => v === "generate" || v === "" || /^0x81[0-9a-fA-F]{6}$/.test(v),
   }),
-  tpm_ownerpassword: str("", "endorsement hierarchy password; hex: prefix for hex", { ...ACTED, secret: true }),
+  tpm_ownerpassword: str("", "endorsement hierarchy password; hex: prefix for hex", { secret: true }),
   agent_data_path: str("default", "AK state file (default agent_data.json under keylime_dir)", ACTED),
   run_as: str("keylime:tss", "user:group to drop privileges to when started as root"),
   ima_ml_path: str("default", "IMA measurement list (default /sys/kernel/security/ima/ascii_runtime_measurements)"),

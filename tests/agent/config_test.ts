@@ -58,7 +58,8 @@ describe("agent configuration", () => {
 
   it("reads files in order: /usr/etc, its .d (by name), /etc, its .d; later wins", () => {
     const { config, origin, files, root: r } = load({
-      "usr/etc/keylime/agent.conf": '[agent]\nregistrar_port = 1001\ncontact_port = 1001\nuuid = "a"\nip = "10.0.0.1"\n',
+      "usr/etc/keylime/agent.conf":
+        '[agent]\nregistrar_port = 1001\ncontact_port = 1001\nuuid = "a"\nip = "10.0.0.1"\n',
       "usr/etc/keylime/agent.conf.d/20.conf": "[agent]\ncontact_port = 1020\n",
       "usr/etc/keylime/agent.conf.d/10.conf": "[agent]\ncontact_port = 1010\nregistrar_port = 1010\n",
       "etc/keylime/agent.conf": '[agent]\nregistrar_port = 2001\nuuid = "b"\n',
@@ -162,7 +163,7 @@ describe("agent configuration", () => {
 
   it("a secret's bad value is not echoed", () => {
     assert.throws(
-      () => load({ "etc/keylime/agent.conf": "[agent]\ntpm_ownerpassword = [\"hunter2x\"]\n" }),
+      () => load({ "etc/keylime/agent.conf": '[agent]\ntpm_ownerpassword = ["hunter2x"]\n' }),
       (e: Error) => !e.message.includes("hunter2x") && /tpm_ownerpassword/.test(e.message),
     );
   });
