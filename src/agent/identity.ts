@@ -9,22 +9,15 @@ import { createHash, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { hostname } from "node:os";
-import { type AkAlgorithms, createAk, loadAk, parseAkKey } from "../tpm/ak.ts";
+import { createAk, loadAk } from "../tpm/ak.ts";
 import type { Tpm } from "../tpm/client.ts";
 import { TPM_ALG } from "../tpm/constants.ts";
 import { algByName, publicKeyPem } from "../tpm/crypto.ts";
-import {
-  createEk,
-  type Ek,
-  type EkAlg,
-  persistentEk,
-  readEkCertChain,
-  readEkCertificate,
-  releaseEk,
-} from "../tpm/ek.ts";
+import { createEk, type Ek, persistentEk, readEkCertChain, readEkCertificate, releaseEk } from "../tpm/ek.ts";
 import { encode } from "../tpm/marshal.ts";
 import { flush, type LoadedKey } from "../tpm/objects.ts";
 import { TPM2B_PUBLIC, type TPMT_PUBLIC } from "../tpm/structures.ts";
+import { type AkAlgorithms, type EkAlg, parseAkKey } from "../tpm/templates.ts";
 import { X509Certificate } from "../tpm/x509.ts";
 import type { AgentConfig, AgentPaths } from "./config.ts";
 import { ConfigError } from "./errors.ts";
@@ -179,26 +172,30 @@ async function ekCertificates(tpm: Tpm, alg: EkAlg | undefined, log: AgentLog): 
   }
 }
 
-/** The AK of agent_data.json when it fits the configuration and the EK; else a new one, saved. */
-async function openAk(
+/**
+ * The AK of agent_data.json at `path` when it fits the algorithms and the EK (rust-keylime's reuse
+ * rule); else a new AK under the EK, saved there (0600). Loaded either way.
+ */
+export async function loadOrCreateAk(
   tpm: Tpm,
   ek: Ek,
-  ekHash: string,
-  c: AgentConfig,
+  algs: Required<AkAlgorithms>,
   path: string,
-  log: AgentLog,
+  log?: AgentLog,
 ): Promise<{ ak: LoadedKey; created: boolean }> {
-  const algs = akAlgorithms(c);
+  const ekHash = hashEk(ek.public);
   const saved = await loadAgentData(path);
   if (saved && agentDataFits(saved, algs.hashAlg, algs.signAlg, ekHash)) {
     const ak = await loadAk(tpm, ek, saved.ak);
-    log.info(MSG.akLoaded(path));
+    log?.info(MSG.akLoaded(path));
     return { ak, created: false };
   }
   const made = await createAk(tpm, ek, algs);
   const data: AgentData = { akHashAlg: algs.hashAlg, akSignAlg: algs.signAlg, ak: made, ekHash };
   await saveAgentData(path, data);
-  log.info(MSG.akCreated(path, saved ? "agent_data.json was made for another EK or algorithms" : "no agent_data.json"));
+  log?.info(
+    MSG.akCreated(path, saved ? "agent_data.json was made for another EK or algorithms" : "no agent_data.json"),
+  );
   return { ak: await loadAk(tpm, ek, made), created: true };
 }
 
@@ -218,7 +215,7 @@ export async function openIdentity(
   try {
     const ekHash = hashEk(ek.public);
     const uuid = resolveUuid(c.uuid, ek.public, log);
-    const opened = await openAk(tpm, ek, ekHash, c, paths.agentData, log);
+    const opened = await loadOrCreateAk(tpm, ek, akAlgorithms(c), paths.agentData, log);
     ak = opened.ak;
     const ekCertPem = await ekCertificates(tpm, ekAlg, log);
     const nk = await loadOrCreateNk(paths.payloadKey, c.payload_key_password);

@@ -12,7 +12,7 @@ import {
   loadOrCreateMtls,
   loadOrCreateNk,
 } from "../../src/agent/state.ts";
-import { akTemplate } from "../../src/tpm/ak.ts";
+import { akTemplate } from "../../src/tpm/templates.ts";
 import { TPM_ALG } from "../../src/tpm/constants.ts";
 import { encode } from "../../src/tpm/marshal.ts";
 import { TPMT_PUBLIC } from "../../src/tpm/structures.ts";
