@@ -13,7 +13,6 @@ import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
 import { type AgentConfig, agentPaths, loadAgentConfig } from "../../src/agent/config.ts";
 import { closeIdentity, hashEk, openIdentity, resolveUuid } from "../../src/agent/identity.ts";
-import type { AgentLog } from "../../src/agent/messages.ts";
 import { loadAgentData } from "../../src/agent/state.ts";
 import { publicKeyOf, sameKey } from "../../src/tpm/crypto.ts";
 import { X509Certificate } from "../../src/tpm/x509.ts";
@@ -21,16 +20,6 @@ import { startTestTpm, type TestTpm, type TestTpmKind } from "../helpers/agent_t
 import { requireTools, swtpmSkipReason } from "../helpers/swtpm.ts";
 
 const exec = promisify(execFile);
-
-export function recordingLog(): AgentLog & { lines: string[] } {
-  const lines: string[] = [];
-  return {
-    lines,
-    info: (m) => lines.push(`INFO ${m}`),
-    warn: (m) => lines.push(`WARN ${m}`),
-    error: (m) => lines.push(`ERROR ${m}`),
-  };
-}
 
 function configFor(keylimeDir: string, env: Record<string, string> = {}): AgentConfig {
   return loadAgentConfig({ root: keylimeDir, env: { KEYLIME_DIR: keylimeDir, ...env } }).config;
