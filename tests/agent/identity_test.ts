@@ -16,6 +16,7 @@ import { closeIdentity, hashEk, openIdentity, resolveUuid } from "../../src/agen
 import { loadAgentData } from "../../src/agent/state.ts";
 import { publicKeyOf, sameKey } from "../../src/tpm/crypto.ts";
 import { X509Certificate } from "../../src/tpm/x509.ts";
+import { recordingLog } from "../helpers/agent_log.ts";
 import { startTestTpm, type TestTpm, type TestTpmKind } from "../helpers/agent_tpm.ts";
 import { requireTools, swtpmSkipReason } from "../helpers/swtpm.ts";
 
