@@ -12,12 +12,12 @@ import { hostname } from "node:os";
 import { createAk, loadAk } from "../tpm/ak.ts";
 import type { Tpm } from "../tpm/client.ts";
 import { TPM_ALG } from "../tpm/constants.ts";
-import { algByName, publicKeyPem } from "../tpm/crypto.ts";
+import { algByName, publicKeyOf, publicKeyPem, sameKey } from "../tpm/crypto.ts";
 import { createEk, type Ek, persistentEk, readEkCertChain, readEkCertificate, releaseEk } from "../tpm/ek.ts";
 import { encode } from "../tpm/marshal.ts";
 import { flush, type LoadedKey } from "../tpm/objects.ts";
 import { TPM2B_PUBLIC, type TPMT_PUBLIC } from "../tpm/structures.ts";
-import { type AkAlgorithms, type EkAlg, parseAkKey } from "../tpm/templates.ts";
+import { type AkAlgorithms, EK_TEMPLATES, type EkAlg, parseAkKey } from "../tpm/templates.ts";
 import { X509Certificate } from "../tpm/x509.ts";
 import type { AgentConfig, AgentPaths } from "./config.ts";
 import { ConfigError } from "./errors.ts";
@@ -83,6 +83,17 @@ export function ekAlgOf(c: AgentConfig): EkAlg {
   return alg;
 }
 
+/** The EK template kind whose NV certificate index belongs to this EK public area (a persistent EK). */
+export function ekAlgOfPublic(pub: TPMT_PUBLIC): EkAlg | undefined {
+  for (const [alg, t] of Object.entries(EK_TEMPLATES) as [EkAlg, TPMT_PUBLIC][]) {
+    if (t.type !== pub.type || t.nameAlg !== pub.nameAlg) continue;
+    const a = t.parameters as { keyBits?: number; curveID?: number };
+    const b = pub.parameters as { keyBits?: number; curveID?: number };
+    if (a.keyBits === b.keyBits && a.curveID === b.curveID) return alg;
+  }
+  return undefined;
+}
+
 /** rust-keylime hash_ek: lowercase hex SHA-256 of the EK's SubjectPublicKeyInfo PEM (OpenSSL's layout). */
 export function hashEk(ek: TPMT_PUBLIC): string {
   return createHash("sha256").update(publicKeyPem(ek)).digest("hex");
@@ -146,9 +157,9 @@ export interface AgentIdentity {
 const toPem = (der: Uint8Array) => new X509Certificate(der.slice().buffer).toString("pem") + "\n";
 
 /** EK certificate and chain as PEM, or "" with a one-line notice when there is none or it cannot be read. */
-async function ekCertificates(tpm: Tpm, alg: EkAlg | undefined, log: AgentLog): Promise<string> {
+async function ekCertificates(tpm: Tpm, ek: Ek, alg: EkAlg | undefined, log: AgentLog): Promise<string> {
   if (!alg) {
-    log.warn(MSG.noEkCert("no EK certificate index for this tpm_encryption_alg"));
+    log.warn(MSG.noEkCert("no TCG EK certificate index for this EK's key type"));
     return "";
   }
   let cert: Uint8Array | null;
@@ -165,7 +176,12 @@ async function ekCertificates(tpm: Tpm, alg: EkAlg | undefined, log: AgentLog): 
     return "";
   }
   try {
-    return [cert, ...chain].map(toPem).join("");
+    const pem = [cert, ...chain].map(toPem).join("");
+    if (!sameKey(new X509Certificate(cert.slice().buffer).publicKeyObject, publicKeyOf(ek.public))) {
+      log.warn(MSG.noEkCert("the certificate in NV is for another key than this EK"));
+      return "";
+    }
+    return pem;
   } catch (e) {
     log.warn(MSG.noEkCert(`the NV contents are not a DER certificate: ${(e as Error).message}`));
     return "";
@@ -207,7 +223,7 @@ export async function openIdentity(
   log: AgentLog,
 ): Promise<AgentIdentity> {
   const persistent = c.ek_handle !== "" && c.ek_handle !== "generate";
-  const ekAlg = persistent ? EK_FOR[c.tpm_encryption_alg] : ekAlgOf(c);
+  const ekAlg = persistent ? undefined : ekAlgOf(c);
   akAlgorithms(c); // configuration errors before any TPM work
   await mkdir(paths.keylimeDir, { recursive: true, mode: 0o700 });
   const ek = persistent ? await persistentEk(tpm, Number(c.ek_handle)) : await createEk(tpm, ekAlg!);
@@ -217,7 +233,7 @@ export async function openIdentity(
     const uuid = resolveUuid(c.uuid, ek.public, log);
     const opened = await loadOrCreateAk(tpm, ek, akAlgorithms(c), paths.agentData, log);
     ak = opened.ak;
-    const ekCertPem = await ekCertificates(tpm, ekAlg, log);
+    const ekCertPem = await ekCertificates(tpm, ek, ekAlg ?? ekAlgOfPublic(ek.public), log);
     const nk = await loadOrCreateNk(paths.payloadKey, c.payload_key_password);
     if (nk.created) log.info(MSG.nkCreated(paths.payloadKey));
     let mtls: MtlsIdentity | null = null;
