@@ -5,7 +5,7 @@
  * UUID, the NK and the mTLS key and certificate. Upstream: keylime/rust-keylime keylime-agent/src/main.rs,
  * keylime/src/agent_data.rs, keylime/src/hash_ek.rs, keylime/src/config/base.rs (get_uuid).
  */
-import { createHash, randomUUID } from "node:crypto";
+import { createHash, randomUUID, X509Certificate as NodeX509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { hostname } from "node:os";
@@ -18,7 +18,7 @@ import { encode } from "../tpm/marshal.ts";
 import { flush, type LoadedKey } from "../tpm/objects.ts";
 import { TPM2B_PUBLIC, type TPMT_PUBLIC } from "../tpm/structures.ts";
 import { type AkAlgorithms, EK_TEMPLATES, type EkAlg, parseAkKey } from "../tpm/templates.ts";
-import { X509Certificate } from "../tpm/x509.ts";
+import { toPem } from "../util/encoding.ts";
 import type { AgentConfig, AgentPaths } from "./config.ts";
 import { ConfigError } from "./errors.ts";
 import { type AgentLog, MSG } from "./messages.ts";
@@ -154,7 +154,7 @@ export interface AgentIdentity {
   readonly mtls: MtlsIdentity | null;
 }
 
-const toPem = (der: Uint8Array) => new X509Certificate(der.slice().buffer).toString("pem") + "\n";
+const certPem = (der: Uint8Array) => toPem("CERTIFICATE", der);
 
 /** EK certificate and chain as PEM, or "" with a one-line notice when there is none or it cannot be read. */
 async function ekCertificates(tpm: Tpm, ek: Ek, alg: EkAlg | undefined, log: AgentLog): Promise<string> {
@@ -176,12 +176,12 @@ async function ekCertificates(tpm: Tpm, ek: Ek, alg: EkAlg | undefined, log: Age
     return "";
   }
   try {
-    const pem = [cert, ...chain].map(toPem).join("");
-    if (!sameKey(new X509Certificate(cert.slice().buffer).publicKeyObject, publicKeyOf(ek.public))) {
+    // node:crypto's native parser: the EK certificate is read on every start.
+    if (!sameKey(new NodeX509Certificate(cert).publicKey, publicKeyOf(ek.public))) {
       log.warn(MSG.noEkCert("the certificate in NV is for another key than this EK"));
       return "";
     }
-    return pem;
+    return [cert, ...chain].map(certPem).join("");
   } catch (e) {
     log.warn(MSG.noEkCert(`the NV contents are not a DER certificate: ${(e as Error).message}`));
     return "";

@@ -13,6 +13,7 @@ import {
   type KeyObject,
   randomBytes,
   webcrypto,
+  X509Certificate as NodeX509Certificate,
 } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
@@ -20,7 +21,7 @@ import type { SavedAk } from "../tpm/ak.ts";
 import { TPM_ALG } from "../tpm/constants.ts";
 import { decode, encode } from "../tpm/marshal.ts";
 import { TPM2B_PRIVATE, TPMT_PUBLIC } from "../tpm/structures.ts";
-import { X509Certificate, x509lib } from "../tpm/x509.ts";
+import { x509lib } from "../tpm/x509.ts";
 import { writeFileAtomic } from "../util/atomic_file.ts";
 import { AgentStateError } from "./errors.ts";
 
@@ -272,14 +273,15 @@ export async function loadOrCreateMtls(
   const key = await loadOrCreateMtlsKey(keyPath, opts.password ?? "");
   const existing = await readIfExists(certPath);
   if (existing !== null && !key.created) {
-    let cert: X509Certificate;
+    let cert: NodeX509Certificate;
     try {
-      cert = new X509Certificate(existing);
+      // node:crypto's native parser: the certificate is read on every start.
+      cert = new NodeX509Certificate(existing);
     } catch (e) {
       throw new AgentStateError(certPath, "is not a PEM certificate", { cause: e });
     }
     const spki = (k: KeyObject) => k.export({ type: "spki", format: "der" });
-    if (Buffer.compare(spki(cert.publicKeyObject), spki(key.publicKey)) === 0) {
+    if (Buffer.compare(spki(cert.publicKey), spki(key.publicKey)) === 0) {
       return { key, certPem: existing, certCreated: false };
     }
     opts.warn?.(`${certPath} does not belong to ${keyPath}; making a new self-signed certificate`);
