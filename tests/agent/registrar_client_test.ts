@@ -1,18 +1,9 @@
 /** The registrar client's retry policy, against a port where nothing listens (a registrar that is down). */
 import { strict as assert } from "node:assert";
-import { createServer } from "node:net";
 import { describe, it } from "node:test";
 import { backoffDelay, RegistrarClient } from "../../src/agent/registrar_client.ts";
 import { recordingLog } from "../helpers/agent_log.ts";
-
-/** A loopback port nobody listens on: bound, noted, closed. */
-async function deadPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+import { freePort } from "../helpers/free_port.ts";
 
 describe("registrar client", () => {
   it("backoff doubles from the initial delay up to the cap, with jitter in the upper half", () => {
@@ -28,7 +19,7 @@ describe("registrar client", () => {
     const log = recordingLog();
     const client = new RegistrarClient({
       ip: "127.0.0.1",
-      port: await deadPort(),
+      port: await freePort(),
       enabledVersions: ["2.1", "2.6"],
       retry: { maxRetries: 3, initialDelayMs: 1, maxDelayMs: 4 },
       log,

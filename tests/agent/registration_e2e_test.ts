@@ -8,7 +8,6 @@ import { strict as assert } from "node:assert";
 import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -21,19 +20,12 @@ import { showAgent } from "../../src/registrar/registration.ts";
 import { type RunningRegistrar, startRegistrar } from "../../src/registrar/server.ts";
 import type { Tpm } from "../../src/tpm/client.ts";
 import { recordingLog } from "../helpers/agent_log.ts";
+import { freePort } from "../helpers/free_port.ts";
 import { startTestTpm, type TestTpm, type TestTpmKind } from "../helpers/agent_tpm.ts";
 import { requireTools, swtpmSkipReason } from "../helpers/swtpm.ts";
 
 const exec = promisify(execFile);
 const FAST_RETRY = { maxRetries: 0, initialDelayMs: 1, maxDelayMs: 1 };
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 async function registrar(dir: string, port = 0, tpmCaDir: string[] = []): Promise<RunningRegistrar> {
   const config = await loadRegistrarConfig(undefined, {
