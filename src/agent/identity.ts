@@ -226,26 +226,30 @@ export async function openIdentity(
   const ekAlg = persistent ? undefined : ekAlgOf(c);
   akAlgorithms(c); // configuration errors before any TPM work
   await mkdir(paths.keylimeDir, { recursive: true, mode: 0o700 });
+  // The key files need no TPM: read them while the TPM works (awaited, and so reported, below).
+  const nkFile = loadOrCreateNk(paths.payloadKey, c.payload_key_password);
+  nkFile.catch(() => {});
   const ek = persistent ? await persistentEk(tpm, Number(c.ek_handle)) : await createEk(tpm, ekAlg!);
   let ak: LoadedKey | undefined;
   try {
     const ekHash = hashEk(ek.public);
     const uuid = resolveUuid(c.uuid, ek.public, log);
-    const opened = await loadOrCreateAk(tpm, ek, akAlgorithms(c), paths.agentData, log);
-    ak = opened.ak;
-    const ekCertPem = await ekCertificates(tpm, ek, ekAlg ?? ekAlgOfPublic(ek.public), log);
-    const nk = await loadOrCreateNk(paths.payloadKey, c.payload_key_password);
-    if (nk.created) log.info(MSG.nkCreated(paths.payloadKey));
-    let mtls: MtlsIdentity | null = null;
-    if (c.enable_agent_mtls) {
-      mtls = await loadOrCreateMtls(paths.serverKey, paths.serverCert, {
+    const mtlsFiles = c.enable_agent_mtls
+      ? loadOrCreateMtls(paths.serverKey, paths.serverCert, {
         password: c.server_key_password,
         uuid,
         contactIp: c.contact_ip,
         warn: (m) => log.warn(m),
-      });
-      if (mtls.certCreated) log.info(MSG.mtlsCreated(paths.serverCert));
-    }
+      })
+      : Promise.resolve(null);
+    mtlsFiles.catch(() => {});
+    const opened = await loadOrCreateAk(tpm, ek, akAlgorithms(c), paths.agentData, log);
+    ak = opened.ak;
+    const ekCertPem = await ekCertificates(tpm, ek, ekAlg ?? ekAlgOfPublic(ek.public), log);
+    const nk = await nkFile;
+    if (nk.created) log.info(MSG.nkCreated(paths.payloadKey));
+    const mtls = await mtlsFiles;
+    if (mtls?.certCreated) log.info(MSG.mtlsCreated(paths.serverCert));
     return {
       uuid,
       ek,

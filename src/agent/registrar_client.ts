@@ -57,6 +57,7 @@ export class RegistrarClient {
   /** The negotiated version; undefined until negotiate() ran. */
   version: ApiVersion | undefined;
   #candidates: ApiVersion[] = [];
+  #negotiation: Promise<ApiVersion | undefined> | undefined;
 
   constructor(o: RegistrarClientOptions) {
     this.#o = o;
@@ -109,8 +110,15 @@ export class RegistrarClient {
     }
   }
 
-  /** GET /version and pick the version (keylime.md §1.1); without /version, the candidates to try. */
-  async negotiate(): Promise<ApiVersion | undefined> {
+  /**
+   * GET /version and pick the version (keylime.md §1.1); without /version, the candidates to try.
+   * Asked once; an agent starts it early, while its TPM works.
+   */
+  negotiate(): Promise<ApiVersion | undefined> {
+    return this.#negotiation ??= this.#negotiate();
+  }
+
+  async #negotiate(): Promise<ApiVersion | undefined> {
     const { log, enabledVersions } = this.#o;
     const v = registrarRoutes.version;
     const addr = this.base + routePath(v, undefined);
@@ -145,7 +153,7 @@ export class RegistrarClient {
     body: unknown,
     refusal: (a: Answer, addr: string) => RegistrarError,
   ): Promise<Infer<R>> {
-    if (this.#candidates.length === 0) await this.negotiate();
+    await this.negotiate();
     const { log } = this.#o;
     let last: RegistrarError | undefined;
     for (const version of this.#candidates) {

@@ -8,12 +8,14 @@ import { authTag, decodeKeylimeBlob } from "../protocol/credential.ts";
 import { tpmPublicFromBytes } from "../protocol/registrar_api.ts";
 import { activateCredential } from "../tpm/activate.ts";
 import type { Tpm } from "../tpm/client.ts";
-import { type AgentConfig, enabledApiVersions } from "./config.ts";
-import type { AgentIdentity } from "./identity.ts";
+import { type AgentConfig, type AgentPaths, enabledApiVersions } from "./config.ts";
+import { type AgentIdentity, closeIdentity, openIdentity } from "./identity.ts";
 import { type AgentLog, MSG } from "./messages.ts";
 import { RegistrarClient, type RetryPolicy } from "./registrar_client.ts";
 
 export interface RegistrationOptions {
+  /** A client whose negotiation may already run (openAndRegister starts it before the TPM work). */
+  client?: RegistrarClient;
   /** Overrides the exponential_backoff_* keys. */
   retry?: RetryPolicy;
   /** Changes the auth_tag before it is sent; only tests use it, to play a broken agent. */
@@ -34,6 +36,37 @@ export function retryPolicy(c: AgentConfig): RetryPolicy {
   };
 }
 
+export function registrarClient(c: AgentConfig, log: AgentLog, retry: RetryPolicy = retryPolicy(c)): RegistrarClient {
+  return new RegistrarClient({
+    ip: c.registrar_ip,
+    port: c.registrar_port,
+    enabledVersions: enabledApiVersions(c, AGENT_SUPPORTED_VERSIONS, (m) => log.warn(m)) as ApiVersion[],
+    retry,
+    log,
+  });
+}
+
+/**
+ * An agent start: open the identity and register it, the registrar's /version asked while the TPM
+ * makes the EK and loads the AK. The EK and AK are flushed again before this returns.
+ */
+export async function openAndRegister(
+  tpm: Tpm,
+  c: AgentConfig,
+  paths: AgentPaths,
+  log: AgentLog,
+  options: RegistrationOptions = {},
+): Promise<RegistrationResult & { akCreated: boolean }> {
+  const client = options.client ?? registrarClient(c, log, options.retry);
+  client.negotiate().catch(() => {}); // its error, if any, comes again from register()
+  const id = await openIdentity(tpm, c, paths, log);
+  try {
+    return { ...await registerAgent(tpm, id, c, log, { ...options, client }), akCreated: id.akCreated };
+  } finally {
+    await closeIdentity(tpm, id).catch(() => {});
+  }
+}
+
 /** Register and activate the agent; resolves once the registrar has it active. */
 export async function registerAgent(
   tpm: Tpm,
@@ -42,13 +75,7 @@ export async function registerAgent(
   log: AgentLog,
   options: RegistrationOptions = {},
 ): Promise<RegistrationResult> {
-  const client = new RegistrarClient({
-    ip: c.registrar_ip,
-    port: c.registrar_port,
-    enabledVersions: enabledApiVersions(c, AGENT_SUPPORTED_VERSIONS, (m) => log.warn(m)) as ApiVersion[],
-    retry: options.retry ?? retryPolicy(c),
-    log,
-  });
+  const client = options.client ?? registrarClient(c, log, options.retry);
   const blob = await client.register(id.uuid, {
     aik_tpm: tpmPublicFromBytes(id.akTpm),
     ek_tpm: tpmPublicFromBytes(id.ekTpm),

@@ -5,9 +5,8 @@
 import type { Command } from "commander";
 import { type AgentConfig, agentPaths, configReference, loadAgentConfig, type LoadedConfig } from "../agent/config.ts";
 import { AGENT_KEY_NAMES, AGENT_KEYS, envName } from "../agent/config_keys.ts";
-import { closeIdentity, openIdentity } from "../agent/identity.ts";
 import type { AgentLog } from "../agent/messages.ts";
-import { registerAgent } from "../agent/registration.ts";
+import { openAndRegister } from "../agent/registration.ts";
 import { positiveInt } from "./options.ts";
 import { print, printJson } from "./output.ts";
 import { chooseTpmUri, withTpm } from "./select_tpm.ts";
@@ -82,18 +81,11 @@ export function agentCommand(program: Command): void {
     .option("--timeout <ms>", "give up when the TPM does not answer within this many ms", positiveInt("--timeout"))
     .action(async (o: ConfigOptions & { tpm?: string; timeout?: number }) => {
       const { config } = loadConfig(o);
-      const r = await withTpm(
-        { ...(o.tpm ? { tpm: o.tpm } : {}), ...(o.timeout ? { timeoutMs: o.timeout } : {}) },
-        async (tpm) => {
-          const id = await openIdentity(tpm, config, agentPaths(config), stderrLog);
-          try {
-            const done = await registerAgent(tpm, id, config, stderrLog);
-            return { ...done, akCreated: id.akCreated, active: true };
-          } finally {
-            await closeIdentity(tpm, id).catch(() => {});
-          }
-        },
-      );
+      const selection = { ...(o.tpm ? { tpm: o.tpm } : {}), ...(o.timeout ? { timeoutMs: o.timeout } : {}) };
+      const r = await withTpm(selection, async (tpm) => ({
+        ...await openAndRegister(tpm, config, agentPaths(config), stderrLog),
+        active: true,
+      }));
       if (o.json) return printJson(r);
       print(`agent ${r.uuid} is active at ${r.registrar} (API ${r.apiVersion ?? "?"})`);
     });
