@@ -5,7 +5,8 @@
  *
  *   deno task bench                 readable tables on stdout, progress on stderr
  *   deno task bench -- --json       a JSON report on stdout instead
- *   options: --quick  --iterations N  --warmup N  --batch N  --codec-ms N  --only codec|latency|flow|simulator|registrar
+ *   options: --quick  --iterations N  --warmup N  --batch N  --codec-ms N
+ *            --only codec|latency|flow|simulator|registrar|registration
  *
  * Latency on a VM depends on whether the CPUs idle between exchanges (a wake-up from halt costs tens
  * of µs per exchange), so each latency case also reports how much CPU other processes used meanwhile.
@@ -30,6 +31,7 @@ import {
 } from "./flow.ts";
 import { type LatencyCase, type LatencyOptions, type LatencyResult, runLatency, TARGET_OVERHEAD } from "./latency.ts";
 import { BUSY_PERCENT, startLoadProbe } from "./load.ts";
+import { type RegistrationBenchResult, registrationReport, runRegistrationBench } from "./registration.ts";
 import {
   REGISTRAR_DEFAULTS,
   REGISTRAR_QUICK,
@@ -52,16 +54,18 @@ type LatencyRow = LatencyResult & { otherCpuPercent: number };
 
 interface Options {
   json: boolean;
-  only: "codec" | "latency" | "flow" | "simulator" | "registrar" | undefined;
+  only: "codec" | "latency" | "flow" | "simulator" | "registrar" | "registration" | undefined;
   codec: ThroughputOptions;
   latency: LatencyOptions;
   flow: FlowOptions;
   simulator: SimulatorBenchOptions;
   registrar: RegistrarBenchOptions;
+  /** Registration runs per TPM (median of them). */
+  registrationRuns: number;
 }
 
-const USAGE =
-  `usage: deno run --allow-all bench/main.ts [--json] [--quick] [--only codec|latency|flow|simulator|registrar]
+const USAGE = `usage: deno run --allow-all bench/main.ts [--json] [--quick]
+       [--only codec|latency|flow|simulator|registrar|registration]
        [--iterations N] [--warmup N] [--batch N] [--codec-ms N]`;
 
 /** The options that take a positive integer, and where it goes. */
@@ -81,6 +85,7 @@ function parseArgs(argv: string[]): Options {
     flow: { ...FLOW_DEFAULTS },
     simulator: { ...SIMULATOR_DEFAULTS },
     registrar: { ...REGISTRAR_DEFAULTS },
+    registrationRuns: 20,
   };
   const num = (i: number, flag: string): number => {
     const v = Number(argv[i]);
@@ -101,13 +106,15 @@ function parseArgs(argv: string[]): Options {
         o.flow = { ...FLOW_QUICK };
         o.simulator = { ...SIMULATOR_QUICK };
         o.registrar = { ...REGISTRAR_QUICK };
+        o.registrationRuns = 5;
         break;
       case "--only": {
         const v = argv[++i];
-        if (v !== "codec" && v !== "latency" && v !== "flow" && v !== "simulator" && v !== "registrar") {
-          throw new Error(`--only takes codec, latency, flow, simulator or registrar, got "${v ?? ""}"`);
+        const parts = ["codec", "latency", "flow", "simulator", "registrar", "registration"] as const;
+        if (!parts.includes(v as typeof parts[number])) {
+          throw new Error(`--only takes ${parts.join(", ")}, got "${v ?? ""}"`);
         }
-        o.only = v;
+        o.only = v as typeof parts[number];
         break;
       }
       case "-h":
@@ -309,6 +316,7 @@ async function main(): Promise<void> {
     simulator?: SimulatorResult;
     simulatorSkipped?: string;
     registrar?: RegistrarResult;
+    registration?: RegistrationBenchResult[];
   } = { machine: m, options: o };
   const wanted = (part: Options["only"]) => o.only === undefined || o.only === part;
 
@@ -376,6 +384,10 @@ async function main(): Promise<void> {
   if (wanted("registrar")) {
     report.registrar = await runRegistrarBench(o.registrar, progress);
   }
+  if (wanted("registration")) {
+    progress("registration end to end (swtpm, simulator) against the reference registrar");
+    report.registration = await runRegistrationBench({ runs: o.registrationRuns, tpms: ["swtpm", "sim"] });
+  }
   progressDone();
 
   if (o.json) {
@@ -413,6 +425,7 @@ async function main(): Promise<void> {
   if (report.simulatorSkipped) out.push("", `Simulator: skipped (${report.simulatorSkipped})`);
   if (report.simulator) out.push("", simulatorReport(report.simulator));
   if (report.registrar) out.push("", registrarReport(report.registrar));
+  if (report.registration) out.push("", registrationReport(report.registration));
   console.log(out.join("\n"));
 }
 

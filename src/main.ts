@@ -4,6 +4,7 @@
  * the services together. Subcommands live in src/cli/, one file each.
  */
 import { Command } from "commander";
+import { agentCommand } from "./cli/agent.ts";
 import { demoCommand } from "./cli/demo.ts";
 import { registrarCommand } from "./cli/registrar.ts";
 import { simulatorCommand } from "./cli/simulator.ts";
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
     .enablePositionalOptions()
     .configureHelp({ sortSubcommands: true });
   tpmCommand(program);
+  agentCommand(program);
   demoCommand(program);
   simulatorCommand(program);
   registrarCommand(program);

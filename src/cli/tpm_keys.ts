@@ -2,6 +2,7 @@
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { encodePcrBlob } from "../protocol/pcr_blob.ts";
 import { encodeQuote } from "../protocol/quote.ts";
+import { loadOrCreateAk } from "../agent/identity.ts";
 import { createAk, loadAk } from "../tpm/ak.ts";
 import { type AkAlgorithms, parseAkKey } from "../tpm/templates.ts";
 import type { Tpm } from "../tpm/client.ts";
@@ -14,7 +15,6 @@ import { flush, type LoadedKey } from "../tpm/objects.ts";
 import { quote } from "../tpm/quote.ts";
 import { TPM2B_PUBLIC } from "../tpm/structures.ts";
 import { writeQuoteFiles } from "../tpm/tpm2_tools_files.ts";
-import { type AkFile, loadAkFile, saveAkFile } from "./ak_file.ts";
 import { common, type CommonOptions, parsePcrList, selection } from "./options.ts";
 import { hex, print, printJson, progress, warn } from "./output.ts";
 import { withTpm } from "./select_tpm.ts";
@@ -65,7 +65,10 @@ function akOptions(cmd: Command): Command {
         .choices(Object.keys(SIGN_SCHEMES))
         .argParser((v) => SIGN_SCHEMES[v]!),
     )
-    .option("--ak-file <file>", "load the AK from this file, or create it and save it there (mode 0600)");
+    .option(
+      "--ak-file <file>",
+      "agent_data.json (rust-keylime's format) to load the AK from, or to create it and save it in (mode 0600)",
+    );
 }
 
 interface OpenedAk {
@@ -74,23 +77,23 @@ interface OpenedAk {
   readonly created: boolean;
 }
 
-/** The EK, and the AK loaded from --ak-file or created under it (and saved when --ak-file is given). */
+/**
+ * The EK, and the AK: with --ak-file, loaded from that agent_data.json (rust-keylime's format) when
+ * it was made for this EK and these algorithms, else created and saved there; without, a fresh AK.
+ */
 async function openAk(tpm: Tpm, o: AkOptions): Promise<OpenedAk> {
-  const ekId: EkAlg | number = o.ekHandle ?? o.ekAlg;
-  const saved = o.akFile ? await loadAkFile(o.akFile) : null;
-  if (saved && saved.ek !== ekId) {
-    throw new Error(
-      `AK file ${o.akFile} belongs to EK ${String(saved.ek)}, not ${String(ekId)}; pass the same --ek-alg/--ek-handle`,
-    );
-  }
   progress(o.ekHandle ? `Using the EK at 0x${o.ekHandle.toString(16)}...` : `Creating the ${o.ekAlg} EK...`);
   const ek = o.ekHandle !== undefined ? await persistentEk(tpm, o.ekHandle) : await createEk(tpm, o.ekAlg);
   try {
-    if (saved) return { ek, ak: await loadAk(tpm, ek, saved), created: false };
-    const algs: AkAlgorithms = { key: parseAkKey(o.key), hashAlg: o.hash, ...(o.sign ? { signAlg: o.sign } : {}) };
+    const key = parseAkKey(o.key);
+    const algs: Required<AkAlgorithms> = {
+      key,
+      hashAlg: o.hash,
+      signAlg: o.sign ?? (key.type === "rsa" ? TPM_ALG.RSASSA : TPM_ALG.ECDSA),
+    };
+    if (o.akFile) return { ek, ...await loadOrCreateAk(tpm, ek, algs, o.akFile) };
     progress("Creating the AK under the EK...");
     const made = await createAk(tpm, ek, algs);
-    if (o.akFile) await saveAkFile(o.akFile, { ek: ekId, ...made } satisfies AkFile);
     return { ek, ak: await loadAk(tpm, ek, made), created: true };
   } catch (e) {
     await releaseEk(tpm, ek);

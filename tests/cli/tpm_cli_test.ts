@@ -162,10 +162,10 @@ describe("keylime-ts tpm against swtpm, cross-checked with tpm2-tools", { skip }
     assert.equal(statSync(file).mode & 0o777, 0o600);
     const aik = decode(TPM2B_PUBLIC, fromBase64(first.aikTpm));
     assert.equal(aik.objectAttributes, 0x00050072, "Keylime's AK attributes");
-    writeFileSync(join(dir, "bad.json"), '{"version": 1, "ek": "rsa", "public": "zz"}');
+    writeFileSync(join(dir, "bad.json"), '{"ak_hash_alg": "sha256"}');
     const bad = await cli("tpm", "ak", "--ak-file", join(dir, "bad.json"), "--tpm", swtpm.uri);
     assert.equal(bad.code, 1);
-    assert.match(bad.stderr, /AK file .*bad\.json: field "public" is not hex/);
+    assert.match(bad.stderr, /bad\.json: "ak_hash_alg" must be one of Sha1, Sha256.*ERR_AGENT_STATE/);
   });
 
   test("tpm quote: the quote string verifies, and --out-dir files pass tpm2_checkquote", async () => {
