@@ -244,9 +244,8 @@ export const registrarStatus = {
   invalidData: "Could not register agent with invalid data",
   notFound: (id: string) => `Agent with ID '${id}' not found`,
   notActive: (id: string) => `Agent with ID '${id}' has not been activated`,
-  identityChanged: (id: string) =>
-    `Agent with ID '${id}' is already registered with a different TPM identity (EK, EK certificate or AK); ` +
-    `delete it before registering it again`,
+  /** keylime 7.14 (keylime/keylime#1825, CVE-2025-13609): a known uuid with another EK, EK certificate or AK. */
+  identityChanged: "Agent re-registration with different TPM identity is forbidden for security reasons",
   authTagMismatch: (tag: string, id: string) =>
     `Auth tag '${tag}' for agent '${id}' does not match expected value. The agent has been deleted from the ` +
     `database and will need to be restarted to reattempt registration`,

@@ -8,7 +8,7 @@ import { registrarStatus } from "../protocol/registrar_api.ts";
 export class IdentityChangedError extends Error {
   readonly code = "ERR_REGISTRAR_IDENTITY";
   constructor(readonly agentId: string, readonly fields: string[]) {
-    super(registrarStatus.identityChanged(agentId));
+    super(registrarStatus.identityChanged);
     this.name = "IdentityChangedError";
   }
 }

@@ -132,7 +132,10 @@ export async function registerAgent(svc: RegistrarService, agentId: string, body
   const ekcertDer = ekcert ? new Uint8Array(ekcert.raw) : null;
   const before = svc.store.get(agentId);
   const changed = before && changedIdentity(before, ek, ekcertDer, aik);
-  if (changed?.length) throw new IdentityChangedError(agentId, changed);
+  if (changed?.length) {
+    svc.log(`agent ${agentId}: re-registration with a different TPM identity refused (changed: ${changed.join(", ")})`);
+    throw new IdentityChangedError(agentId, changed);
+  }
 
   let challenge;
   try {
