@@ -8,6 +8,7 @@ import { readFile } from "node:fs/promises";
 import { writeFileAtomic } from "../src/util/atomic_file.ts";
 import { fromHex, toHex } from "../src/util/encoding.ts";
 import type { Persistent } from "./state.ts";
+import { checkPersistent } from "./state_shape.ts";
 
 export const STATE_FORMAT = "keylime-ts-simulator-state";
 export const STATE_VERSION = 1;
@@ -65,27 +66,6 @@ export function serializeState(p: Persistent): string {
   return JSON.stringify({ format: STATE_FORMAT, version: STATE_VERSION, sha256: checksum(content), content }) + "\n";
 }
 
-/** Field checks that catch a state from a different program or a hand edit gone wrong. */
-function checkShape(p: Record<string, unknown>): void {
-  const bytes = (v: unknown) => v instanceof Uint8Array;
-  for (const h of ["endorsement", "owner", "platform"]) {
-    const x = p[h] as Record<string, unknown> | undefined;
-    if (!x || !bytes(x.seed) || !bytes(x.authValue) || !bytes(x.proof)) {
-      throw new Error(`hierarchy "${h}" is malformed`);
-    }
-    if ((x.seed as Uint8Array).length < 32) throw new Error(`hierarchy "${h}" has a short seed`);
-  }
-  for (const m of ["nv", "persistent", "rsaPrimaries"]) {
-    if (!(p[m] instanceof Map)) throw new Error(`"${m}" is not a map`);
-  }
-  if (typeof p.clock !== "bigint") throw new Error(`"clock" is not a counter`);
-  for (const n of ["resetCount", "restartCount", "failedTries", "maxTries"]) {
-    if (!Number.isInteger(p[n]) || (p[n] as number) < 0) throw new Error(`"${n}" is not a count`);
-  }
-  if (!["none", "clear", "state"].includes(p.shutdown as string)) throw new Error(`"shutdown" is not none/clear/state`);
-  if (!bytes(p.contextKey) || !bytes(p.lockoutAuth)) throw new Error("a key field is malformed");
-}
-
 export function parseState(text: string, path = "state"): Persistent {
   let outer: Record<string, unknown>;
   try {
@@ -94,6 +74,14 @@ export function parseState(text: string, path = "state"): Persistent {
     throw new StateFileError(path, "is not JSON (truncated or corrupt?)", { cause: e });
   }
   if (outer?.format !== STATE_FORMAT) throw new StateFileError(path, "is not a keylime-ts simulator state file");
+  if (typeof outer.version !== "number") {
+    throw new StateFileError(
+      path,
+      `has format version ${
+        JSON.stringify(outer.version)
+      }, which is not a number; this build reads version ${STATE_VERSION}`,
+    );
+  }
   if (outer.version !== STATE_VERSION) {
     throw new StateFileError(
       path,
@@ -104,9 +92,9 @@ export function parseState(text: string, path = "state"): Persistent {
     throw new StateFileError(path, "fails its checksum: the file is corrupt");
   }
   try {
-    const p = fromJson(JSON.parse(outer.content)) as Record<string, unknown>;
-    if (p.version !== 1) throw new Error(`content version ${String(p.version)}`);
-    checkShape(p);
+    const p = fromJson(JSON.parse(outer.content));
+    if (!p || typeof p !== "object" || Array.isArray(p)) throw new Error("the content is not an object");
+    checkPersistent(p as Record<string, unknown>);
     return p as unknown as Persistent;
   } catch (e) {
     throw new StateFileError(path, `is malformed: ${(e as Error).message}`, { cause: e });
