@@ -28,6 +28,7 @@ import {
   type TPMS_PCR_SELECTION,
   type TPMS_TAGGED_PROPERTY,
 } from "../../src/tpm/structures.ts";
+import { NV_BUFFER_MAX, NV_INDEX_MAX, PERSISTENT_MIN, persistentAvail } from "../nv_limits.ts";
 import { rcParam } from "../rc.ts";
 import type { SimTpm } from "../sim_tpm.ts";
 import { PCR_BANKS, PCR_COUNT } from "../state.ts";
@@ -147,7 +148,7 @@ function fixedProperties(tpm: SimTpm): [number, number][] {
     [TPM_PT.FIRMWARE_VERSION_2, FIRMWARE_VERSION_2],
     [TPM_PT.INPUT_BUFFER, 0x400],
     [TPM_PT.HR_TRANSIENT_MIN, tpm.objectSlots],
-    [TPM_PT.HR_PERSISTENT_MIN, 7],
+    [TPM_PT.HR_PERSISTENT_MIN, PERSISTENT_MIN],
     // Every active session is loaded here (no session is ever swapped out).
     [TPM_PT.HR_LOADED_MIN, tpm.sessionSlots],
     [TPM_PT.ACTIVE_SESSIONS_MAX, tpm.sessionSlots],
@@ -155,7 +156,7 @@ function fixedProperties(tpm: SimTpm): [number, number][] {
     [TPM_PT.PCR_SELECT_MIN, 3],
     [TPM_PT.CONTEXT_GAP_MAX, 0xffff],
     [TPM_PT.NV_COUNTERS_MAX, 0],
-    [TPM_PT.NV_INDEX_MAX, 2048],
+    [TPM_PT.NV_INDEX_MAX, NV_INDEX_MAX],
     [TPM_PT.MEMORY, 6],
     [TPM_PT.CLOCK_UPDATE, 0x1000],
     // Context blobs: HMAC-SHA256 and AES-256 (context_blob.ts); swtpm says SHA-512.
@@ -177,14 +178,13 @@ function fixedProperties(tpm: SimTpm): [number, number][] {
     [TPM_PT.TOTAL_COMMANDS, commands],
     [TPM_PT.LIBRARY_COMMANDS, commands],
     [TPM_PT.VENDOR_COMMANDS, 0],
-    [TPM_PT.NV_BUFFER_MAX, 0x400],
+    [TPM_PT.NV_BUFFER_MAX, NV_BUFFER_MAX],
     [TPM_PT.MODES, 0],
     [TPM_PT.MAX_CAP_BUFFER, 0x400],
   ];
 }
 
-/** Nominal limits where the simulator has none (reported so tools can show something sane). */
-const PERSISTENT_MAX = 64;
+/** No counter indices here (nv.ts defines ordinary ones only). */
 const NV_COUNTERS_MAX = 0;
 /** ms-tpm-20-ref's DAPreInstall_Init values; the simulator does not recover failures by time. */
 const LOCKOUT_INTERVAL = 1000;
@@ -222,7 +222,7 @@ function variableProperties(tpm: SimTpm): [number, number][] {
     [TPM_PT.HR_ACTIVE_AVAIL, Math.max(0, tpm.sessionSlots - sessions)],
     [TPM_PT.HR_TRANSIENT_AVAIL, Math.max(0, tpm.objectSlots - v.objects.size)],
     [TPM_PT.HR_PERSISTENT, p.persistent.size],
-    [TPM_PT.HR_PERSISTENT_AVAIL, Math.max(0, PERSISTENT_MAX - p.persistent.size)],
+    [TPM_PT.HR_PERSISTENT_AVAIL, persistentAvail(p)],
     [TPM_PT.NV_COUNTERS, counters],
     [TPM_PT.NV_COUNTERS_AVAIL, Math.max(0, NV_COUNTERS_MAX - counters)],
     [TPM_PT.ALGORITHM_SET, 0],

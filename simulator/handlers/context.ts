@@ -17,6 +17,7 @@ import {
   SAVED_STCLEAR_OBJECT,
   sealContext,
 } from "../context_blob.ts";
+import { assertObjectFits } from "../nv_limits.ts";
 import { rc, rcHandle, rcParam } from "../rc.ts";
 import type { SimTpm } from "../sim_tpm.ts";
 import type { Volatile } from "../state.ts";
@@ -150,7 +151,7 @@ async function evictControl(tpm: SimTpm, a: Args<typeof EvictControl>): Promise<
     store.delete(ph);
   } else {
     if (store.has(ph)) throw rc(TPM_RC.NV_DEFINED);
-    store.set(ph, {
+    const saved = {
       public: o.public,
       qualifiedName: o.qualifiedName,
       hierarchy: o.hierarchy,
@@ -158,7 +159,9 @@ async function evictControl(tpm: SimTpm, a: Args<typeof EvictControl>): Promise<
       seedValue: o.seedValue,
       privateJwk: o.privateJwk,
       secret: o.secret,
-    });
+    };
+    assertObjectFits(tpm.persistent, saved);
+    store.set(ph, saved);
   }
   await tpm.save();
   return {};

@@ -10,15 +10,13 @@ import { DIGEST_SIZE, handleType, TPM_HT, TPM_RC, TPM_RH } from "../../src/tpm/c
 import { nvName } from "../../src/tpm/crypto.ts";
 import { trimAuth } from "../../src/tpm/session_digests.ts";
 import { nvIndexType, TPMA_NV } from "../../src/tpm/structures.ts";
+import { assertIndexFits, NV_BUFFER_MAX, NV_INDEX_MAX } from "../nv_limits.ts";
 import { rc, rcHandle, rcParam } from "../rc.ts";
 import type { Call, SimTpm } from "../sim_tpm.ts";
 import type { NvIndex, Persistent } from "../state.ts";
 import { handle } from "./index.ts";
 import { HASH_ALGS } from "./pcr.ts";
 
-/** TPM_PT_NV_INDEX_MAX and TPM_PT_NV_BUFFER_MAX (capability.ts reports the same). */
-const MAX_NV_INDEX_SIZE = 2048;
-const MAX_NV_BUFFER_SIZE = 1024;
 /** TPMA_NV bits 9:8 and 24:20 are reserved (Part 2 §13.4). */
 const RESERVED_BITS = 0x01f00300;
 const TPM_NT_ORDINARY = 0;
@@ -58,7 +56,7 @@ async function defineSpace(
   const authValue = trimAuth(auth);
   if (authValue.length > nameSize) throw rcParam(TPM_RC.SIZE, 1);
   if (nvIndexType(a) !== TPM_NT_ORDINARY) throw rcParam(TPM_RC.ATTRIBUTES, 2);
-  if (pub.dataSize > MAX_NV_INDEX_SIZE) throw rcParam(TPM_RC.SIZE, 2);
+  if (pub.dataSize > NV_INDEX_MAX) throw rcParam(TPM_RC.SIZE, 2);
   if (anyOf(a, "WRITTEN", "WRITELOCKED", "READLOCKED")) throw rcParam(TPM_RC.ATTRIBUTES, 2);
   // There must be a way to read it and a way to write it.
   if (!anyOf(a, "OWNERREAD", "PPREAD", "AUTHREAD", "POLICYREAD")) throw rcParam(TPM_RC.ATTRIBUTES, 2);
@@ -66,8 +64,9 @@ async function defineSpace(
   if (has(a, "CLEAR_STCLEAR") && has(a, "WRITEDEFINE")) throw rcParam(TPM_RC.ATTRIBUTES, 2);
   // Whoever defines it must be able to delete it.
   if (has(a, "PLATFORMCREATE") !== (authHandle === TPM_RH.PLATFORM)) throw rcHandle(TPM_RC.ATTRIBUTES, 1);
-  if (has(a, "WRITEALL") && pub.dataSize > MAX_NV_BUFFER_SIZE) throw rcParam(TPM_RC.SIZE, 2);
+  if (has(a, "WRITEALL") && pub.dataSize > NV_BUFFER_MAX) throw rcParam(TPM_RC.SIZE, 2);
   if (tpm.persistent.nv.has(pub.nvIndex)) throw rc(TPM_RC.NV_DEFINED);
+  assertIndexFits(tpm.persistent, pub);
 
   tpm.persistent.nv.set(pub.nvIndex, {
     public: { ...pub, authPolicy: pub.authPolicy.slice() },
@@ -134,7 +133,7 @@ function read(
   const nv = index(tpm, nvIndex, 2);
   checkAccess(call, authHandle, nv, "read");
   if (!has(nv.public.attributes, "WRITTEN")) throw rc(TPM_RC.NV_UNINITIALIZED);
-  if (size > MAX_NV_BUFFER_SIZE) throw rcParam(TPM_RC.VALUE, 1);
+  if (size > NV_BUFFER_MAX) throw rcParam(TPM_RC.VALUE, 1);
   if (offset > nv.public.dataSize) throw rcParam(TPM_RC.VALUE, 2);
   if (size > nv.public.dataSize - offset) throw rc(TPM_RC.NV_RANGE);
   return { data: nv.data.slice(offset, offset + size) };
@@ -145,8 +144,8 @@ async function write(
   { authHandle, nvIndex, data, offset }: CommandArgs<typeof NV_Write>,
   call: Call,
 ): Promise<ResponseArgs<typeof NV_Write>> {
-  // TPM2B_MAX_NV_BUFFER holds at most MAX_NV_BUFFER_SIZE on this TPM (our codec allows more).
-  if (data.length > MAX_NV_BUFFER_SIZE) throw rcParam(TPM_RC.SIZE, 1);
+  // TPM2B_MAX_NV_BUFFER holds at most NV_BUFFER_MAX on this TPM (our codec allows more).
+  if (data.length > NV_BUFFER_MAX) throw rcParam(TPM_RC.SIZE, 1);
   const nv = index(tpm, nvIndex, 2);
   checkAccess(call, authHandle, nv, "write");
   const pub = nv.public;
