@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { EvictControl } from "../../src/tpm/commands.ts";
 import { TPM_PT, TPM_RC, TPM_RH } from "../../src/tpm/constants.ts";
 import { getProperty } from "../../src/tpm/capabilities.ts";
-import { EK_TEMPLATES } from "../../src/tpm/ek.ts";
+import { EK_TEMPLATES } from "../../src/tpm/templates.ts";
 import { nvDefine, nvUndefine } from "../../src/tpm/nv.ts";
 import { createPrimary } from "../../src/tpm/objects.ts";
 import type { Tpm } from "../../src/tpm/client.ts";
