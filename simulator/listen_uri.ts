@@ -8,6 +8,7 @@ import { DEFAULT_SOCKET_PORT, parseTpmUri } from "../src/tpm/transport/uri.ts";
 import type { TpmEngine } from "./engine.ts";
 import { startSwtpmServer, type SwtpmServer } from "./swtpm_server.ts";
 import { type MssimServer, startMssimServer } from "./mssim_server.ts";
+import type { ConnectionOptions } from "./socket_server.ts";
 
 export type ListenAddress =
   | { kind: "swtpm" | "mssim"; host: string; port: number }
@@ -30,7 +31,7 @@ export function parseListenUri(input: string): ListenAddress {
   return { kind: u.kind, host: u.host, port: anyPort ? 0 : u.port };
 }
 
-export interface ListenOptions {
+export interface ListenOptions extends ConnectionOptions {
   /** A command must arrive whole within this time of its first byte. */
   requestTimeoutMs?: number;
   /** Protocol errors of clients and failures of the engine (default console.warn). */

@@ -18,9 +18,12 @@ import {
   MSSIM_TPM_SEND_COMMAND,
 } from "../src/tpm/transport/mssim.ts";
 import type { TpmEngine } from "./engine.ts";
+import { RateLimitedLog } from "./rate_limited_log.ts";
 import {
   ChannelPair,
   clientHost,
+  type ConnectionOptions,
+  connectionOptions,
   DEFAULT_MAX_COMMAND_BYTES,
   DEFAULT_REQUEST_TIMEOUT_MS,
   endSocket,
@@ -31,11 +34,11 @@ import {
   frameMssimResponse,
   readMssimCommand,
   send,
-  SocketReader,
+  type SocketReader,
   type TpmServer,
 } from "./socket_server.ts";
 
-export interface MssimServerOptions {
+export interface MssimServerOptions extends ConnectionOptions {
   /** TCP address to bind (default 127.0.0.1). */
   host?: string;
   /** TPM TCP port; 0 (the default) picks a free port P whose P + 1 is free too. */
@@ -72,6 +75,8 @@ interface MssimState {
   readonly engine: TpmEngine;
   readonly queue: EngineQueue;
   readonly warn: (message: string) => void;
+  /** For what clients can provoke at will: malformed requests. */
+  readonly log: RateLimitedLog;
   readonly requestTimeoutMs: number;
   readonly maxCommandBytes: number;
   /** STOP: stop serving. */
@@ -80,10 +85,12 @@ interface MssimState {
 
 /** Start serving `engine`; resolves once both ports listen. The engine stays the caller's to close. */
 export async function startMssimServer(engine: TpmEngine, options: MssimServerOptions = {}): Promise<MssimServer> {
+  const warn = options.warn ?? ((m: string) => console.warn(m));
   const state: MssimState = {
     engine,
     queue: new EngineQueue(),
-    warn: options.warn ?? ((m) => console.warn(m)),
+    warn,
+    log: new RateLimitedLog(warn),
     requestTimeoutMs: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
     maxCommandBytes: options.maxCommandBytes ?? DEFAULT_MAX_COMMAND_BYTES,
     stop: () => {},
@@ -94,8 +101,10 @@ export async function startMssimServer(engine: TpmEngine, options: MssimServerOp
       ? { path: options.path, companionPath: options.platformPath ?? `${options.path}.ctrl` }
       : { host: options.host ?? "127.0.0.1", port: options.port ?? 0, companionPort: options.platformPort }),
     names: ["mssim TPM port", "mssim platform port"],
-    handlers: [(s) => serveTpm(s, state), (s) => servePlatform(s, state)],
+    handlers: [(s, r) => serveTpm(s, r, state), (s, r) => servePlatform(s, r, state)],
+    log: state.log,
     warn: state.warn,
+    ...connectionOptions(options),
   });
   state.stop = () => void p.close();
   const common = { closed: p.closed, close: () => p.close() };
@@ -133,9 +142,8 @@ async function saveAndStop(st: MssimState, socket: net.Socket): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // TPM port
 
-async function serveTpm(socket: net.Socket, st: MssimState): Promise<void> {
-  const reader = new SocketReader(socket);
-  while (await reader.wait(1)) {
+async function serveTpm(socket: net.Socket, reader: SocketReader, st: MssimState): Promise<void> {
+  while (await reader.nextRequest()) {
     const until = performance.now() + st.requestTimeoutMs;
     const head = await reader.read(4, until);
     if (!head) return void socket.destroy();
@@ -144,7 +152,10 @@ async function serveTpm(socket: net.Socket, st: MssimState): Promise<void> {
       case MSSIM_TPM_SEND_COMMAND: {
         const req = await readMssimCommand(reader, until, st.maxCommandBytes);
         if ("why" in req) {
-          st.warn(`mssim TPM port: ${req.why}; answered TPM_RC_COMMAND_SIZE and closed the connection`);
+          st.log.warn(
+            "mssim TPM port: malformed requests",
+            `mssim TPM port: ${req.why}; answered TPM_RC_COMMAND_SIZE and closed the connection`,
+          );
           send(socket, frameMssimResponse(errorResponse(TPM_RC.COMMAND_SIZE)));
           return finishConversation(socket, reader);
         }
@@ -173,7 +184,10 @@ async function serveTpm(socket: net.Socket, st: MssimState): Promise<void> {
         return saveAndStop(st, socket);
       default:
         // Includes HASH_START/DATA/END (5/6/7): there is no DRTM locality-4 hash sequence here.
-        st.warn(`mssim TPM port: command ${code} is not supported; closed the connection`);
+        st.log.warn(
+          "mssim TPM port: unsupported commands",
+          `mssim TPM port: command ${code} is not supported; closed the connection`,
+        );
         return finishConversation(socket, reader);
     }
   }
@@ -211,9 +225,8 @@ function platformAction(st: MssimState, signal: number): (() => Promise<void>) |
   }
 }
 
-async function servePlatform(socket: net.Socket, st: MssimState): Promise<void> {
-  const reader = new SocketReader(socket);
-  while (await reader.wait(1)) {
+async function servePlatform(socket: net.Socket, reader: SocketReader, st: MssimState): Promise<void> {
+  while (await reader.nextRequest()) {
     const head = await reader.read(4, performance.now() + st.requestTimeoutMs);
     if (!head) return void socket.destroy();
     const signal = head.readUInt32BE(0);
@@ -222,7 +235,10 @@ async function servePlatform(socket: net.Socket, st: MssimState): Promise<void> 
     const action = platformAction(st, signal);
     if (action === "unknown") {
       // As the reference: u32 1, then the connection closes.
-      st.warn(`mssim platform port: signal ${signal} is not supported; answered 1 and closed the connection`);
+      st.log.warn(
+        "mssim platform port: unsupported signals",
+        `mssim platform port: signal ${signal} is not supported; answered 1 and closed the connection`,
+      );
       send(socket, u32s(1));
       return finishConversation(socket, reader);
     }

@@ -9,6 +9,7 @@ import { Buffer } from "node:buffer";
 import { TPM_RC } from "../src/tpm/constants.ts";
 import { TpmLibraryError } from "../src/tpm/errors.ts";
 import type { TpmEngine } from "./engine.ts";
+import type { RateLimitedLog } from "./rate_limited_log.ts";
 
 /** A running protocol server. */
 export interface TpmServer {
@@ -35,6 +36,42 @@ export class SimulatorListenError extends TpmLibraryError {
 
 /** How long a command may take to arrive once its first byte is in (truncated requests must not hang a connection). */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 5000;
+
+/** Limits on the connections of each channel (the defaults are CONNECTION_DEFAULTS). */
+export interface ConnectionOptions {
+  /** A new connection must send its first byte within this time, or it is closed. */
+  firstByteTimeoutMs?: number;
+  /**
+   * A connection silent this long between requests is closed. Default: never, since tcti-mssim
+   * holds one connection for its whole life and does not reconnect; a full channel closes the
+   * connection idle longest instead.
+   */
+  idleTimeoutMs?: number;
+  /** Connections served at once per channel; one more closes the longest-idle one, or is refused. */
+  maxConnections?: number;
+  /**
+   * How often a channel that accepted nothing lately checks that it still can (a connection to
+   * itself), and listens anew if not: some runtimes stop accepting for good once file descriptors
+   * ran out. 0 turns the check off.
+   */
+  acceptCheckMs?: number;
+}
+
+export const CONNECTION_DEFAULTS = {
+  firstByteTimeoutMs: 10_000,
+  idleTimeoutMs: undefined,
+  maxConnections: 64,
+  acceptCheckMs: 2000,
+} as const satisfies ConnectionOptions;
+
+/** Just the ConnectionOptions of a server's options. */
+export function connectionOptions(o: ConnectionOptions): ConnectionOptions {
+  const { firstByteTimeoutMs, idleTimeoutMs, maxConnections, acceptCheckMs } = o;
+  return { firstByteTimeoutMs, idleTimeoutMs, maxConnections, acceptCheckMs };
+}
+
+/** How long an accept check waits for its own connection to be accepted. */
+const ACCEPT_CHECK_WAIT_MS = 1000;
 /** Largest command accepted: libtpms' and swtpm's buffer size. */
 export const DEFAULT_MAX_COMMAND_BYTES = 4096;
 
@@ -151,13 +188,19 @@ const HIGH_WATER_BYTES = 64 * 1024;
 
 /** Exact-length reads off a server-side socket, with deadlines. Also absorbs the socket's errors. */
 export class SocketReader {
+  /** performance.now() since when the connection waits for a request; undefined while one is in progress. */
+  idleSince: number | undefined = performance.now();
+  private requests = 0;
   private chunks: Buffer[] = [];
   private size = 0;
   private eof = false;
   private discarding = false;
   private waiter: { n: number; resolve: (ok: boolean) => void; timer?: ReturnType<typeof setTimeout> } | undefined;
 
-  constructor(private readonly socket: net.Socket) {
+  constructor(
+    private readonly socket: net.Socket,
+    private readonly timeouts: Pick<ConnectionOptions, "firstByteTimeoutMs" | "idleTimeoutMs"> = {},
+  ) {
     socket.on("data", (d: Buffer) => {
       if (this.discarding) return;
       this.chunks.push(d);
@@ -199,6 +242,19 @@ export class SocketReader {
     });
   }
 
+  /**
+   * Wait for the first byte of the next request: true when it came; false when the client left or
+   * stayed silent past the first-byte (first request) or idle deadline, and the caller should end.
+   */
+  async nextRequest(): Promise<boolean> {
+    const ms = this.requests === 0 ? this.timeouts.firstByteTimeoutMs : this.timeouts.idleTimeoutMs;
+    this.idleSince = performance.now();
+    const ok = await this.wait(1, ms === undefined ? undefined : performance.now() + ms);
+    this.idleSince = undefined;
+    if (ok) this.requests++;
+    return ok;
+  }
+
   /** Exactly `n` bytes, or null (see wait). */
   async read(n: number, until?: number): Promise<Buffer | null> {
     return (await this.wait(n, until)) ? this.take(n) : null;
@@ -238,7 +294,7 @@ export type BoundAddress =
   | { host: string; port: number; companionPort: number }
   | { path: string; companionPath: string };
 
-export interface ChannelPairOptions {
+export interface ChannelPairOptions extends ConnectionOptions {
   host?: string;
   /** 0 picks a free port P; the companion then gets P + 1, retrying until both are free. */
   port?: number;
@@ -251,49 +307,191 @@ export interface ChannelPairOptions {
   /** The server's engine queue: stopped on close, and waited for. */
   queue: EngineQueue;
   /** Serve one connection; a rejection (a bug, or an engine getter that throws) drops just that connection. */
-  handlers: [(socket: net.Socket) => Promise<void>, (socket: net.Socket) => Promise<void>];
+  handlers: [ConnectionHandler, ConnectionHandler];
+  /** Messages clients can provoke at will go through log; the rest through warn. */
+  log: RateLimitedLog;
   warn: (message: string) => void;
 }
+
+/** Serves one connection, reading it through `reader` (which applies the connection's deadlines). */
+export type ConnectionHandler = (socket: net.Socket, reader: SocketReader) => Promise<void>;
 
 /** How often a free port pair is looked for before giving up. */
 const PORT_PAIR_ATTEMPTS = 20;
 
+/** One listening channel: its server (replaced when it listens anew) and its connections. */
+class Channel {
+  server!: net.Server;
+  target!: ListenTarget;
+  readonly live = new Map<net.Socket, SocketReader>();
+  /** Connections accepted so far, and when the last one was. */
+  accepted = 0;
+  lastAccept = performance.now();
+  checking = false;
+  constructor(readonly name: string, readonly index: 0 | 1) {}
+
+  /** The connection waiting longest for a request, if any waits. */
+  longestIdle(): [net.Socket, number] | undefined {
+    let found: [net.Socket, number] | undefined;
+    for (const [socket, reader] of this.live) {
+      const since = reader.idleSince;
+      if (since !== undefined && (!found || since < found[1])) found = [socket, since];
+    }
+    return found;
+  }
+}
+
 /**
  * Two listening sockets, the main channel (swtpm data / mssim TPM) and its companion (swtpm control
- * / mssim platform), closed together.
+ * / mssim platform), closed together. Each keeps its connections within maxConnections and checks
+ * that it still accepts (acceptCheckMs), listening anew when it stopped.
  */
 export class ChannelPair {
   readonly closed: Promise<void>;
   private closing: Promise<void> | undefined;
   private markClosed!: () => void;
+  private readonly watchdog: ReturnType<typeof setInterval> | undefined;
+  private readonly limits: Required<Omit<ConnectionOptions, "idleTimeoutMs">> & { idleTimeoutMs?: number };
 
   private constructor(
-    private readonly servers: net.Server[],
-    private readonly live: { sockets: Set<net.Socket>; closing: boolean },
-    private readonly queue: EngineQueue,
+    private readonly o: ChannelPairOptions,
+    private readonly channels: [Channel, Channel],
     readonly address: BoundAddress,
+    /** Set when closing: connections still arriving are dropped. */
+    private readonly stop: { now: boolean },
   ) {
     this.closed = new Promise((resolve) => (this.markClosed = resolve));
+    this.limits = limitsOf(o);
+    if (this.limits.acceptCheckMs > 0) {
+      this.watchdog = setInterval(() => {
+        for (const ch of this.channels) void this.checkAccepting(ch);
+      }, this.limits.acceptCheckMs);
+      (this.watchdog as { unref?: () => void }).unref?.();
+    }
   }
 
   static async listen(o: ChannelPairOptions): Promise<ChannelPair> {
-    const live = { sockets: new Set<net.Socket>(), closing: false };
+    const channels: [Channel, Channel] = [new Channel(o.names[0], 0), new Channel(o.names[1], 1)];
+    const stop = { now: false };
+    const limits = limitsOf(o);
     const make = (i: 0 | 1) =>
-      net.createServer({ allowHalfOpen: true }, (socket) => {
-        if (live.closing) return void socket.destroy();
-        live.sockets.add(socket);
-        socket.once("close", () => live.sockets.delete(socket));
-        // Replies go out in one write; never let Nagle hold them back (spec §1.4).
-        if (o.path === undefined) socket.setNoDelay(true);
-        o.handlers[i](socket).catch((e) => {
-          o.warn(`${o.names[i]}: dropped a connection: ${e instanceof Error ? e.message : String(e)}`);
-          socket.destroy();
-        });
-      });
+      net.createServer({ allowHalfOpen: true }, (socket) => ChannelPair.accept(o, limits, channels[i], socket, stop));
     const bound = o.path !== undefined
       ? await listenUnixPair(make, o.path, o.companionPath ?? `${o.path}.ctrl`, o.names)
       : await listenTcpPair(make, o.host ?? "127.0.0.1", o.port ?? 0, o.companionPort, o.names);
-    return new ChannelPair(bound.servers, live, o.queue, bound.address);
+    const a = bound.address;
+    const targets: [ListenTarget, ListenTarget] = "path" in a
+      ? [{ path: a.path }, { path: a.companionPath }]
+      : [{ host: a.host, port: a.port }, { host: a.host, port: a.companionPort }];
+    channels.forEach((ch, i) => {
+      ch.server = bound.servers[i]!;
+      ch.target = targets[i]!;
+    });
+    const pair = new ChannelPair(o, channels, a, stop);
+    for (const ch of channels) pair.watchErrors(ch);
+    return pair;
+  }
+
+  /** A new connection: within the limit (closing the longest-idle one if need be), then served. */
+  private static accept(
+    o: ChannelPairOptions,
+    limits: ChannelPair["limits"],
+    ch: Channel,
+    socket: net.Socket,
+    stop: { now: boolean },
+  ): void {
+    ch.accepted++;
+    ch.lastAccept = performance.now();
+    if (stop.now) return void socket.destroy();
+    if (ch.live.size >= limits.maxConnections) {
+      const idle = ch.longestIdle();
+      const kind = `${ch.name}: connection limit`;
+      if (!idle) {
+        o.log.warn(kind, `${ch.name}: ${limits.maxConnections} connections open and all busy; refused a new one`);
+        return void socket.destroy();
+      }
+      o.log.warn(
+        kind,
+        `${ch.name}: ${limits.maxConnections} connections open; closed the one idle longest ` +
+          `(${Math.round((performance.now() - idle[1]) / 1000)} s) for a new one`,
+      );
+      ch.live.delete(idle[0]);
+      idle[0].destroy();
+    }
+    const reader = new SocketReader(socket, limits);
+    ch.live.set(socket, reader);
+    socket.once("close", () => ch.live.delete(socket));
+    // Replies go out in one write; never let Nagle hold them back (spec §1.4).
+    if (o.path === undefined) socket.setNoDelay(true);
+    o.handlers[ch.index](socket, reader).catch((e) => {
+      o.warn(`${ch.name}: dropped a connection: ${e instanceof Error ? e.message : String(e)}`);
+      socket.destroy();
+    });
+  }
+
+  /** A server error after listening is an accept that failed (EMFILE ...): log it and check at once. */
+  private watchErrors(ch: Channel): void {
+    ch.server.on("error", (e) => {
+      this.o.log.warn(`${ch.name}: accept errors`, `${ch.name}: accepting a connection failed: ${errText(e)}`);
+      void this.checkAccepting(ch, true);
+    });
+  }
+
+  /**
+   * Whether the channel still accepts: when nothing was accepted for acceptCheckMs (or `now`),
+   * connect to it and see the connection arrive; listen anew when it does not.
+   */
+  private async checkAccepting(ch: Channel, now = false): Promise<void> {
+    if (this.stop.now || ch.checking) return;
+    if (!now && performance.now() - ch.lastAccept < this.limits.acceptCheckMs) return;
+    ch.checking = true;
+    try {
+      const before = ch.accepted;
+      const probe = await connectWithin(ch.target, ACCEPT_CHECK_WAIT_MS);
+      if (probe === "EMFILE" || probe === "ENFILE") {
+        this.o.log.warn(
+          `${ch.name}: out of file descriptors`,
+          `${ch.name}: this process is out of file descriptors (${probe}); new connections may fail until some close`,
+        );
+        return;
+      }
+      if (typeof probe !== "string") {
+        const until = performance.now() + ACCEPT_CHECK_WAIT_MS;
+        while (ch.accepted === before && performance.now() < until && !this.stop.now) await sleep(10);
+        probe.destroy();
+      }
+      if (ch.accepted === before && !this.stop.now) await this.listenAnew(ch);
+    } finally {
+      ch.checking = false;
+    }
+  }
+
+  /** Replace a channel's server that stopped accepting with a new one on the same address. */
+  private async listenAnew(ch: Channel): Promise<void> {
+    const where = "path" in ch.target ? ch.target.path : `${ch.target.host}:${ch.target.port}`;
+    this.o.warn(`${ch.name}: stopped accepting connections (file descriptors ran out?); listening on ${where} anew`);
+    // The old server's connections go on; only its listening socket goes (closed on the next turn).
+    ch.server.close();
+    await sleep(20);
+    if ("path" in ch.target) removeSocketFile(ch.target.path);
+    const server = net.createServer(
+      { allowHalfOpen: true },
+      (socket) => ChannelPair.accept(this.o, this.limits, ch, socket, this.stop),
+    );
+    try {
+      await bind(server, ch.target);
+    } catch (e) {
+      this.o.log.warn(
+        `${ch.name}: listening anew`,
+        `${ch.name}: listening anew failed: ${errText(e)}; trying again in ${this.limits.acceptCheckMs} ms`,
+      );
+      return;
+    }
+    if (this.stop.now) return void server.close();
+    ch.server = server;
+    ch.lastAccept = performance.now();
+    this.watchErrors(ch);
+    this.o.warn(`${ch.name}: accepting connections again`);
   }
 
   /**
@@ -302,18 +500,60 @@ export class ChannelPair {
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      this.live.closing = true;
-      this.queue.stopped = true;
-      for (const s of this.live.sockets) s.destroy();
-      await Promise.all(this.servers.map(closeServer));
+      this.stop.now = true;
+      if (this.watchdog) clearInterval(this.watchdog);
+      this.o.queue.stopped = true;
+      for (const ch of this.channels) for (const s of ch.live.keys()) s.destroy();
+      await Promise.all(this.channels.map((ch) => closeServer(ch.server)));
       if ("path" in this.address) {
         for (const p of [this.address.path, this.address.companionPath]) removeSocketFile(p);
       }
-      await this.queue.idle();
+      this.o.log.flush();
+      await this.o.queue.idle();
       this.markClosed();
     })();
     return this.closing;
   }
+}
+
+function limitsOf(o: ConnectionOptions): ChannelPair["limits"] {
+  return {
+    firstByteTimeoutMs: o.firstByteTimeoutMs ?? CONNECTION_DEFAULTS.firstByteTimeoutMs,
+    ...(o.idleTimeoutMs !== undefined ? { idleTimeoutMs: o.idleTimeoutMs } : {}),
+    maxConnections: o.maxConnections ?? CONNECTION_DEFAULTS.maxConnections,
+    acceptCheckMs: o.acceptCheckMs ?? CONNECTION_DEFAULTS.acceptCheckMs,
+  };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** A client connection to `target`, or the error code that prevented it (a timeout is "ETIMEDOUT"). */
+function connectWithin(target: ListenTarget, ms: number): Promise<net.Socket | string> {
+  return new Promise((resolve) => {
+    let socket: net.Socket;
+    try {
+      socket = "path" in target ? net.createConnection({ path: target.path }) : net.createConnection(target);
+    } catch (e) {
+      return resolve(errnoOf(e) ?? "EUNKNOWN");
+    }
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve("ETIMEDOUT");
+    }, ms);
+    socket.once("connect", () => {
+      clearTimeout(timer);
+      resolve(socket);
+    });
+    socket.once("error", (e) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(errnoOf(e) ?? "EUNKNOWN");
+    });
+  });
 }
 
 /** The host a client should connect to: a wildcard bind is reachable on loopback. */

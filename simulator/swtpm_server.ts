@@ -20,10 +20,13 @@ import { socketUri } from "../src/tpm/transport/socket_link.ts";
 import { PTM_CAP_BIT, PTM_CMD, PTM_INIT_FLAG_DELETE_VOLATILE } from "../src/tpm/transport/swtpm_control.ts";
 import { MSSIM_TPM_SEND_COMMAND } from "../src/tpm/transport/mssim.ts";
 import type { TpmEngine } from "./engine.ts";
+import { RateLimitedLog } from "./rate_limited_log.ts";
 import {
   type BoundAddress,
   ChannelPair,
   clientHost,
+  type ConnectionOptions,
+  connectionOptions,
   DEFAULT_REQUEST_TIMEOUT_MS,
   endSocket,
   EngineQueue,
@@ -33,12 +36,12 @@ import {
   frameMssimResponse,
   readMssimCommand,
   send,
-  SocketReader,
+  type SocketReader,
   type TpmServer,
 } from "./socket_server.ts";
 import { toHex } from "../src/util/encoding.ts";
 
-export interface SwtpmServerOptions {
+export interface SwtpmServerOptions extends ConnectionOptions {
   /** TCP address to bind (default 127.0.0.1). */
   host?: string;
   /** Data channel TCP port; 0 (the default) picks a free port P whose P + 1 is free too. */
@@ -86,10 +89,12 @@ export const SWTPM_BUFFER_SIZE = { min: 2808, max: 4096 } as const;
 
 /** Start serving `engine`; resolves once both channels listen. The engine stays the caller's to close. */
 export async function startSwtpmServer(engine: TpmEngine, options: SwtpmServerOptions = {}): Promise<SwtpmServer> {
+  const warn = options.warn ?? ((m: string) => console.warn(m));
   const state: SwtpmState = {
     engine,
     queue: new EngineQueue(),
-    warn: options.warn ?? ((m) => console.warn(m)),
+    warn,
+    log: new RateLimitedLog(warn),
     locality: 0,
     bufferSize: SWTPM_BUFFER_SIZE.max,
     requestTimeoutMs: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
@@ -102,8 +107,10 @@ export async function startSwtpmServer(engine: TpmEngine, options: SwtpmServerOp
       ? { path: options.path, companionPath: options.ctrlPath ?? `${options.path}.ctrl` }
       : { host: options.host ?? "127.0.0.1", port: options.port ?? 0, companionPort: options.ctrlPort }),
     names: ["swtpm data channel", "swtpm control channel"],
-    handlers: [(s) => serveData(s, state), (s) => serveControl(s, state)],
+    handlers: [(s, r) => serveData(s, r, state), (s, r) => serveControl(s, r, state)],
+    log: state.log,
     warn: state.warn,
+    ...connectionOptions(options),
   });
   state.stop = () => void p.close();
   return describe(p.address, { closed: p.closed, close: () => p.close() });
@@ -125,6 +132,8 @@ interface SwtpmState {
   readonly engine: TpmEngine;
   readonly queue: EngineQueue;
   readonly warn: (message: string) => void;
+  /** For what clients can provoke at will: malformed requests. */
+  readonly log: RateLimitedLog;
   /** Set by CMD_SET_LOCALITY and by the mssim header; used by every later command (as swtpm's mainloop). */
   locality: number;
   /** CMD_SET_BUFFERSIZE: the largest command accepted. */
@@ -142,13 +151,15 @@ type DataRequest =
   | { command: Uint8Array; mssim: boolean; locality?: number }
   | { rc: number; mssim: boolean; why: string };
 
-async function serveData(socket: net.Socket, st: SwtpmState): Promise<void> {
-  const reader = new SocketReader(socket);
-  while (await reader.wait(1)) {
+async function serveData(socket: net.Socket, reader: SocketReader, st: SwtpmState): Promise<void> {
+  while (await reader.nextRequest()) {
     const request = await readDataRequest(reader, performance.now() + st.requestTimeoutMs, st.bufferSize);
     if ("rc" in request) {
       // The stream cannot be trusted to be in step any more: answer, then end the connection.
-      st.warn(`swtpm data channel: ${request.why}; answered rc 0x${request.rc.toString(16)} and closed the connection`);
+      st.log.warn(
+        "swtpm data channel: malformed requests",
+        `swtpm data channel: ${request.why}; answered rc 0x${request.rc.toString(16)} and closed the connection`,
+      );
       const rsp = errorResponse(request.rc);
       send(socket, request.mssim ? frameMssimResponse(rsp) : rsp);
       finishConversation(socket, reader);
@@ -281,9 +292,8 @@ const CONTROL_OPS: Readonly<Record<number, ControlOp>> = {
   },
 };
 
-async function serveControl(socket: net.Socket, st: SwtpmState): Promise<void> {
-  const reader = new SocketReader(socket);
-  while (await reader.wait(1)) {
+async function serveControl(socket: net.Socket, reader: SocketReader, st: SwtpmState): Promise<void> {
+  while (await reader.nextRequest()) {
     // swtpm's 500 ms rule: a request that is not complete in time is dropped without a reply.
     const until = performance.now() + st.controlTimeoutMs;
     const head = await reader.read(4, until);
@@ -293,7 +303,10 @@ async function serveControl(socket: net.Socket, st: SwtpmState): Promise<void> {
     if (!op) {
       // Unknown or not implemented (hashing, state blobs, SET_DATAFD, GET_INFO ...): swtpm answers
       // TPM_BAD_ORDINAL. The payload's length is unknown, so the conversation ends here.
-      st.warn(`swtpm control channel: command 0x${cmd.toString(16)} is not supported; answered TPM_BAD_ORDINAL`);
+      st.log.warn(
+        "swtpm control channel: unsupported commands",
+        `swtpm control channel: command 0x${cmd.toString(16)} is not supported; answered TPM_BAD_ORDINAL`,
+      );
       send(socket, ptm(PTM_RES.BAD_ORDINAL));
       finishConversation(socket, reader);
       return;
