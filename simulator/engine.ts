@@ -13,6 +13,12 @@ export interface TpmEngine {
    */
   execute(command: Uint8Array, locality?: number): Promise<Uint8Array>;
   /**
+   * Optional: start the slow work `command` will need that does not depend on the TPM's state (an
+   * RSA key search), so a server can let other clients' commands run meanwhile; resolves when done,
+   * or undefined when there is nothing to do. execute() works without it.
+   */
+  prepare?(command: Uint8Array): Promise<void> | undefined;
+  /**
    * _TPM_Init: the TPM (re)starts: volatile state (loaded objects, sessions, PCRs) is lost unless a
    * TPM2_Shutdown(STATE) saved it, and only TPM2_Startup is accepted next (TPM_RC_INITIALIZE).
    * swtpm's CMD_INIT and the mssim POWER_ON (when off) send it. `deleteVolatile` drops saved state.

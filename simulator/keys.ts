@@ -31,10 +31,12 @@ import {
   bigIntToBytes,
   bytesToBigInt,
   generateRsaKey,
+  generateRsaKeyAsync,
   rsaJwk,
   type RsaKeyBits,
   rsaKeyFromModulusAndPrime,
 } from "./rsa_keygen.ts";
+import type { RsaPrefetch } from "./rsa_prefetch.ts";
 import type { Persistent } from "./state.ts";
 import { fromBase64url, toBase64url } from "../src/util/encoding.ts";
 import { sameSecret } from "../src/tpm/bytes.ts";
@@ -94,11 +96,49 @@ export interface Material {
 
 /** Where key material comes from: a primary's derivation stream, or fresh randomness for a child. */
 export type Source =
-  | { kind: "primary"; seed: Uint8Array; sensitiveData: Uint8Array; persistent: Persistent }
-  | { kind: "random"; sensitiveData: Uint8Array };
+  | {
+    kind: "primary";
+    seed: Uint8Array;
+    sensitiveData: Uint8Array;
+    persistent: Persistent;
+    /** RSA keys derived ahead of the command (SimTpm.prepare), looked for before deriving. */
+    prefetched?: RsaPrefetch;
+  }
+  | { kind: "random"; sensitiveData: Uint8Array; prefetched?: RsaPrefetch };
 
 function isStorage(t: Public): boolean {
   return TPMA_OBJECT.has(t.objectAttributes, "restricted") && TPMA_OBJECT.has(t.objectAttributes, "decrypt");
+}
+
+/**
+ * A primary's key derivation: the stream its key material comes from, and an id that names the
+ * derivation without revealing the seed (the key of Persistent.rsaPrimaries).
+ */
+function primaryDerivation(t: Public, seed: Uint8Array, sensitiveData: Uint8Array): { stream: KdfStream; id: string } {
+  const context = concat(objectName(t), sensitiveData);
+  return { stream: new KdfStream(t.nameAlg, seed, PRIMARY_OBJECT_CREATION, context), id: idOf(seed, context) };
+}
+
+const idOf = (seed: Uint8Array, context: Uint8Array) => createHash("sha256").update(seed).update(context).digest("hex");
+
+/**
+ * The RSA key makeMaterial derives for this primary, computed in slices that let the event loop
+ * run (generateRsaKeyAsync), and its derivation id.
+ */
+export async function deriveRsaPrimaryAsync(
+  t: Public,
+  seed: Uint8Array,
+  sensitiveData: Uint8Array,
+): Promise<{ id: string; jwk: JsonWebKey }> {
+  const { stream, id } = primaryDerivation(t, seed, sensitiveData);
+  // makeMaterial draws a storage key's seedValue first: keep the stream in step.
+  if (isStorage(t)) stream.next(DIGEST_SIZE[t.nameAlg]!);
+  return { id, jwk: rsaJwk(await generateRsaKeyAsync(stream, publicRsa(t).keyBits as RsaKeyBits)) };
+}
+
+/** The derivation id of a primary (see primaryDerivation). */
+export function primaryId(t: Public, seed: Uint8Array, sensitiveData: Uint8Array): string {
+  return idOf(seed, concat(objectName(t), sensitiveData));
 }
 
 /** Key material for a template: same (seed, template, data) always gives the same primary key. */
@@ -106,12 +146,7 @@ export function makeMaterial(t: Public, source: Source): Material {
   const digestSize = DIGEST_SIZE[t.nameAlg]!;
   let stream: KdfStream | undefined;
   let cacheKey = "";
-  if (source.kind === "primary") {
-    const context = concat(objectName(t), source.sensitiveData);
-    stream = new KdfStream(t.nameAlg, source.seed, PRIMARY_OBJECT_CREATION, context);
-    // The cache key names the derivation without revealing the seed.
-    cacheKey = createHash("sha256").update(source.seed).update(context).digest("hex");
-  }
+  if (source.kind === "primary") ({ stream, id: cacheKey } = primaryDerivation(t, source.seed, source.sensitiveData));
   const take = (n: number) => (stream ? stream.next(n) : new Uint8Array(randomBytes(n)));
   const seedValue = isStorage(t) ? take(digestSize) : new Uint8Array(0);
 
@@ -121,7 +156,7 @@ export function makeMaterial(t: Public, source: Source): Material {
     if (stream && source.kind === "primary") {
       const cache = source.persistent.rsaPrimaries;
       const cached = cache.get(cacheKey);
-      jwk = cached ?? rsaJwk(generateRsaKey(stream, bits));
+      jwk = cached ?? source.prefetched?.takePrimary(cacheKey) ?? rsaJwk(generateRsaKey(stream, bits));
       if (!cached) {
         cache.set(cacheKey, jwk);
         // Bounded, oldest first out: a client creating many different RSA primaries must not grow
@@ -129,7 +164,8 @@ export function makeMaterial(t: Public, source: Source): Material {
         while (cache.size > RSA_CACHE_ENTRIES) cache.delete(cache.keys().next().value!);
       }
     } else {
-      jwk = generateKeyPairSync("rsa", { modulusLength: bits }).privateKey.export({ format: "jwk" });
+      jwk = source.prefetched?.takeRandom(bits) ??
+        generateKeyPairSync("rsa", { modulusLength: bits }).privateKey.export({ format: "jwk" });
     }
     return { public: { ...t, unique: fromB64u(jwk.n) }, privateJwk: jwk, secret: null, seedValue };
   }

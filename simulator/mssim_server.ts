@@ -32,6 +32,7 @@ import {
   executeSafely,
   finishConversation,
   frameMssimResponse,
+  prepareOutsideQueue,
   readMssimCommand,
   send,
   type SocketReader,
@@ -159,6 +160,7 @@ async function serveTpm(socket: net.Socket, reader: SocketReader, st: MssimState
           send(socket, frameMssimResponse(errorResponse(TPM_RC.COMMAND_SIZE)));
           return finishConversation(socket, reader);
         }
+        await prepareOutsideQueue(st.engine, req.command);
         const rsp = await st.queue.run(() => executeSafely(st.engine, req.command, req.locality, st.warn));
         if (rsp === undefined) return;
         send(socket, frameMssimResponse(rsp));

@@ -248,7 +248,7 @@ export function isProbablePrime(w: bigint, stream: KdfStream, rounds?: number): 
  * One prime of `bits` bits (a multiple of 8) with gcd(e, p-1) = 1 and, when `other` is given,
  * |p - other| > 2^(bits-100).
  */
-function generatePrime(stream: KdfStream, bits: number, e: bigint, other?: bigint): bigint {
+function* generatePrime(stream: KdfStream, bits: number, e: bigint, other?: bigint): Generator<void, bigint> {
   const primes = smallPrimes();
   const rounds = millerRabinRounds(bits);
   const limit = 1n << BigInt(bits);
@@ -273,7 +273,9 @@ function generatePrime(stream: KdfStream, bits: number, e: bigint, other?: bigin
       if (gcd(e, c - 1n) !== 1n) continue;
       if (other !== undefined && (c > other ? c - other : other - c) <= minDistance) continue;
       if (millerRabin(c, rounds, stream)) return c;
+      yield; // a Miller-Rabin test is the unit of work between yields
     }
+    yield;
   }
 }
 
@@ -310,14 +312,49 @@ export function rsaKeyFromModulusAndPrime(n: bigint, p: bigint, e: bigint | numb
  * reloading: p is the first prime found (the one a TPMT_SENSITIVE would keep), q the second.
  */
 export function generateRsaKey(stream: KdfStream, bits: RsaKeyBits, e: bigint | number = 65537n): RsaKey {
+  const steps = rsaKeySteps(stream, bits, e);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/** How long generateRsaKeyAsync computes before it lets the event loop run. */
+const SLICE_MS = 10;
+
+/**
+ * generateRsaKey, the same key for the same stream, computed in slices of about SLICE_MS with the
+ * event loop let through in between: an RSA-4096 search takes seconds, during which a server must
+ * go on serving its other connections. (Slices rather than a worker: it runs the same on Deno, Node
+ * and in the single executable.)
+ */
+export async function generateRsaKeyAsync(
+  stream: KdfStream,
+  bits: RsaKeyBits,
+  e: bigint | number = 65537n,
+): Promise<RsaKey> {
+  const steps = rsaKeySteps(stream, bits, e);
+  let sliceEnd = performance.now() + SLICE_MS;
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+    if (performance.now() >= sliceEnd) {
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      sliceEnd = performance.now() + SLICE_MS;
+    }
+  }
+}
+
+/** The key search as resumable steps; the key is the generator's return value. */
+function* rsaKeySteps(stream: KdfStream, bits: RsaKeyBits, e: bigint | number): Generator<void, RsaKey> {
   if (![1024, 2048, 3072, 4096].includes(bits)) throw new RangeError(`RSA key size ${bits} is not supported`);
   const eb = BigInt(e);
   checkExponent(eb);
   const half = bits / 2;
   const dMin = 1n << BigInt(half);
   for (;;) {
-    const p = generatePrime(stream, half, eb);
-    const q = generatePrime(stream, half, eb, p);
+    const p = yield* generatePrime(stream, half, eb);
+    const q = yield* generatePrime(stream, half, eb, p);
     const key = rsaKeyFromPrimes(p, q, eb);
     if (key.d > dMin) return key;
   }

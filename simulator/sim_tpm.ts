@@ -14,7 +14,9 @@ import { TPMA_NV, TPMA_OBJECT, TPMA_SESSION } from "../src/tpm/structures.ts";
 import { type ActiveSession, checkSessions, type Entity, respondSessions } from "./auth.ts";
 import type { TpmEngine } from "./engine.ts";
 import { handleBytes, type SimObject } from "./object.ts";
+import { prepareCommand } from "./prepare.ts";
 import { rc, rcHandle, rcParam, TpmRc } from "./rc.ts";
+import { RsaPrefetch } from "./rsa_prefetch.ts";
 import { freshVolatile, type Persistent, type SimSession, type Volatile } from "./state.ts";
 
 /** A command's handler as registered by handle() (handlers/index.ts), its types checked there. */
@@ -62,6 +64,8 @@ export class SimTpm implements TpmEngine {
   readonly #store: (p: Persistent) => Promise<void>;
   #powered = true;
   #tail: Promise<unknown> = Promise.resolve();
+  /** RSA keys computed ahead of their commands. */
+  readonly rsaPrefetch = new RsaPrefetch();
   /** performance.now() when the clock was last read into persistent.clock. */
   #clockBase = performance.now();
   /** performance.now() at the last _TPM_Init (power-on counts as one): TPMS_TIME_INFO.time starts there. */
@@ -85,7 +89,19 @@ export class SimTpm implements TpmEngine {
     return new Set(this.#handlers.keys());
   }
 
+  /** Start the slow work `command` needs that may run before its turn (prepare.ts); undefined when none. */
+  prepare(command: Uint8Array): Promise<void> | undefined {
+    return prepareCommand(this, command);
+  }
+
   execute(command: Uint8Array, locality = 0): Promise<Uint8Array> {
+    // An RSA key search runs before the command joins the queue, so the commands behind it go on.
+    const ready = this.prepare(command);
+    if (ready) return ready.catch(() => {}).then(() => this.#enqueue(command, locality));
+    return this.#enqueue(command, locality);
+  }
+
+  #enqueue(command: Uint8Array, locality: number): Promise<Uint8Array> {
     const run = this.#tail.then(() => this.#execute(command, locality));
     this.#tail = run.catch(() => undefined);
     return run;

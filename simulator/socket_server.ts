@@ -138,6 +138,18 @@ export async function executeSafely(
   return errorResponse(TPM_RC.FAILURE);
 }
 
+/**
+ * engine.prepare before a command joins the queue: an RSA key search then runs while the queue
+ * serves the other connections' commands, instead of holding all of them up.
+ */
+export async function prepareOutsideQueue(engine: TpmEngine, command: Uint8Array): Promise<void> {
+  try {
+    await engine.prepare?.(command);
+  } catch {
+    // execute() answers for the command in turn
+  }
+}
+
 /** End our side of a connection unless it is already gone. */
 export function endSocket(socket: net.Socket): void {
   if (!socket.destroyed) socket.end();

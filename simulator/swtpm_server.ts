@@ -34,6 +34,7 @@ import {
   executeSafely,
   finishConversation,
   frameMssimResponse,
+  prepareOutsideQueue,
   readMssimCommand,
   send,
   type SocketReader,
@@ -165,6 +166,7 @@ async function serveData(socket: net.Socket, reader: SocketReader, st: SwtpmStat
       finishConversation(socket, reader);
       return;
     }
+    await prepareOutsideQueue(st.engine, request.command);
     const rsp = await st.queue.run(() => {
       if (request.locality !== undefined) st.locality = request.locality;
       return executeSafely(st.engine, request.command, st.locality, st.warn);

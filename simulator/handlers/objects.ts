@@ -99,6 +99,7 @@ function createPrimary(
     seed: h.seed,
     sensitiveData: args.inSensitive.data,
     persistent: tpm.persistent,
+    prefetched: tpm.rsaPrefetch,
   });
   const hierarchyName = handleBytes(args.primaryHandle);
   const o = makeObject(
@@ -124,7 +125,11 @@ function storageParent(tpm: SimTpm, handle: number): SimObject {
 function create(tpm: SimTpm, args: CommandArgs<typeof Create>, call: Call): ResponseArgs<typeof Create> {
   const parent = storageParent(tpm, args.parentHandle);
   checkTemplate(args.inPublic);
-  const m = makeMaterial(args.inPublic, { kind: "random", sensitiveData: args.inSensitive.data });
+  const m = makeMaterial(args.inPublic, {
+    kind: "random",
+    sensitiveData: args.inSensitive.data,
+    prefetched: tpm.rsaPrefetch,
+  });
   const o = makeObject(
     { ...m, hierarchy: parent.hierarchy, authValue: args.inSensitive.userAuth },
     parent.qualifiedName,
