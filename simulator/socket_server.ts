@@ -5,6 +5,7 @@
  */
 import * as net from "node:net";
 import * as fs from "node:fs";
+import { setImmediate } from "node:timers";
 import { Buffer } from "node:buffer";
 import { TPM_RC } from "../src/tpm/constants.ts";
 import { TpmLibraryError } from "../src/tpm/errors.ts";
@@ -470,6 +471,8 @@ export class ChannelPair {
       if (typeof probe !== "string") {
         const until = performance.now() + ACCEPT_CHECK_WAIT_MS;
         while (ch.accepted === before && performance.now() < until && !this.stop.now) await sleep(10);
+        // A loop that was busy past the deadline may not have polled for the accept yet: one more turn.
+        if (ch.accepted === before) await new Promise((resolve) => setImmediate(resolve));
         probe.destroy();
       }
       if (ch.accepted === before && !this.stop.now) await this.listenAnew(ch);
