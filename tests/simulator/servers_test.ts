@@ -176,8 +176,8 @@ async function rawExchange(
   }
   if (options.end) socket.end();
   await done;
-  // Give a close that follows the last byte a moment to show.
-  if (!closed && options.expect !== undefined) await sleep(5);
+  // Give a close that follows the last byte a moment to show (longer than 5 ms on a busy machine).
+  for (let i = 0; !closed && options.expect !== undefined && i < 20; i++) await sleep(10);
   socket.destroy();
   return { data: Buffer.concat(chunks), closed, ms: performance.now() - started };
 }
