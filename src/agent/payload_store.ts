@@ -7,7 +7,7 @@
  * Upstream: keylime/rust-keylime keylime-agent/src/{payloads,secure_mount}.rs.
  */
 import { execFile } from "node:child_process";
-import { chmod, mkdir, readFile, rm, stat } from "node:fs/promises";
+import { chmod, lstat, mkdir, readFile, rm, stat } from "node:fs/promises";
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import { promisify } from "node:util";
 import { decryptPayload, type DerivedKey } from "../protocol/payload.ts";
@@ -90,6 +90,11 @@ export async function prepareSecureDir(o: SecureDirOptions): Promise<SecureDir> 
     throw new PayloadStoreError(
       `Secure storage location ${path} already mounted on wrong file system type: ${type}. Unmount to continue.`,
     );
+  }
+  // A symlink here would put K and the payload wherever it points.
+  const existing = await lstat(path).catch(() => undefined);
+  if (existing && !existing.isDirectory()) {
+    throw new PayloadStoreError(`${path} exists and is not a directory (a symlink or a file); remove it`);
   }
   await mkdir(path, { recursive: true, mode: 0o700 });
   await chmod(path, 0o700);

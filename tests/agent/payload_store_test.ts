@@ -15,6 +15,7 @@ import {
   readFileSync,
   rmSync,
   statSync,
+  symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -275,6 +276,16 @@ describe("secure directory", () => {
     assert.deepEqual(r, { path: join(dir, "secure"), tmpfs: false });
     assert.equal(mode(r.path), 0o700);
     assert.ok(log.lines.some((l) => /WARN Unable to mount tmpfs on .*mount: permission denied/.test(l)));
+  });
+
+  test("a secure path that is a symlink or a file is refused", async () => {
+    const other = join(root, "sym");
+    mkdirSync(join(other, "target"), { recursive: true });
+    symlinkSync(join(other, "target"), join(other, "secure"));
+    await assert.rejects(
+      prepareSecureDir({ keylimeDir: other, secureSize: "1m", log, mount: false }),
+      /is not a directory \(a symlink or a file\)/,
+    );
   });
 
   test("secure_size must look like a size", async () => {
