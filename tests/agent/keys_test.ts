@@ -14,6 +14,7 @@ import { prepareSecureDir, type StoredPayload } from "../../src/agent/payload_st
 import { importNkPrivateKey, importNkPublicKey, PayloadError, tenantKeyRequests } from "../../src/protocol/payload.ts";
 import { buildPayloadZip } from "../../src/protocol/payload_zip.ts";
 import { recordingLog } from "../helpers/log_lines.ts";
+import { defaultStoreOptions, deliverKeys } from "../helpers/payload_delivery.ts";
 
 const UUID = "d432fbb3-d2f1-4a97-9ef7-75bd81c00000";
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -37,14 +38,7 @@ beforeEach(async () => {
     runPayloads: true,
     log,
     onPayloadStored: (s) => stored.push(s),
-    store: {
-      secureDir: secure.path,
-      encKeyname: "derived_tci_key",
-      decPayloadFile: "decrypted_payload",
-      extractPayloadZip: true,
-      payloadScript: "autorun.sh",
-      log,
-    },
+    store: defaultStoreOptions(secure.path, log),
   };
 });
 afterEach(() => rmSync(root, { recursive: true, force: true }));
@@ -76,21 +70,15 @@ describe("tenant and verifier halves", () => {
   }
 
   test("without a payload only K is derived; nothing is written", async () => {
-    const { ukey, vkey } = await tenantKeyRequests(nkPub, UUID);
     const keys = new BootstrapKeys(opts);
-    await keys.ukey(ukey);
-    await keys.vkey(vkey);
-    await keys.idle();
+    await deliverKeys(keys, await tenantKeyRequests(nkPub, UUID));
     assert.ok(keys.key);
     assert.deepEqual(readdirSync(opts.store.secureDir), []);
   });
 
   test("payloads are not run without mTLS (or enable_insecure_payload)", async () => {
-    const { ukey, vkey } = await tenantKeyRequests(nkPub, UUID, { payload: buildPayloadZip({ a: enc("a") }) });
     const keys = new BootstrapKeys({ ...opts, runPayloads: false });
-    await keys.ukey(ukey);
-    await keys.vkey(vkey);
-    await keys.idle();
+    await deliverKeys(keys, await tenantKeyRequests(nkPub, UUID, { payload: buildPayloadZip({ a: enc("a") }) }));
     assert.ok(keys.key);
     assert.ok(!existsSync(unzipped()));
     assert.ok(log.lines.some((l) => l.includes("payloads cannot be deployed")));
@@ -99,11 +87,8 @@ describe("tenant and verifier halves", () => {
 
 describe("refusals", () => {
   test("a wrong auth_tag derives nothing and writes nothing", async () => {
-    const { ukey, vkey } = await tenantKeyRequests(nkPub, "someone-else", { payload: enc("x") });
     const keys = new BootstrapKeys(opts);
-    await keys.ukey(ukey);
-    await keys.vkey(vkey);
-    await keys.idle();
+    await deliverKeys(keys, await tenantKeyRequests(nkPub, "someone-else", { payload: enc("x") }));
     assert.equal(keys.key, undefined);
     assert.equal(keys.verify("abc"), undefined);
     assert.deepEqual(readdirSync(opts.store.secureDir), []);
@@ -123,11 +108,8 @@ describe("refusals", () => {
   });
 
   test("an unsafe payload zip is logged and writes nothing", async () => {
-    const { ukey, vkey } = await tenantKeyRequests(nkPub, UUID, { payload: zipSync({ "../x": enc("x") }) });
     const keys = new BootstrapKeys(opts);
-    await keys.ukey(ukey);
-    await keys.vkey(vkey);
-    await keys.idle();
+    await deliverKeys(keys, await tenantKeyRequests(nkPub, UUID, { payload: zipSync({ "../x": enc("x") }) }));
     assert.ok(keys.key);
     assert.deepEqual(readdirSync(opts.store.secureDir), []);
     assert.ok(log.lines.some((l) => /WARN Failed to run encrypted payload: payload zip entry "\.\.\/x"/.test(l)));

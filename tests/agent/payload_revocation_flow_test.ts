@@ -17,6 +17,7 @@ import { importNkPrivateKey, importNkPublicKey, tenantKeyRequests } from "../../
 import { buildPayloadZip } from "../../src/protocol/payload_zip.ts";
 import { revocationMessage } from "../../src/protocol/revocation.ts";
 import { recordingLog } from "../helpers/log_lines.ts";
+import { defaultStoreOptions, deliverKeys } from "../helpers/payload_delivery.ts";
 import { makeRevocationSigner } from "../helpers/revocation_ca.ts";
 
 const UUID = "d432fbb3-d2f1-4a97-9ef7-75bd81c00000";
@@ -42,7 +43,7 @@ test("payload with the revocation certificate and an action; a signed revocation
     },
     "autorun.sh": enc("echo bundle installed\n"),
   });
-  const { ukey, vkey } = await tenantKeyRequests(await importNkPublicKey(nk.publicKey), UUID, { payload: zip });
+  const requests = await tenantKeyRequests(await importNkPublicKey(nk.publicKey), UUID, { payload: zip });
 
   // Agent.
   const secure = await prepareSecureDir({ keylimeDir, secureSize: "1m", log, mount: false });
@@ -54,18 +55,9 @@ test("payload with the revocation certificate and an action; a signed revocation
     runPayloads: true,
     log,
     onPayloadStored: (s) => payloads.push(s),
-    store: {
-      secureDir: secure.path,
-      encKeyname: "derived_tci_key",
-      decPayloadFile: "decrypted_payload",
-      extractPayloadZip: true,
-      payloadScript: "autorun.sh",
-      log,
-    },
+    store: defaultStoreOptions(secure.path, log),
   });
-  await keys.ukey(ukey);
-  await keys.vkey(vkey);
-  await keys.idle();
+  await deliverKeys(keys, requests);
   assert.equal(payloads.length, 1);
   assert.deepEqual(payloads[0]!.actions, ["local_action_revoke"]);
   assert.ok(log.lines.includes("INFO bundle installed"));

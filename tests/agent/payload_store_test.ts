@@ -40,6 +40,7 @@ import {
 } from "../../src/agent/payload_store.ts";
 import { recordingLog } from "../helpers/log_lines.ts";
 import { toBase64, toHex } from "../../src/util/encoding.ts";
+import { defaultStoreOptions } from "../helpers/payload_delivery.ts";
 
 const UUID = "d432fbb3-d2f1-4a97-9ef7-75bd81c00000";
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -71,15 +72,7 @@ beforeEach(async () => {
     mount: false,
     mountinfoPath: join(root, "none"),
   });
-  opts = {
-    secureDir: secure.path,
-    encKeyname: "derived_tci_key",
-    decPayloadFile: "decrypted_payload",
-    extractPayloadZip: true,
-    payloadScript: "autorun.sh",
-    log,
-    scriptTimeoutMs: 30_000,
-  };
+  opts = { ...defaultStoreOptions(secure.path, log), scriptTimeoutMs: 30_000 };
 });
 afterEach(() => rmSync(root, { recursive: true, force: true }));
 
