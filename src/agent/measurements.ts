@@ -12,6 +12,7 @@
 import { Buffer } from "node:buffer";
 import { type FileHandle, open } from "node:fs/promises";
 import { SerialWork } from "./serial.ts";
+import { toBase64 } from "../util/encoding.ts";
 
 /** Entries between two index checkpoints: the index costs 8 bytes per CHECKPOINT entries. */
 export const CHECKPOINT = 1024;
@@ -203,7 +204,7 @@ export async function readMeasuredBootLog(
       if (total > maxBytes) throw new MeasurementsError(`the UEFI event log ${path} is larger than ${maxBytes} bytes`);
       parts.push(buf.subarray(0, bytesRead));
     }
-    return Buffer.concat(parts).toString("base64");
+    return toBase64(Buffer.concat(parts));
   } finally {
     await fh.close();
   }
