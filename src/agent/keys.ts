@@ -9,7 +9,7 @@ import type { webcrypto } from "node:crypto";
 import type { UKeyBody } from "../protocol/agent_api.ts";
 import { decryptKeyShare, KeyPairing, parseAuthTag, verifyHmac } from "../protocol/payload.ts";
 import { type PayloadStoreOptions, storeDerivedPayload, type StoredPayload } from "./payload_store.ts";
-import type { LogSink } from "./run_script.ts";
+import { type AgentLog, MSG } from "./messages.ts";
 import { SerialWork } from "./serial.ts";
 
 export interface BootstrapKeysOptions {
@@ -19,7 +19,7 @@ export interface BootstrapKeysOptions {
   /** mTLS on, or enable_insecure_payload: only then are payloads run. */
   runPayloads: boolean;
   store: PayloadStoreOptions;
-  log: LogSink;
+  log: AgentLog;
   /** Called after a payload was stored (e.g. to load the revocation certificate it brought). */
   onPayloadStored?: (stored: StoredPayload) => void;
 }
@@ -64,12 +64,10 @@ export class BootstrapKeys {
 
   #derived(derived: ReturnType<KeyPairing["addU"]>): void {
     if (!derived) return;
-    this.#o.log.info("Successfully derived symmetric payload decryption key");
+    this.#o.log.info(MSG.keyDerived);
     if (!derived.payload) return;
     if (!this.#o.runPayloads) {
-      this.#o.log.warn(
-        "agent mTLS is disabled, and unless 'enable_insecure_payload' is set to 'True', payloads cannot be deployed",
-      );
+      this.#o.log.warn(MSG.payloadsDisabled);
       return;
     }
     void this.#payloads.run(async () => {
@@ -77,7 +75,7 @@ export class BootstrapKeys {
         const stored = await storeDerivedPayload(this.#o.store, derived);
         if (stored) this.#o.onPayloadStored?.(stored);
       } catch (e) {
-        this.#o.log.warn(`Failed to run encrypted payload: ${(e as Error).message}`);
+        this.#o.log.warn(MSG.payloadFailed((e as Error).message));
       }
     });
   }

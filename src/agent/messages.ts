@@ -1,7 +1,7 @@
 /**
- * The agent's log lines in one table. The registration lines are rust-keylime's wording
- * (keylime/src/agent_registration.rs, keylime/src/registrar_client.rs): operators and upstream's
- * end-to-end tests look for them, e.g. "SUCCESS: Agent <uuid> activated".
+ * The agent's log lines in one table. The registration, payload and revocation lines are rust-keylime's wording
+ * (keylime/src/agent_registration.rs, keylime/src/registrar_client.rs, keylime-agent/src/{keys_handler,payloads,
+ * revocation}.rs): operators and upstream's end-to-end tests look for them, e.g. "SUCCESS: Agent <uuid> activated".
  */
 
 /** Where the agent's log lines go; the CLI decides the format. */
@@ -56,4 +56,39 @@ export const MSG = {
   noEkCert: (why: string) => `No EK certificate in the TPM (${why}); registering with an empty ekcert`,
   nkCreated: (path: string) => `Created the NK (payload key) ${path}`,
   mtlsCreated: (path: string) => `Created the mTLS certificate ${path}`,
+
+  // Payloads and revocation, as rust-keylime words them (keys_handler.rs, payloads.rs, secure_mount.rs,
+  // revocation.rs); lines upstream does not have say what the agent did instead.
+  keyDerived: "Successfully derived symmetric payload decryption key",
+  payloadsDisabled:
+    "agent mTLS is disabled, and unless 'enable_insecure_payload' is set to 'True', payloads cannot be deployed",
+  payloadFailed: (why: string) => `Failed to run encrypted payload: ${why}`,
+  payloadDecrypted: "Successfully decrypted payload",
+  mountinfoUnreadable: "Cannot read /proc/self/mountinfo; assuming the secure directory is not mounted",
+  secureNotTmpfs: (path: string) =>
+    `Not running as root: ${path} is a plain directory, not a tmpfs; payload secrets reach the disk`,
+  mountingSecure: (path: string) => `Mounting secure storage location ${path} on tmpfs.`,
+  mountFailed: (path: string, why: string) =>
+    `Unable to mount tmpfs on ${path} (${why}); using it as a plain directory`,
+  payloadNotZip: (file: string) => `extract_payload_zip is set but the payload is not a zip; storing it as ${file}`,
+  wroteKey: (path: string) => `Wrote payload decryption key to ${path}`,
+  wrotePayload: (path: string) => `Wrote decrypted payload to ${path}`,
+  unzipping: (file: string, dir: string) => `Unzipping payload ${file} to ${dir}`,
+  noPayloadScript: "No payload script specified, skipping",
+  payloadScriptMissing: (script: string, dir: string) => `No payload script ${script} found in ${dir}`,
+  executingPayloadScript: (path: string) => `Executing payload script: ${path}`,
+  payloadScriptDone: (path: string) => `${path} ran successfully`,
+  payloadScriptFailed: (path: string, how: string) => `${path} failed: ${how}`,
+  actionPermission: (path: string) => `Permission set for action: ${path}`,
+  noActionList: "WARNING: no action_list found in secure directory",
+  noActions: "WARNING: no actions found in revocation action list",
+  revocationCertMissing: (path: string) => `Revocation certificate not yet available (${path})`,
+  revocationFailed: (why: string) => `Failed to process revocation: ${why}`,
+  revocationBadSignature: "Invalid revocation message signature",
+  actionError: (name: string, why: string) => `error executing revocation script ${name}: ${why}`,
+  executingAction: (name: string) => `Executing revocation action ${name}`,
+  actionStdout: (out: string) => `Action stdout: ${out}`,
+  actionStderr: (err: string) => `Action stderr: ${err}`,
+  actionDone: (name: string) => `INFO: revocation action ${name} successful`,
+  revocationDone: "Revocation processed successfully",
 } as const;

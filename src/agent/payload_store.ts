@@ -13,7 +13,8 @@ import { promisify } from "node:util";
 import { decryptPayload, type DerivedKey } from "../protocol/payload.ts";
 import { isZip, planZipExtraction, type ZipEntryPlan, type ZipLimits } from "../protocol/payload_zip.ts";
 import { writeFileAtomic } from "../util/atomic_file.ts";
-import { describeEnd, type LogSink, outputLines, runScript } from "./run_script.ts";
+import { type AgentLog, MSG } from "./messages.ts";
+import { describeEnd, outputLines, runScript } from "./run_script.ts";
 
 export const SECURE_DIR = "secure";
 export const UNZIPPED_DIR = "unzipped";
@@ -51,7 +52,7 @@ export interface SecureDirOptions {
   keylimeDir: string;
   /** tmpfs size as mount(8) takes it, e.g. "1m". */
   secureSize: string;
-  log: LogSink;
+  log: AgentLog;
   /** Try to mount a tmpfs when not mounted (default: when running as root, as upstream). */
   mount?: boolean;
   /** For tests: where the mount table is read and which program mounts. */
@@ -79,7 +80,7 @@ export async function prepareSecureDir(o: SecureDirOptions): Promise<SecureDir> 
   try {
     mountinfo = await readFile(o.mountinfoPath ?? "/proc/self/mountinfo", "utf8");
   } catch {
-    o.log.warn("Cannot read /proc/self/mountinfo; assuming the secure directory is not mounted");
+    o.log.warn(MSG.mountinfoUnreadable);
   }
   const type = mountTypeOf(mountinfo, path);
   if (type === "tmpfs") {
@@ -100,16 +101,16 @@ export async function prepareSecureDir(o: SecureDirOptions): Promise<SecureDir> 
   await chmod(path, 0o700);
   const mayMount = o.mount ?? process.getuid?.() === 0;
   if (!mayMount) {
-    o.log.warn(`Not running as root: ${path} is a plain directory, not a tmpfs; payload secrets reach the disk`);
+    o.log.warn(MSG.secureNotTmpfs(path));
     return { path, tmpfs: false };
   }
-  o.log.info(`Mounting secure storage location ${path} on tmpfs.`);
+  o.log.info(MSG.mountingSecure(path));
   try {
     await execFileP(o.mountProgram ?? "mount", ["-t", "tmpfs", "-o", `size=${o.secureSize},mode=0700`, "tmpfs", path]);
     return { path, tmpfs: true };
   } catch (e) {
     const why = (e as { stderr?: string }).stderr?.trim() || (e as Error).message;
-    o.log.warn(`Unable to mount tmpfs on ${path} (${why}); using it as a plain directory`);
+    o.log.warn(MSG.mountFailed(path, why));
     return { path, tmpfs: false };
   }
 }
@@ -132,7 +133,7 @@ export interface PayloadStoreOptions {
   extractPayloadZip: boolean;
   /** "" runs nothing. */
   payloadScript: string;
-  log: LogSink;
+  log: AgentLog;
   zipLimits?: ZipLimits;
   scriptTimeoutMs?: number;
 }
@@ -169,19 +170,19 @@ export async function storePayload(
   let plan: ZipEntryPlan[] = [];
   if (o.extractPayloadZip) {
     if (isZip(plaintext)) plan = planZipExtraction(plaintext, o.zipLimits);
-    else o.log.warn(`extract_payload_zip is set but the payload is not a zip; storing it as ${o.decPayloadFile}`);
+    else o.log.warn(MSG.payloadNotZip(o.decPayloadFile));
   }
 
   await rm(unzipped, { recursive: true, force: true });
   await mkdir(unzipped, { mode: 0o700 });
   const written: string[] = [];
   await writeFileAtomic(keyPath, k);
-  o.log.info(`Wrote payload decryption key to ${keyPath}`);
+  o.log.info(MSG.wroteKey(keyPath));
   await writeFileAtomic(payloadPath, plaintext);
-  o.log.info(`Wrote decrypted payload to ${payloadPath}`);
+  o.log.info(MSG.wrotePayload(payloadPath));
   written.push(o.encKeyname, o.decPayloadFile);
 
-  if (plan.length) o.log.info(`Unzipping payload ${o.decPayloadFile} to ${unzipped}`);
+  if (plan.length) o.log.info(MSG.unzipping(o.decPayloadFile, unzipped));
   for (const entry of plan) {
     const target = inside(unzipped, entry.path, "zip entry");
     if (entry.kind === "dir") await mkdir(target, { recursive: true, mode: 0o700 });
@@ -192,7 +193,7 @@ export async function storePayload(
   }
 
   const result: StoredPayload = { unzipped, written, actions: [] };
-  if (o.payloadScript === "") o.log.info("No payload script specified, skipping");
+  if (o.payloadScript === "") o.log.info(MSG.noPayloadScript);
   else {
     const script = await runPayloadScript(unzipped, o);
     if (script) result.script = script;
@@ -208,22 +209,22 @@ function exists(path: string): Promise<boolean> {
 async function runPayloadScript(unzipped: string, o: PayloadStoreOptions): Promise<ScriptRun | undefined> {
   const path = inside(unzipped, o.payloadScript, "payload_script");
   if (!(await exists(path))) {
-    o.log.info(`No payload script ${o.payloadScript} found in ${unzipped}`);
+    o.log.info(MSG.payloadScriptMissing(o.payloadScript, unzipped));
     return undefined;
   }
   await chmod(path, 0o700);
-  o.log.info(`Executing payload script: ${path}`);
+  o.log.info(MSG.executingPayloadScript(path));
   const timeoutMs = o.scriptTimeoutMs ?? DEFAULT_SCRIPT_TIMEOUT_MS;
   const r = await runScript("sh", ["-c", path], { cwd: unzipped, timeoutMs });
   const output = outputLines(r);
   for (const line of output) o.log.info(line);
-  if (r.code === 0) o.log.info(`${path} ran successfully`);
-  else o.log.warn(`${path} failed: ${describeEnd(r, timeoutMs)}`);
+  if (r.code === 0) o.log.info(MSG.payloadScriptDone(path));
+  else o.log.warn(MSG.payloadScriptFailed(path, describeEnd(r, timeoutMs)));
   return { path, code: r.code, timedOut: r.timedOut, output };
 }
 
 /** chmod 0700 each script named in `unzipped/action_list` that exists (one name per line). */
-async function enableActions(unzipped: string, log: LogSink): Promise<string[]> {
+async function enableActions(unzipped: string, log: AgentLog): Promise<string[]> {
   let list: string;
   try {
     list = await readFile(join(unzipped, ACTION_LIST), "utf8");
@@ -241,7 +242,7 @@ async function enableActions(unzipped: string, log: LogSink): Promise<string[]> 
     }
     if (!(await exists(path))) continue;
     await chmod(path, 0o700);
-    log.info(`Permission set for action: ${path}`);
+    log.info(MSG.actionPermission(path));
     done.push(name);
   }
   return done;
@@ -257,6 +258,6 @@ export async function storeDerivedPayload(
 ): Promise<StoredPayload | undefined> {
   if (!derived.payload) return undefined;
   const plaintext = await decryptPayload(derived.k, derived.payload);
-  o.log.info("Successfully decrypted payload");
+  o.log.info(MSG.payloadDecrypted);
   return storePayload(o, derived.k, plaintext);
 }

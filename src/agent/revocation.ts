@@ -17,7 +17,8 @@ import {
 } from "../protocol/revocation.ts";
 import { writeFileAtomic } from "../util/atomic_file.ts";
 import { ACTION_LIST } from "./payload_store.ts";
-import { describeEnd, type LogSink, outputLines, runScript } from "./run_script.ts";
+import { type AgentLog, MSG } from "./messages.ts";
+import { describeEnd, outputLines, runScript } from "./run_script.ts";
 import { SerialWork } from "./serial.ts";
 import { toHex } from "../util/encoding.ts";
 
@@ -36,7 +37,7 @@ export interface RevocationOptions {
   unzippedDir: string;
   /** Where the message file is written and actions run (rust-keylime: keylime_dir). */
   workDir: string;
-  log: LogSink;
+  log: AgentLog;
   timeoutMs?: number;
 }
 
@@ -74,7 +75,7 @@ async function actionNames(o: RevocationOptions): Promise<string[]> {
   try {
     names.push(...parseActionList(await readFile(join(o.unzippedDir, ACTION_LIST), "utf8")));
   } catch {
-    o.log.warn("WARNING: no action_list found in secure directory");
+    o.log.warn(MSG.noActionList);
   }
   return names;
 }
@@ -88,30 +89,30 @@ export async function processRevocation(
   try {
     certPem = await readFile(o.certPath, "utf8");
   } catch {
-    o.log.warn(`Revocation certificate not yet available (${o.certPath})`);
+    o.log.warn(MSG.revocationCertMissing(o.certPath));
     return { status: "no-certificate", actions: [] };
   }
   let verified = false;
   try {
     verified = await verifyRevocation(await revocationKeyFromCert(certPem), body.msg, body.signature);
   } catch (e) {
-    o.log.error(`Failed to process revocation: ${(e as Error).message}`);
+    o.log.error(MSG.revocationFailed((e as Error).message));
     return { status: "no-certificate", actions: [] };
   }
   if (!verified) {
-    o.log.error("Invalid revocation message signature");
+    o.log.error(MSG.revocationBadSignature);
     return { status: "invalid-signature", actions: [] };
   }
   let message: unknown;
   try {
     message = parseRevocationMessage(body.msg);
   } catch (e) {
-    o.log.error(`Failed to process revocation: ${(e as Error).message}`);
+    o.log.error(MSG.revocationFailed((e as Error).message));
     return { status: "invalid-message", actions: [] };
   }
 
   const names = await actionNames(o);
-  if (names.length === 0) o.log.warn("WARNING: no actions found in revocation action list");
+  if (names.length === 0) o.log.warn(MSG.noActions);
   const runs: ActionRun[] = [];
   const timeoutMs = o.timeoutMs ?? DEFAULT_ACTION_TIMEOUT_MS;
   for (const name of names) {
@@ -119,31 +120,31 @@ export async function processRevocation(
     try {
       found = await lookupAction(o, name);
     } catch (e) {
-      o.log.error(`error executing revocation script ${name}: ${(e as Error).message}`);
+      o.log.error(MSG.actionError(name, (e as Error).message));
       return { status: "action-failed", actions: runs };
     }
-    o.log.info(`Executing revocation action ${name}`);
+    o.log.info(MSG.executingAction(name));
     const messageFile = join(o.workDir, `.revocation-${toHex(randomBytes(6))}.json`);
     await writeFileAtomic(messageFile, JSON.stringify(message));
     let r;
     try {
       r = await runScript(found.path, [messageFile], { cwd: o.workDir, timeoutMs });
     } catch (e) {
-      o.log.error(`error executing revocation script ${name}: ${(e as Error).message}`);
+      o.log.error(MSG.actionError(name, (e as Error).message));
       return { status: "action-failed", actions: runs };
     } finally {
       await rm(messageFile, { force: true });
     }
-    if (r.stdout.trim()) o.log.info(`Action stdout: ${r.stdout.trimEnd()}`);
-    if (r.stderr.trim()) o.log.warn(`Action stderr: ${r.stderr.trimEnd()}`);
+    if (r.stdout.trim()) o.log.info(MSG.actionStdout(r.stdout.trimEnd()));
+    if (r.stderr.trim()) o.log.warn(MSG.actionStderr(r.stderr.trimEnd()));
     runs.push({ name, ...found, code: r.code, timedOut: r.timedOut, output: outputLines(r) });
     if (r.code !== 0) {
-      o.log.error(`error executing revocation script ${name}: ${describeEnd(r, timeoutMs)}`);
+      o.log.error(MSG.actionError(name, describeEnd(r, timeoutMs)));
       return { status: "action-failed", actions: runs };
     }
-    o.log.info(`INFO: revocation action ${name} successful`);
+    o.log.info(MSG.actionDone(name));
   }
-  o.log.info("Revocation processed successfully");
+  o.log.info(MSG.revocationDone);
   return { status: "done", actions: runs };
 }
 
@@ -161,7 +162,7 @@ export class RevocationWorker {
       try {
         return await processRevocation(this.options, body);
       } catch (e) {
-        this.options.log.error(`Failed to process revocation: ${(e as Error).message}`);
+        this.options.log.error(MSG.revocationFailed((e as Error).message));
         return undefined;
       }
     });

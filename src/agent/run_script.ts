@@ -4,15 +4,6 @@
  */
 import { spawn } from "node:child_process";
 
-/** Where the agent's log lines go (the same shape as the agent's log). */
-export interface LogSink {
-  info(message: string): void;
-  warn(message: string): void;
-  error(message: string): void;
-}
-
-export const silentLog: LogSink = { info() {}, warn() {}, error() {} };
-
 export interface RunOptions {
   cwd: string;
   timeoutMs: number;

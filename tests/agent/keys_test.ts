@@ -13,7 +13,7 @@ import { BootstrapKeys, type BootstrapKeysOptions } from "../../src/agent/keys.t
 import { prepareSecureDir, type StoredPayload } from "../../src/agent/payload_store.ts";
 import { importNkPrivateKey, importNkPublicKey, PayloadError, tenantKeyRequests } from "../../src/protocol/payload.ts";
 import { buildPayloadZip } from "../../src/protocol/payload_zip.ts";
-import { recordingLog } from "../helpers/log_lines.ts";
+import { recordingLog } from "../helpers/agent_log.ts";
 import { defaultStoreOptions, deliverKeys } from "../helpers/payload_delivery.ts";
 
 const UUID = "d432fbb3-d2f1-4a97-9ef7-75bd81c00000";

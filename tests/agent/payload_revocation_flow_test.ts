@@ -16,7 +16,7 @@ import { RevocationWorker } from "../../src/agent/revocation.ts";
 import { importNkPrivateKey, importNkPublicKey, tenantKeyRequests } from "../../src/protocol/payload.ts";
 import { buildPayloadZip } from "../../src/protocol/payload_zip.ts";
 import { revocationMessage } from "../../src/protocol/revocation.ts";
-import { recordingLog } from "../helpers/log_lines.ts";
+import { recordingLog } from "../helpers/agent_log.ts";
 import { defaultStoreOptions, deliverKeys } from "../helpers/payload_delivery.ts";
 import { makeRevocationSigner } from "../helpers/revocation_ca.ts";
 

@@ -38,7 +38,7 @@ import {
   storeDerivedPayload,
   storePayload,
 } from "../../src/agent/payload_store.ts";
-import { recordingLog } from "../helpers/log_lines.ts";
+import { recordingLog } from "../helpers/agent_log.ts";
 import { toBase64, toHex } from "../../src/util/encoding.ts";
 import { defaultStoreOptions } from "../helpers/payload_delivery.ts";
 

@@ -25,7 +25,7 @@ import {
   pythonSign,
   type RevocationSigner,
 } from "../helpers/revocation_ca.ts";
-import { recordingLog } from "../helpers/log_lines.ts";
+import { recordingLog } from "../helpers/agent_log.ts";
 
 const root = mkdtempSync(join(tmpdir(), "revocation-agent-"));
 const signer: RevocationSigner = await makeRevocationSigner(root);

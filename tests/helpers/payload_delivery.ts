@@ -1,11 +1,11 @@
 /** Test helpers for payload delivery: the store options with rust-keylime's defaults, and a whole U/V delivery. */
 import type { BootstrapKeys } from "../../src/agent/keys.ts";
 import type { PayloadStoreOptions } from "../../src/agent/payload_store.ts";
-import type { LogSink } from "../../src/agent/run_script.ts";
+import type { AgentLog } from "../../src/agent/messages.ts";
 import type { UKeyRequest } from "../../src/protocol/payload.ts";
 
 /** enc_keyname, dec_payload_file, extract_payload_zip and payload_script at their defaults. */
-export function defaultStoreOptions(secureDir: string, log: LogSink): PayloadStoreOptions {
+export function defaultStoreOptions(secureDir: string, log: AgentLog): PayloadStoreOptions {
   return {
     secureDir,
     encKeyname: "derived_tci_key",
