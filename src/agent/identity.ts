@@ -198,9 +198,11 @@ export async function loadOrCreateAk(
   algs: Required<AkAlgorithms>,
   path: string,
   log?: AgentLog,
+  /** agent_data.json already being read (an agent reads it while the TPM makes the EK). */
+  reading: Promise<AgentData | null> = loadAgentData(path),
 ): Promise<{ ak: LoadedKey; created: boolean }> {
   const ekHash = hashEk(ek.public);
-  const saved = await loadAgentData(path);
+  const saved = await reading;
   if (saved && agentDataFits(saved, algs.hashAlg, algs.signAlg, ekHash)) {
     const ak = await loadAk(tpm, ek, saved.ak);
     log?.info(MSG.akLoaded(path));
@@ -225,13 +227,17 @@ export async function openIdentity(
   const persistent = c.ek_handle !== "" && c.ek_handle !== "generate";
   const ekAlg = persistent ? undefined : ekAlgOf(c);
   akAlgorithms(c); // configuration errors before any TPM work
-  await mkdir(paths.keylimeDir, { recursive: true, mode: 0o700 });
-  // The key files need no TPM: read them while the TPM works (awaited, and so reported, below).
-  const nkFile = loadOrCreateNk(paths.payloadKey, c.payload_key_password);
+  // The files need no TPM: read them while the TPM works (awaited, and so reported, below).
+  const dirReady = mkdir(paths.keylimeDir, { recursive: true, mode: 0o700 });
+  const nkFile = dirReady.then(() => loadOrCreateNk(paths.payloadKey, c.payload_key_password));
+  const savedAk = loadAgentData(paths.agentData);
   nkFile.catch(() => {});
+  savedAk.catch(() => {});
+  dirReady.catch(() => {});
   const ek = persistent ? await persistentEk(tpm, Number(c.ek_handle)) : await createEk(tpm, ekAlg!);
   let ak: LoadedKey | undefined;
   try {
+    await dirReady;
     const ekHash = hashEk(ek.public);
     const uuid = resolveUuid(c.uuid, ek.public, log);
     const mtlsFiles = c.enable_agent_mtls
@@ -243,7 +249,7 @@ export async function openIdentity(
       })
       : Promise.resolve(null);
     mtlsFiles.catch(() => {});
-    const opened = await loadOrCreateAk(tpm, ek, akAlgorithms(c), paths.agentData, log);
+    const opened = await loadOrCreateAk(tpm, ek, akAlgorithms(c), paths.agentData, log, savedAk);
     ak = opened.ak;
     const ekCertPem = await ekCertificates(tpm, ek, ekAlg ?? ekAlgOfPublic(ek.public), log);
     const nk = await nkFile;
