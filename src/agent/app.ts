@@ -1,0 +1,152 @@
+/**
+ * The agent's Hono app (keylime.md §4): /version, and every route of src/protocol/agent_api.ts mounted under
+ * `/v<version>` for each enabled API version that has it; the scope rules for anything else (unknown GET or
+ * POST 400, other methods 405, an unmounted version 400 "API version not supported: v<version>"); and one
+ * error funnel mapping error classes to statuses and the {code, status, results} envelope. Route files get
+ * only what they use. Nothing here opens a socket (server.ts does).
+ * Upstream: keylime/rust-keylime keylime-agent/src/{main,api,errors_handler}.rs, keylime/src/json_wrapper.rs.
+ */
+import { type Context, Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import {
+  type AgentRouteName,
+  agentRoutes,
+  agentStatus,
+  parseQuery,
+  routesOf,
+  VERSION_SCOPE_ALLOW,
+} from "../protocol/agent_api.ts";
+import { type ApiVersion, compareVersions, parseVersionPrefix } from "../protocol/api_version.ts";
+import { envelope, envelopeText } from "../protocol/envelope.ts";
+import { PayloadError } from "../protocol/payload.ts";
+import { parseJsonText, ProtocolInputError, type Shape, type ShapeOf } from "../protocol/schema.ts";
+import { PcrsUnstableError, TpmLibraryError, TpmUsageError } from "../tpm/errors.ts";
+import type { RouteHandlers, RouteInput } from "./routes/handler.ts";
+import { RouteError } from "./routes/handler.ts";
+import { infoHandlers, type InfoRouteDeps } from "./routes/info.ts";
+import { keyHandlers, type KeyRouteDeps } from "./routes/keys.ts";
+import { notificationHandlers, type NotificationRouteDeps } from "./routes/notifications.ts";
+import { quoteHandlers, type QuoteRouteDeps } from "./routes/quotes.ts";
+
+/** Log lines of the app: one per request at debug, refusals at warn, failures at error. */
+export interface AppLog {
+  debug(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+export interface AgentAppDeps {
+  /** Enabled API versions, any order (config.ts enabledApiVersions). */
+  versions: readonly ApiVersion[];
+  quotes: QuoteRouteDeps;
+  keys: KeyRouteDeps;
+  info: InfoRouteDeps;
+  notifications: NotificationRouteDeps;
+  log: AppLog;
+}
+
+/** The largest body: a keys/ukey with the largest payload, base64, plus room for the other fields. */
+export const MAX_BODY_BYTES = Math.ceil((64 * 1024 * 1024 * 4) / 3) + 64 * 1024;
+
+type Env = { Variables: { route: AgentRouteName } };
+
+function reply(c: Context<Env>, code: number, status: string, results?: object): Response {
+  return c.body(envelopeText(envelope(code, status, results)), code as 200, { "Content-Type": "application/json" });
+}
+
+/** What a failure answers, by class; TPM and unknown failures are logged, never described beyond their kind. */
+function answerError(c: Context<Env>, e: unknown, log: AppLog): Response {
+  const where = `${c.req.method} ${new URL(c.req.url).pathname}`;
+  if (e instanceof RouteError || e instanceof ProtocolInputError || e instanceof PayloadError) {
+    const status = e instanceof RouteError ? e.status : 400;
+    log.warn(`${where} returning ${status} response. ${e.message}`);
+    return reply(c, status, e.message);
+  }
+  if (e instanceof PcrsUnstableError) {
+    log.warn(`${where} returning 503 response. ${e.message}`);
+    return reply(c, 503, "PCRs changed while quoting; retry");
+  }
+  if (e instanceof TpmUsageError) {
+    log.warn(`${where} returning 400 response. ${e.message}`);
+    return reply(c, 400, e.message);
+  }
+  const quoting = c.get("route") === "identityQuote" || c.get("route") === "integrityQuote";
+  if (e instanceof TpmLibraryError) {
+    log.error(`${where}: TPM failure (${e.code}): ${e.message}`);
+    return reply(c, 500, quoting ? "Unable to retrieve quote" : "TPM failure");
+  }
+  log.error(`${where}: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+  return reply(c, 500, quoting ? "Unable to retrieve quote" : "Internal Server Error");
+}
+
+function highest(versions: readonly ApiVersion[]): ApiVersion[] {
+  return [...new Set(versions)].sort(compareVersions);
+}
+
+type AnyHandler = (input: RouteInput<AgentRouteName>) => Promise<unknown>;
+
+export function createAgentApp(deps: AgentAppDeps): Hono<Env> {
+  const versions = highest(deps.versions);
+  if (versions.length === 0) throw new Error("createAgentApp: no API version enabled");
+  const handlers: RouteHandlers<Exclude<AgentRouteName, "version">> = {
+    ...quoteHandlers(deps.quotes),
+    ...keyHandlers(deps.keys),
+    ...infoHandlers(deps.info),
+    ...notificationHandlers(deps.notifications),
+  };
+
+  const app = new Hono<Env>({ strict: false });
+  app.use("*", async (c, next) => {
+    const start = performance.now();
+    await next();
+    deps.log.debug(
+      `${c.req.method} ${new URL(c.req.url).pathname} ${c.res.status} ${(performance.now() - start).toFixed(1)} ms`,
+    );
+  });
+  app.use(
+    "*",
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: () => {
+        throw ProtocolInputError.at("", `the request body is larger than ${MAX_BODY_BYTES} bytes`);
+      },
+    }),
+  );
+
+  app.get(agentRoutes.version.path, (c) => {
+    const results = { supported_version: versions.at(-1)!, supported_versions: versions };
+    return reply(c, 200, agentStatus.success, agentRoutes.version.results.toJson(results));
+  });
+
+  for (const version of versions) {
+    for (const route of routesOf(version)) {
+      const name = route.name as Exclude<AgentRouteName, "version">;
+      const handler = handlers[name] as AnyHandler;
+      app.on(route.method, `/v${version}${route.path}`, async (c) => {
+        c.set("route", name);
+        const params = new URL(c.req.url).searchParams;
+        // keys/verify names a missing challenge as upstream does.
+        if (name === "verify" && !params.get("challenge")) throw new RouteError(400, agentStatus.noChallenge);
+        const query = route.query ? parseQuery(route.query as ShapeOf<Shape>, params) : undefined;
+        const body = route.body ? parseJsonText(route.body as ShapeOf<Shape>, await c.req.text()) : undefined;
+        const results = await handler({ version, query, body } as RouteInput<AgentRouteName>);
+        return reply(c, 200, agentStatus.success, (route.results as ShapeOf<Shape>).toJson(results as never));
+      });
+    }
+  }
+
+  app.notFound((c) => {
+    const scope = parseVersionPrefix(new URL(c.req.url).pathname);
+    if (!scope) return reply(c, 404, "Not Found");
+    const segment = `v${scope.major}${scope.minor === undefined ? "" : `.${scope.minor}`}`;
+    if (!versions.includes(segment.slice(1) as ApiVersion)) {
+      return reply(c, 400, agentStatus.versionNotSupported(segment));
+    }
+    if (c.req.method === "GET") return reply(c, 400, agentStatus.notImplementedGet);
+    if (c.req.method === "POST") return reply(c, 400, agentStatus.notImplementedPost);
+    c.header("Allow", VERSION_SCOPE_ALLOW);
+    return reply(c, 405, agentStatus.methodNotSupported);
+  });
+  app.onError((e, c) => answerError(c, e, deps.log));
+  return app;
+}

@@ -1,0 +1,61 @@
+/**
+ * quotes/identity and quotes/integrity (keylime.md §4, §5). The identity quote covers PCR 16 only and
+ * carries the NK; the integrity quote covers the mask plus PCR 16, carries the NK when `partial=0`, the IMA
+ * list from `ima_ml_entry` when the agent has one, and the UEFI event log when PCR 0 is in the mask.
+ * Upstream: keylime/rust-keylime keylime-agent/src/quotes_handler.rs.
+ */
+import { encAlgName, type QuoteResults } from "../../protocol/agent_api.ts";
+import type { ApiVersion } from "../../protocol/api_version.ts";
+import { maskPcrs, type QuoteAlgorithms } from "../quoter.ts";
+import type { RouteHandlers } from "./handler.ts";
+
+/** The IMA and UEFI logs a quote answer carries. */
+export interface MeasurementSource {
+  /** The IMA list text from entry `entry` (0 when past the end); undefined when the agent has no IMA list. */
+  ima(entry: number): Promise<{ text: string; entry: number } | undefined>;
+  /** The UEFI event log; undefined when there is none. */
+  measuredBoot(): Promise<Uint8Array | undefined>;
+}
+
+export interface QuoteRouteDeps {
+  quoter: {
+    readonly algorithms: QuoteAlgorithms;
+    quote(nonce: string, pcrs: readonly number[]): Promise<string>;
+  };
+  /** The NK's SubjectPublicKeyInfo PEM, exactly as extended into PCR 16. */
+  nkPem: string;
+  measurements?: MeasurementSource;
+}
+
+function base(deps: QuoteRouteDeps, quote: string, version: ApiVersion): QuoteResults {
+  const a = deps.quoter.algorithms;
+  return { quote, hash_alg: a.hashAlg, enc_alg: encAlgName(a.encKind, a.encSize, version), sign_alg: a.signAlg };
+}
+
+export function quoteHandlers(deps: QuoteRouteDeps): RouteHandlers<"identityQuote" | "integrityQuote"> {
+  return {
+    async identityQuote({ version, query }) {
+      const quote = await deps.quoter.quote(query.nonce, []);
+      return { ...base(deps, quote, version), pubkey: deps.nkPem };
+    },
+    async integrityQuote({ version, query }) {
+      const pcrs = maskPcrs(query.mask);
+      const quote = await deps.quoter.quote(query.nonce, pcrs);
+      const results = base(deps, quote, version);
+      if (!query.partial) results.pubkey = deps.nkPem;
+      const m = deps.measurements;
+      if (m) {
+        if (pcrs.includes(0)) {
+          const mb = await m.measuredBoot();
+          if (mb) results.mb_measurement_list = mb;
+        }
+        const ima = await m.ima(query.ima_ml_entry ?? 0);
+        if (ima) {
+          results.ima_measurement_list = ima.text;
+          results.ima_measurement_list_entry = ima.entry;
+        }
+      }
+      return results;
+    },
+  };
+}
