@@ -1,0 +1,70 @@
+/**
+ * The agent's only socket: the app served over node:https (mTLS, tls.ts) or, with enable_agent_mtls off, plain
+ * node:http, through @hono/node-server. close() stops accepting, lets requests in flight finish within a
+ * grace period, then drops what is left.
+ */
+import { createAdaptorServer } from "@hono/node-server";
+import { createServer as createHttpServer, type Server } from "node:http";
+import { createServer as createHttpsServer, type ServerOptions } from "node:https";
+import type { AddressInfo, Socket } from "node:net";
+
+export interface AgentServerOptions {
+  ip: string;
+  /** 0 picks a free port. */
+  port: number;
+  /** node:https options (agentTlsOptions); absent serves plain HTTP. */
+  tls?: ServerOptions;
+  /** Connections that send nothing for this long are closed. */
+  idleTimeoutMs?: number;
+}
+
+export interface RunningAgentServer {
+  readonly port: number;
+  readonly url: string;
+  /** Stop accepting, wait for requests in flight up to graceMs, then close every connection. */
+  close(graceMs?: number): Promise<void>;
+}
+
+type Fetch = (request: Request, env?: unknown) => Response | Promise<Response>;
+
+export async function startAgentServer(fetch: Fetch, o: AgentServerOptions): Promise<RunningAgentServer> {
+  const server = (o.tls
+    ? createAdaptorServer({ fetch, createServer: createHttpsServer, serverOptions: o.tls })
+    : createAdaptorServer({ fetch, createServer: createHttpServer })) as Server;
+  // Raw sockets, including TLS handshakes that never became HTTP connections (closeAllConnections misses those).
+  const sockets = new Set<Socket>();
+  server.on("connection", (s: Socket) => {
+    sockets.add(s);
+    s.once("close", () => sockets.delete(s));
+  });
+  server.keepAliveTimeout = o.idleTimeoutMs ?? 5_000;
+  server.headersTimeout = 30_000;
+  server.requestTimeout = 5 * 60_000;
+  const port = await new Promise<number>((ok, fail) => {
+    server.once("error", fail);
+    server.listen(o.port, o.ip, () => {
+      server.off("error", fail);
+      ok((server.address() as AddressInfo).port);
+    });
+  });
+  const host = o.ip.includes(":") ? `[${o.ip}]` : o.ip;
+  let closing: Promise<void> | undefined;
+  return {
+    port,
+    url: `${o.tls ? "https" : "http"}://${host}:${port}`,
+    close(graceMs = 8_000) {
+      closing ??= new Promise<void>((ok) => {
+        const timer = setTimeout(() => {
+          server.closeAllConnections();
+          for (const s of sockets) s.destroy();
+        }, graceMs);
+        server.close(() => {
+          clearTimeout(timer);
+          ok();
+        });
+        server.closeIdleConnections();
+      });
+      return closing;
+    },
+  };
+}
