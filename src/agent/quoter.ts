@@ -15,7 +15,7 @@ import type { LoadedKey } from "../tpm/objects.ts";
 import { pcrExtend, pcrReset } from "../tpm/pcrs.ts";
 import { quote } from "../tpm/quote.ts";
 import { publicAsym, publicEcc, publicRsa, type TPMT_PUBLIC } from "../tpm/structures.ts";
-import { Mutex } from "../util/mutex.ts";
+import { SerialWork } from "./serial.ts";
 
 /** keylime/config.py TPM_DATA_PCR: where the NK's digest is extended. */
 export const DATA_PCR = 16;
@@ -72,16 +72,11 @@ export function maskPcrs(mask: number): number[] {
 }
 
 export class Quoter {
-  readonly #lock = new Mutex();
+  readonly #lock = new SerialWork();
   readonly algorithms: QuoteAlgorithms;
 
   constructor(readonly ak: AkAccess, readonly hashAlg: number) {
     this.algorithms = quoteAlgorithms(ak.public, hashAlg);
-  }
-
-  /** Is a TPM sequence running or queued? */
-  get busy(): boolean {
-    return this.#lock.busy;
   }
 
   /** PCR 16 := extend(0, H(nkPem)): reset then extend, before any quote is served. */

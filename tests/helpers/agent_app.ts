@@ -1,15 +1,21 @@
 /**
  * Test helper: the agent's app deps over a real TPM (the simulator in process unless a Tpm is given): an
- * EK and AK made in the TPM, an NK in software, PCR 16 bound to the NK, and recorders for what runs after
- * an answer (derived keys, revocations) and for the log.
+ * EK and AK made in the TPM, an NK in software, PCR 16 bound to the NK, the bootstrap key service with a
+ * temporary secure directory, and recorders for stored payloads, revocations and the log.
  */
-import { generateKeyPairSync } from "node:crypto";
+import { generateKeyPairSync, type KeyObject } from "node:crypto";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { AgentAppDeps, AppLog } from "../../src/agent/app.ts";
+import { BootstrapKeys } from "../../src/agent/keys.ts";
+import type { StoredPayload } from "../../src/agent/payload_store.ts";
 import { keptAk, Quoter } from "../../src/agent/quoter.ts";
 import type { MeasurementSource } from "../../src/agent/routes/quotes.ts";
+import { silentLog } from "../../src/agent/run_script.ts";
 import type { RevocationBody } from "../../src/protocol/agent_api.ts";
 import { AGENT_SUPPORTED_VERSIONS, type ApiVersion } from "../../src/protocol/api_version.ts";
-import { type DerivedKey, importNkPrivateKey, KeyPairing } from "../../src/protocol/payload.ts";
+import { importNkPrivateKey } from "../../src/protocol/payload.ts";
 import { createAk, loadAk } from "../../src/tpm/ak.ts";
 import type { Tpm } from "../../src/tpm/client.ts";
 import { TPM_ALG } from "../../src/tpm/constants.ts";
@@ -26,7 +32,9 @@ export interface AgentAppFixture {
   ak: LoadedKey;
   quoter: Quoter;
   nkPem: string;
-  derived: DerivedKey[];
+  /** A fresh bootstrap key service for the same NK (payloads stored into `stored`). */
+  newKeys(): Promise<BootstrapKeys>;
+  stored: StoredPayload[];
   revocations: RevocationBody[];
   lines: string[];
   stop(): Promise<void>;
@@ -40,6 +48,24 @@ export function recordingAppLog(lines: string[]): AppLog {
   };
 }
 
+async function bootstrapKeys(nk: KeyObject, onStored: (p: StoredPayload) => void): Promise<BootstrapKeys> {
+  return new BootstrapKeys({
+    uuid: TEST_UUID,
+    nk: await importNkPrivateKey(nk),
+    runPayloads: true,
+    store: {
+      secureDir: mkdtempSync(join(tmpdir(), "agent-secure-")),
+      encKeyname: "derived_tci_key",
+      decPayloadFile: "decrypted_payload",
+      extractPayloadZip: true,
+      payloadScript: "autorun.sh",
+      log: silentLog,
+    },
+    log: silentLog,
+    onPayloadStored: onStored,
+  });
+}
+
 export async function agentAppFixture(
   o: { versions?: readonly ApiVersion[]; measurements?: MeasurementSource; tpm?: Tpm } = {},
 ): Promise<AgentAppFixture> {
@@ -51,20 +77,23 @@ export async function agentAppFixture(
   const nkPem = nk.publicKey.export({ format: "pem", type: "spki" }).toString();
   const quoter = new Quoter(keptAk(tpm, ak), TPM_ALG.SHA256);
   await quoter.bindNk(nkPem);
-  const derived: DerivedKey[] = [];
+  const stored: StoredPayload[] = [];
   const revocations: RevocationBody[] = [];
   const lines: string[] = [];
+  const newKeys = () => bootstrapKeys(nk.privateKey, (p) => stored.push(p));
   const deps: AgentAppDeps = {
     versions: o.versions ?? AGENT_SUPPORTED_VERSIONS,
     quotes: { quoter, nkPem, ...(o.measurements ? { measurements: o.measurements } : {}) },
-    keys: {
-      nk: await importNkPrivateKey(nk.privateKey),
-      nkPem,
-      pairing: new KeyPairing(TEST_UUID),
-      onKey: (d) => derived.push(d),
-    },
+    keys: { keys: await newKeys(), nkPem },
     info: { uuid: TEST_UUID, algorithms: quoter.algorithms, akHandle: () => ak.handle },
-    notifications: { onRevocation: (b) => revocations.push(b) },
+    notifications: {
+      revocations: {
+        submit: (b) => {
+          revocations.push(b);
+          return Promise.resolve(undefined);
+        },
+      },
+    },
     log: recordingAppLog(lines),
   };
   return {
@@ -73,7 +102,8 @@ export async function agentAppFixture(
     ak,
     quoter,
     nkPem,
-    derived,
+    newKeys,
+    stored,
     revocations,
     lines,
     stop: async () => {

@@ -1,20 +1,19 @@
 /**
- * notifications/revocation (keylime.md §9): the body is checked here, the signature and the actions by
- * revocation.ts after the answer (upstream answers 200 at once and hands the message to a worker).
+ * notifications/revocation (keylime.md §9): the body is checked here; the signature and the actions by the
+ * revocation worker (revocation.ts) after the answer, as upstream answers 200 at once.
  * Upstream: keylime/rust-keylime keylime-agent/src/notifications_handler.rs.
  */
-import type { RevocationBody } from "../../protocol/agent_api.ts";
+import type { RevocationWorker } from "../revocation.ts";
 import type { RouteHandlers } from "./handler.ts";
 
 export interface NotificationRouteDeps {
-  /** Verify and act on a notification. Not awaited by the answer; must not throw. */
-  onRevocation(body: RevocationBody): void;
+  revocations: Pick<RevocationWorker, "submit">;
 }
 
 export function notificationHandlers(deps: NotificationRouteDeps): RouteHandlers<"revocation"> {
   return {
     revocation({ body }) {
-      deps.onRevocation(body);
+      void deps.revocations.submit(body);
       return Promise.resolve({});
     },
   };
