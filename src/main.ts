@@ -4,7 +4,9 @@
  * the services together. Subcommands live in src/cli/, one file each.
  */
 import { Command } from "commander";
+import { basename } from "node:path";
 import { agentCommand } from "./cli/agent.ts";
+import { AGENT_PROGRAM_NAME, ARGV0_ENV } from "./cli/agent_run.ts";
 import { demoCommand } from "./cli/demo.ts";
 import { registrarCommand } from "./cli/registrar.ts";
 import { simulatorCommand } from "./cli/simulator.ts";
@@ -40,5 +42,20 @@ export async function main(argv: string[]): Promise<void> {
   }
 }
 
+/** The name this executable was started as: a launcher's $0, the script, or the binary itself. */
+function invokedAs(): string[] {
+  const names = [process.env[ARGV0_ENV], process.argv[1], process.execPath].filter((n): n is string => !!n);
+  return names.map((n) => basename(n));
+}
+
+/** Run as keylime_agent (a link or copy): the agent in the foreground, no arguments, as upstream's service. */
+export function isAgentProgram(): boolean {
+  return invokedAs().includes(AGENT_PROGRAM_NAME);
+}
+
 // No top-level await: the single-executable bundle loads this module as CommonJS.
-if ((import.meta as { main?: boolean }).main) void main(process.argv.slice(2));
+if ((import.meta as { main?: boolean }).main) {
+  const agentProgram = isAgentProgram();
+  delete process.env[ARGV0_ENV];
+  void main(agentProgram ? ["agent", "run"] : process.argv.slice(2));
+}

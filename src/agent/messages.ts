@@ -91,4 +91,14 @@ export const MSG = {
   actionStderr: (err: string) => `Action stderr: ${err}`,
   actionDone: (name: string) => `INFO: revocation action ${name} successful`,
   revocationDone: "Revocation processed successfully",
+
+  // Serving, as rust-keylime words it (keylime-agent/src/main.rs); upstream's tests match the first line's end.
+  startingServer: (versions: readonly string[]) => `Starting server with API versions: ${versions.join(", ")}`,
+  listening: (url: string) => `Listening on ${url}`,
+  imaUnavailable: (path: string) => `IMA measurement list not available: ${path}`,
+  mbUnavailable: (path: string) => `Measured boot measurement list not available: ${path}`,
+  flushFailed: (e: unknown) => `Could not flush the TPM objects: ${(e as Error).message}`,
+  shuttingDown: (signal: string) => `Received ${signal}, shutting down`,
+  shutdownTimeout: (ms: number) => `Shutdown took longer than ${ms / 1000} s; exiting`,
+  stopped: "Agent stopped",
 } as const;

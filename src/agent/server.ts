@@ -28,9 +28,10 @@ export interface RunningAgentServer {
 type Fetch = (request: Request, env?: unknown) => Response | Promise<Response>;
 
 export async function startAgentServer(fetch: Fetch, o: AgentServerOptions): Promise<RunningAgentServer> {
-  const server = (o.tls
-    ? createAdaptorServer({ fetch, createServer: createHttpsServer, serverOptions: o.tls })
-    : createAdaptorServer({ fetch, createServer: createHttpServer })) as Server;
+  const server =
+    (o.tls
+      ? createAdaptorServer({ fetch, createServer: createHttpsServer, serverOptions: o.tls })
+      : createAdaptorServer({ fetch, createServer: createHttpServer })) as Server;
   // Raw sockets, including TLS handshakes that never became HTTP connections (closeAllConnections misses those).
   const sockets = new Set<Socket>();
   server.on("connection", (s: Socket) => {

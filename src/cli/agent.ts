@@ -7,6 +7,7 @@ import { type AgentConfig, agentPaths, configReference, loadAgentConfig, type Lo
 import { AGENT_KEY_NAMES, AGENT_KEYS, envName } from "../agent/config_keys.ts";
 import type { AgentLog } from "../agent/messages.ts";
 import { openAndRegister } from "../agent/registration.ts";
+import { agentRunCommand } from "./agent_run.ts";
 import { positiveInt } from "./options.ts";
 import { print, printJson } from "./output.ts";
 import { chooseTpmUri, withTpm } from "./select_tpm.ts";
@@ -38,7 +39,10 @@ const shown = (key: keyof AgentConfig, v: unknown) =>
   (AGENT_KEYS[key] as { secret?: boolean }).secret && v !== "" ? "(set)" : v;
 
 export function agentCommand(program: Command): void {
-  const agent = program.command("agent").description("the Keylime agent: its configuration, registration");
+  const agent = program.command("agent").description(
+    "the Keylime agent: register, then serve (the default), or show its configuration, or only register",
+  );
+  agentRunCommand(agent);
 
   agent.command("config")
     .description("print the effective [agent] configuration and where each value came from")

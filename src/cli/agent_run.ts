@@ -1,0 +1,81 @@
+/**
+ * `keylime-ts agent run`, and the same executable run as `keylime_agent`: load the configuration, open the
+ * TPM, register, serve in the foreground until SIGTERM or SIGINT, then stop accepting, finish what is in
+ * flight, flush what was loaded in the TPM and exit 0 (within 10 s).
+ */
+import type { Command } from "commander";
+import { loadAgentConfig } from "../agent/config.ts";
+import { MSG } from "../agent/messages.ts";
+import { startAgentService } from "../agent/service.ts";
+import { CONFIG_ROOT_ENV } from "./agent.ts";
+import { stderrServiceLog } from "./agent_log.ts";
+import { openTpm } from "./select_tpm.ts";
+
+/** The name that makes the executable the agent (a link or copy named so). */
+export const AGENT_PROGRAM_NAME = "keylime_agent";
+/** Launcher scripts pass the name they were run as here (a shell script's $0). */
+export const ARGV0_ENV = "KEYLIME_TS_ARGV0";
+/** SIGTERM to exit: the whole shutdown stays under this. */
+const SHUTDOWN_MS = 10_000;
+
+export interface RunOptions {
+  config?: string;
+  tpm?: string;
+}
+
+/** Run the agent until a signal; resolves when it has shut down. */
+export async function runAgent(o: RunOptions = {}): Promise<void> {
+  const log = stderrServiceLog();
+  const { config } = loadAgentConfig({
+    ...(o.config ? { file: o.config } : {}),
+    ...(process.env[CONFIG_ROOT_ENV] ? { root: process.env[CONFIG_ROOT_ENV] } : {}),
+    warn: (m) => log.warn(m),
+  });
+  const opened = await openTpm(o.tpm ? { tpm: o.tpm } : {});
+  let agent;
+  try {
+    agent = await startAgentService(opened.tpm, { config, log });
+  } catch (e) {
+    await opened.close().catch(() => {});
+    throw e;
+  }
+  const running = agent;
+  await new Promise<void>((done) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      // A second signal while stopping changes nothing: the hard deadline below still holds.
+      if (stopping) return;
+      stopping = true;
+      log.info(MSG.shuttingDown(signal));
+      const hard = setTimeout(() => {
+        log.error(MSG.shutdownTimeout(SHUTDOWN_MS));
+        process.exit(1);
+      }, SHUTDOWN_MS);
+      void running.close(SHUTDOWN_MS - 2_000)
+        .then(() => opened.close())
+        .catch((e) => log.error(String(e)))
+        .finally(() => {
+          clearTimeout(hard);
+          log.info(MSG.stopped);
+          done();
+          // Whatever a library left open (a keep-alive socket, a timer), the service has stopped.
+          process.exit(0);
+        });
+    };
+    const onTerm = () => stop("SIGTERM");
+    const onInt = () => stop("SIGINT");
+    process.on("SIGTERM", onTerm);
+    process.on("SIGINT", onInt);
+  });
+}
+
+export function agentRunCommand(agent: Command): void {
+  agent.command("run", { isDefault: true })
+    .description("register, then serve the agent API in the foreground until SIGTERM/SIGINT (what keylime_agent runs)")
+    .option(
+      "--config <file>",
+      "read this file instead of /usr/etc/keylime and /etc/keylime (like KEYLIME_AGENT_CONFIG)",
+    )
+    .option("--tpm <uri>", "TPM to use (default: TCTI, then /dev/tpmrm0, /dev/tpm0, the embedded simulator)")
+    .action((o: RunOptions) => runAgent(o));
+}
