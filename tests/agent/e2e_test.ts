@@ -9,7 +9,7 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -28,7 +28,7 @@ import { type AgentClient, agentClient } from "../helpers/agent_client.ts";
 import { freePort } from "../helpers/free_port.ts";
 import { tenantCert, tenantRequest } from "../helpers/registrar_http.ts";
 import { makeRevocationSigner, type RevocationSigner } from "../helpers/revocation_ca.ts";
-import { startSwtpm, type SwtpmInstance, swtpmSkipReason } from "../helpers/swtpm.ts";
+import { requireTools, startSwtpm, type SwtpmInstance, swtpmSkipReason } from "../helpers/swtpm.ts";
 
 const UUID = "e2e00000-d2f1-4a97-9ef7-75bd81c00000";
 const ROOT = resolve(import.meta.dirname!, "../..");
@@ -43,7 +43,9 @@ async function until(what: string, check: () => boolean | Promise<boolean>, ms =
   }
 }
 
-describe("keylime_agent as a process", { skip: swtpmSkipReason() }, () => {
+describe("keylime_agent as a process", {
+  skip: swtpmSkipReason() ?? requireTools("tpm2_pcrread", "tpm2_nvread", "tpm2_getcap"),
+}, () => {
   let dir: string;
   let swtpm: SwtpmInstance;
   let registrar: RunningRegistrar;
@@ -168,6 +170,18 @@ describe("keylime_agent as a process", { skip: swtpmSkipReason() }, () => {
     const h = createHash("sha256").update(nkPem).digest();
     const expected = createHash("sha256").update(Buffer.concat([Buffer.alloc(32), h])).digest();
     assert.deepEqual(Buffer.from(v.pcrs.get(16)!), expected);
+  });
+
+  test("tpm2-tools shares the swtpm between the agent's requests; the next quote still verifies", async () => {
+    await new Promise((ok) => setTimeout(ok, 400)); // past the agent's idle release (200 ms)
+    const env = { ...process.env, TPM2TOOLS_TCTI: swtpm.tctiForTools };
+    assert.match(execFileSync("tpm2_pcrread", ["sha256:16"], { env }).toString(), /16 *: *0x[0-9A-F]{64}/);
+    assert.equal(execFileSync("tpm2_nvread", ["0x01c00002"], { env, stdio: ["ignore", "pipe", "ignore"] })[0], 0x30);
+    assert.equal(execFileSync("tpm2_getcap", ["handles-transient"], { env }).toString().trim(), "");
+    const nonce = "afterTools";
+    const a = await client.request(agentRoutePath(agentRoutes.identityQuote, "2.6", { nonce }));
+    assert.equal(a.status, 200, JSON.stringify(a.json));
+    verifyQuote({ quote: a.json.results.quote as string, nonce, hashAlg: TPM_ALG.SHA256, aikTpm });
   });
 
   async function deliver(file: string, opts: { wrongAuthTag?: boolean } = {}) {
