@@ -9,156 +9,66 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { agentRoutePath, agentRoutes } from "../../src/protocol/agent_api.ts";
 import { generateBootstrapKey, importNkPublicKey, tenantKeyRequests, verifyHmac } from "../../src/protocol/payload.ts";
 import { buildPayloadZip } from "../../src/protocol/payload_zip.ts";
 import { verifyQuote } from "../../src/protocol/quote.ts";
 import { revocationMessage } from "../../src/protocol/revocation.ts";
-import { loadRegistrarConfig } from "../../src/registrar/config.ts";
-import { type RunningRegistrar, startRegistrar } from "../../src/registrar/server.ts";
-import { createCa, issueCertificate, newKeyPair, privateKeyPem } from "../../src/registrar/tls.ts";
 import { TPM_ALG } from "../../src/tpm/constants.ts";
-import { fromBase64 } from "../../src/util/encoding.ts";
-import { type AgentClient, agentClient } from "../helpers/agent_client.ts";
-import { freePort } from "../helpers/free_port.ts";
-import { tenantCert, tenantRequest } from "../helpers/registrar_http.ts";
+import type { AgentClient } from "../helpers/agent_client.ts";
+import { type AgentProcess, ROOT, startAgentProcess, until } from "../helpers/agent_process.ts";
 import { makeRevocationSigner, type RevocationSigner } from "../helpers/revocation_ca.ts";
-import { requireTools, startSwtpm, type SwtpmInstance, swtpmSkipReason } from "../helpers/swtpm.ts";
+import { requireTools, swtpmSkipReason } from "../helpers/swtpm.ts";
 
 const UUID = "e2e00000-d2f1-4a97-9ef7-75bd81c00000";
-const ROOT = resolve(import.meta.dirname!, "../..");
 const enc = new TextEncoder();
-
-/** Wait until `check` holds, polling; fails with `what` after `ms`. */
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 60_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((ok) => setTimeout(ok, 50));
-  }
-}
 
 describe("keylime_agent as a process", {
   skip: swtpmSkipReason() ?? requireTools("tpm2_pcrread", "tpm2_nvread", "tpm2_getcap"),
 }, () => {
-  let dir: string;
-  let swtpm: SwtpmInstance;
-  let registrar: RunningRegistrar;
-  let agent: ChildProcess;
-  let log = "";
-  let exit: Promise<number | string | null>;
+  let agent: AgentProcess;
+  let log: () => string;
   let client: AgentClient;
   let signer: RevocationSigner;
   let nkPem: string;
   let outDir: string;
+  let aikTpm: Uint8Array;
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), "agent-e2e-"));
+    const dir = mkdtempSync(join(tmpdir(), "agent-e2e-"));
     outDir = join(dir, "out");
     mkdirSync(outDir);
-    swtpm = await startSwtpm({ transport: "tcp" });
-    registrar = await startRegistrar(
-      await loadRegistrarConfig(undefined, {
-        ip: "127.0.0.1",
-        port: 0,
-        tls_port: 0,
-        database: join(dir, "registrar.sqlite"),
-        allow_untrusted_ek: true,
-      }),
-      { log: () => {} },
-    );
-    // The verifier's and tenant's CA, and a client certificate it issued.
-    const ca = await createCa("CN=keylime CA");
-    const keylimeDir = join(dir, "var");
-    mkdirSync(join(keylimeDir, "cv_ca"), { recursive: true });
-    writeFileSync(join(keylimeDir, "cv_ca", "cacert.crt"), ca.cert.toString("pem"));
-    const pair = await newKeyPair();
-    const clientCert = await issueCertificate(ca, {
-      subject: "CN=verifier",
-      publicKey: pair.publicKey,
-      clientAuth: true,
-    });
     signer = await makeRevocationSigner(dir);
     // A pre-installed revocation action that says what it got.
     const actions = join(dir, "actions");
     mkdirSync(actions);
     writeFileSync(join(actions, "local_action"), '#!/bin/sh\necho "local action ran with $(head -c 20 "$1")"\n');
     chmodSync(join(actions, "local_action"), 0o755);
-
-    const port = await freePort();
-    const etc = join(dir, "etc");
-    mkdirSync(etc);
-    writeFileSync(
-      join(etc, "agent.conf"),
-      [
-        "[agent]",
-        `uuid = "${UUID}"`,
-        `ip = "127.0.0.1"`,
-        `port = ${port}`,
-        `contact_port = ${port}`,
-        `registrar_ip = "127.0.0.1"`,
-        `registrar_port = ${registrar.port}`,
-        `keylime_dir = "${keylimeDir}"`,
-        `trusted_client_ca = "default"`,
-        `revocation_actions = "local_action"`,
-        `revocation_actions_dir = "${actions}"`,
-        `ima_ml_path = "${join(dir, "no-ima")}"`,
-        `measuredboot_ml_path = "${join(dir, "no-mb")}"`,
-        "",
-      ].join("\n"),
-    );
-    const bin = join(dir, "bin");
-    mkdirSync(bin);
-    symlinkSync(join(ROOT, "scripts", "keylime-ts"), join(bin, "keylime_agent"));
-    agent = spawn(join(bin, "keylime_agent"), [], {
-      env: {
-        ...process.env,
-        KEYLIME_AGENT_CONFIG: join(etc, "agent.conf"),
-        TCTI: swtpm.uri,
-        RUST_LOG: "keylime_agent=debug",
-      },
-      stdio: ["ignore", "pipe", "pipe"],
+    agent = await startAgentProcess({
+      uuid: UUID,
+      conf: [`revocation_actions = "local_action"`, `revocation_actions_dir = "${actions}"`],
+      env: { RUST_LOG: "keylime_agent=debug" },
     });
-    agent.stdout!.on("data", (d) => (log += d));
-    agent.stderr!.on("data", (d) => (log += d));
-    exit = new Promise((ok) => agent.once("exit", (code, signal) => ok(code ?? signal)));
-    await until("the agent to listen", () => log.includes("Listening on") || agent.exitCode !== null, 120_000);
-    assert.ok(agent.exitCode === null, log);
-
-    const record = await tenantRequest(
-      registrar.tlsPort,
-      registrar.tlsDir,
-      `/v2.1/agents/${UUID}`,
-      tenantCert(registrar.tlsDir),
-    );
-    assert.equal(record.status, 200, JSON.stringify(record.json));
-    const results = (record.json as { results: { mtls_cert: string; aik_tpm: string; active?: boolean } }).results;
-    client = agentClient(`https://127.0.0.1:${port}`, {
-      agentCert: results.mtls_cert,
-      clientCert: clientCert.toString("pem"),
-      clientKey: await privateKeyPem(pair.privateKey),
-    });
-    aikTpm = fromBase64(results.aik_tpm);
+    log = agent.log;
+    client = agent.client();
+    aikTpm = agent.aikTpm;
   });
-  let aikTpm: Uint8Array;
 
   after(async () => {
     client?.close();
-    if (agent && agent.exitCode === null) agent.kill("SIGKILL");
-    await registrar?.close();
-    await swtpm?.stop();
+    await agent?.stop();
   });
 
   test("logs registration and the API versions as rust-keylime does", () => {
-    assert.match(log, /Requesting registrar API version/);
-    assert.match(log, new RegExp(`SUCCESS: Agent ${UUID} registered`));
-    assert.match(log, new RegExp(`SUCCESS: Agent ${UUID} activated`));
-    assert.match(log, /> Starting server with API versions: 2\.1, 2\.2, 2\.3, 2\.4, 2\.5, 2\.6\n/);
+    assert.match(log(), /Requesting registrar API version/);
+    assert.match(log(), new RegExp(`SUCCESS: Agent ${UUID} registered`));
+    assert.match(log(), new RegExp(`SUCCESS: Agent ${UUID} activated`));
+    assert.match(log(), /> Starting server with API versions: 2\.1, 2\.2, 2\.3, 2\.4, 2\.5, 2\.6\n/);
   });
 
   test("an identity quote verifies with the registrar's AK, PCR 16 holds the NK", async () => {
@@ -174,7 +84,7 @@ describe("keylime_agent as a process", {
 
   test("tpm2-tools shares the swtpm between the agent's requests; the next quote still verifies", async () => {
     await new Promise((ok) => setTimeout(ok, 400)); // past the agent's idle release (200 ms)
-    const env = { ...process.env, TPM2TOOLS_TCTI: swtpm.tctiForTools };
+    const env = { ...process.env, TPM2TOOLS_TCTI: agent.swtpm.tctiForTools };
     assert.match(execFileSync("tpm2_pcrread", ["sha256:16"], { env }).toString(), /16 *: *0x[0-9A-F]{64}/);
     assert.equal(execFileSync("tpm2_nvread", ["0x01c00002"], { env, stdio: ["ignore", "pipe", "ignore"] })[0], 0x30);
     assert.equal(execFileSync("tpm2_getcap", ["handles-transient"], { env }).toString().trim(), "");
@@ -237,21 +147,21 @@ describe("keylime_agent as a process", {
       agentRoutes.revocation.body.toJson({ msg, signature }) as Record<string, unknown>;
     const signed = await client.request("/v2.2/notifications/revocation", { body: body(await signer.sign(msg)) });
     assert.equal(signed.status, 200);
-    await until("the action's output", () => /local action ran with/.test(log));
-    assert.match(log, /Executing revocation action local_action/);
-    const runs = () => log.split("Executing revocation action local_action").length - 1;
+    await until("the action's output", () => /local action ran with/.test(log()));
+    assert.match(log(), /Executing revocation action local_action/);
+    const runs = () => log().split("Executing revocation action local_action").length - 1;
     const before = runs();
     const unsigned = await client.request("/v2.2/notifications/revocation", { body: body(new Uint8Array(256)) });
     assert.equal(unsigned.status, 200);
-    await until("the refusal", () => /Invalid revocation message signature/.test(log));
+    await until("the refusal", () => /Invalid revocation message signature/.test(log()));
     assert.equal(runs(), before);
   });
 
   test("SIGTERM: exit 0", async () => {
     // process.kill, not agent.kill: Deno's child_process reports any child it signalled as killed by it.
-    process.kill(agent.pid!, "SIGTERM");
-    assert.equal(await exit, 0, log);
-    assert.doesNotMatch(log, /-----BEGIN (?:RSA |EC )?PRIVATE KEY-----/);
+    process.kill(agent.pid, "SIGTERM");
+    assert.equal(await agent.exit, 0, log());
+    assert.doesNotMatch(log(), /-----BEGIN (?:RSA |EC )?PRIVATE KEY-----/);
   });
 });
 

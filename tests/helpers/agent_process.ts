@@ -1,0 +1,149 @@
+/**
+ * Test and bench helper: `keylime_agent` (a link to scripts/keylime-ts) as a process with an /etc-style
+ * configuration file (KEYLIME_AGENT_CONFIG), swtpm as its TPM and the reference registrar in process on free
+ * ports, plus what a verifier or tenant holds: a client certificate from the agent's trusted_client_ca and,
+ * from the registrar, the agent's mTLS certificate and AK.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { loadRegistrarConfig } from "../../src/registrar/config.ts";
+import { type RunningRegistrar, startRegistrar } from "../../src/registrar/server.ts";
+import { createCa, issueCertificate, newKeyPair, privateKeyPem } from "../../src/registrar/tls.ts";
+import { fromBase64 } from "../../src/util/encoding.ts";
+import { type AgentClient, agentClient } from "./agent_client.ts";
+import { freePort } from "./free_port.ts";
+import { tenantCert, tenantRequest } from "./registrar_http.ts";
+import { startSwtpm, type SwtpmInstance } from "./swtpm.ts";
+
+export const ROOT = resolve(import.meta.dirname!, "../..");
+
+export interface AgentProcess {
+  dir: string;
+  uuid: string;
+  port: number;
+  pid: number;
+  swtpm: SwtpmInstance;
+  registrar: RunningRegistrar;
+  /** stdout and stderr so far. */
+  log(): string;
+  /** The exit code, or the signal's name. */
+  exit: Promise<number | string | null>;
+  /** The registrar's aik_tpm. */
+  aikTpm: Uint8Array;
+  /** A new mTLS client as the verifier is (its own keep-alive connections). */
+  client(): AgentClient;
+  stop(): Promise<void>;
+}
+
+/** Wait until `check` holds, polling; fails naming `what` after `ms`. */
+export async function until(what: string, check: () => boolean | Promise<boolean>, ms = 60_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((ok) => setTimeout(ok, 50));
+  }
+}
+
+export async function startAgentProcess(o: {
+  uuid: string;
+  /** More `key = value` lines for [agent]. */
+  conf?: string[];
+  env?: Record<string, string>;
+}): Promise<AgentProcess> {
+  const dir = mkdtempSync(join(tmpdir(), "agent-process-"));
+  const swtpm = await startSwtpm({ transport: "tcp" });
+  const registrar = await startRegistrar(
+    await loadRegistrarConfig(undefined, {
+      ip: "127.0.0.1",
+      port: 0,
+      tls_port: 0,
+      database: join(dir, "registrar.sqlite"),
+      allow_untrusted_ek: true,
+    }),
+    { log: () => {} },
+  );
+  // The verifier's and tenant's CA (the agent's trusted_client_ca), and a client certificate it issued.
+  const ca = await createCa("CN=keylime CA");
+  const keylimeDir = join(dir, "var");
+  mkdirSync(join(keylimeDir, "cv_ca"), { recursive: true });
+  writeFileSync(join(keylimeDir, "cv_ca", "cacert.crt"), ca.cert.toString("pem"));
+  const pair = await newKeyPair();
+  const clientCert = await issueCertificate(ca, {
+    subject: "CN=verifier",
+    publicKey: pair.publicKey,
+    clientAuth: true,
+  });
+  const clientKey = await privateKeyPem(pair.privateKey);
+
+  const port = await freePort();
+  const etc = join(dir, "etc");
+  mkdirSync(etc);
+  writeFileSync(
+    join(etc, "agent.conf"),
+    [
+      "[agent]",
+      `uuid = "${o.uuid}"`,
+      `ip = "127.0.0.1"`,
+      `port = ${port}`,
+      `contact_port = ${port}`,
+      `registrar_ip = "127.0.0.1"`,
+      `registrar_port = ${registrar.port}`,
+      `keylime_dir = "${keylimeDir}"`,
+      `trusted_client_ca = "default"`,
+      `ima_ml_path = "${join(dir, "no-ima")}"`,
+      `measuredboot_ml_path = "${join(dir, "no-mb")}"`,
+      ...(o.conf ?? []),
+      "",
+    ].join("\n"),
+  );
+  mkdirSync(join(dir, "bin"));
+  symlinkSync(join(ROOT, "scripts", "keylime-ts"), join(dir, "bin", "keylime_agent"));
+  const agent: ChildProcess = spawn(join(dir, "bin", "keylime_agent"), [], {
+    env: { ...process.env, KEYLIME_AGENT_CONFIG: join(etc, "agent.conf"), TCTI: swtpm.uri, ...o.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let log = "";
+  agent.stdout!.on("data", (d) => (log += d));
+  agent.stderr!.on("data", (d) => (log += d));
+  const exit = new Promise<number | string | null>((ok) => agent.once("exit", (code, signal) => ok(code ?? signal)));
+  const stop = async () => {
+    if (agent.exitCode === null && agent.signalCode === null) agent.kill("SIGKILL");
+    await registrar.close();
+    await swtpm.stop();
+  };
+  try {
+    await until("the agent to listen", () => log.includes("Listening on") || agent.exitCode !== null, 120_000);
+    if (agent.exitCode !== null) throw new Error(`keylime_agent exited with ${agent.exitCode}:\n${log}`);
+    const record = await tenantRequest(
+      registrar.tlsPort,
+      registrar.tlsDir,
+      `/v2.1/agents/${o.uuid}`,
+      tenantCert(registrar.tlsDir),
+    );
+    if (record.status !== 200) throw new Error(`the registrar does not have the agent: ${JSON.stringify(record.json)}`);
+    const results = (record.json as { results: { mtls_cert: string; aik_tpm: string } }).results;
+    return {
+      dir,
+      uuid: o.uuid,
+      port,
+      pid: agent.pid!,
+      swtpm,
+      registrar,
+      log: () => log,
+      exit,
+      aikTpm: fromBase64(results.aik_tpm),
+      client: () =>
+        agentClient(`https://127.0.0.1:${port}`, {
+          agentCert: results.mtls_cert,
+          clientCert: clientCert.toString("pem"),
+          clientKey,
+        }),
+      stop,
+    };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
