@@ -7,6 +7,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { connect } from "node:net";
 import { join, resolve } from "node:path";
 import { loadRegistrarConfig } from "../../src/registrar/config.ts";
 import { type RunningRegistrar, startRegistrar } from "../../src/registrar/server.ts";
@@ -44,6 +45,18 @@ export async function until(what: string, check: () => boolean | Promise<boolean
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((ok) => setTimeout(ok, 50));
   }
+}
+
+/** Does something accept TCP connections on the loopback port? */
+function accepts(port: number): Promise<boolean> {
+  return new Promise((ok) => {
+    const s = connect(port, "127.0.0.1");
+    s.once("connect", () => {
+      s.destroy();
+      ok(true);
+    });
+    s.once("error", () => ok(false));
+  });
 }
 
 export async function startAgentProcess(o: {
@@ -114,7 +127,7 @@ export async function startAgentProcess(o: {
     await swtpm.stop();
   };
   try {
-    await until("the agent to listen", () => log.includes("Listening on") || agent.exitCode !== null, 120_000);
+    await until("the agent to listen", async () => agent.exitCode !== null || await accepts(port), 120_000);
     if (agent.exitCode !== null) throw new Error(`keylime_agent exited with ${agent.exitCode}:\n${log}`);
     const record = await tenantRequest(
       registrar.tlsPort,

@@ -1,0 +1,161 @@
+/**
+ * The agent under load: keylime_agent as a process on swtpm (no resource manager, so the AK is loaded from
+ * its saved context for each request and the connection released after 200 ms idle), identity quotes over
+ * mTLS as a verifier sends them. Reported beside swtpm's own quote time measured in the same run (the TPM
+ * work of one identity quote through our client: session, TPM2_Quote, TPM2_PCR_Read, flush):
+ * - latency of 200 sequential identity quotes (median, p99) and its ratio to swtpm's own;
+ * - throughput with 1, 4 and 16 concurrent clients (requests per second);
+ * - the idle-disconnect cost: a request after the connection was released against a back-to-back one;
+ * - the agent's RSS when idle after start and after 1000+ requests.
+ *
+ *   scripts/deno run -A bench/agent.ts [--json] [--quick]
+ */
+import { readFileSync } from "node:fs";
+import { agentRoutePath, agentRoutes } from "../src/protocol/agent_api.ts";
+import { createAk, loadAk } from "../src/tpm/ak.ts";
+import { Tpm } from "../src/tpm/client.ts";
+import { TPM_ALG } from "../src/tpm/constants.ts";
+import { createEk, releaseEk } from "../src/tpm/ek.ts";
+import { flush } from "../src/tpm/objects.ts";
+import { quote } from "../src/tpm/quote.ts";
+import { openTransport } from "../src/tpm/transport/uri.ts";
+import type { AgentClient } from "../tests/helpers/agent_client.ts";
+import { startAgentProcess } from "../tests/helpers/agent_process.ts";
+import { formatMs, formatRatio, table } from "./common.ts";
+import { type LatencySummary, summarize } from "./stats.ts";
+
+const args = process.argv.slice(2);
+const json = args.includes("--json");
+const quick = args.includes("--quick");
+const N_LATENCY = quick ? 50 : 200;
+const N_THROUGHPUT = quick ? 48 : 160;
+const N_IDLE = quick ? 5 : 15;
+const IDLE_WAIT_MS = 400;
+const progress = (m: string) => process.stderr.write(`[agent bench] ${m}\n`);
+
+function rssMiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+let nonceSeq = 0;
+const path = () => agentRoutePath(agentRoutes.identityQuote, "2.2", { nonce: `bench${nonceSeq++}` });
+let requests = 0;
+
+async function timedQuote(c: AgentClient): Promise<number> {
+  const t = performance.now();
+  const a = await c.request(path());
+  if (a.status !== 200) throw new Error(`identity quote answered ${a.status}: ${a.json.status}`);
+  requests++;
+  return performance.now() - t;
+}
+
+const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
+
+async function main() {
+  progress("starting swtpm, the registrar and keylime_agent");
+  const agent = await startAgentProcess({
+    uuid: "be0c0000-d2f1-4a97-9ef7-75bd81c00000",
+    env: { KEYLIME_TS_LOG: "warn" },
+  });
+  try {
+    await sleep(500);
+    const idleRss = rssMiB(agent.pid);
+    const client = agent.client();
+    for (let i = 0; i < 5; i++) await timedQuote(client); // warm-up (TLS session, JIT)
+
+    progress(`latency: ${N_LATENCY} sequential identity quotes`);
+    const lat: number[] = [];
+    for (let i = 0; i < N_LATENCY; i++) lat.push(await timedQuote(client));
+    const latency = summarize(lat);
+
+    const throughput: { clients: number; perSecond: number; latency: LatencySummary }[] = [];
+    for (const n of [1, 4, 16]) {
+      progress(`throughput: ${n} client(s), ${N_THROUGHPUT} requests`);
+      const clients = Array.from({ length: n }, () => agent.client());
+      await Promise.all(clients.map((c) => timedQuote(c)));
+      let left = N_THROUGHPUT;
+      const samples: number[] = [];
+      const t = performance.now();
+      await Promise.all(clients.map(async (c) => {
+        while (left-- > 0) samples.push(await timedQuote(c));
+      }));
+      const s = (performance.now() - t) / 1000;
+      throughput.push({ clients: n, perSecond: samples.length / s, latency: summarize(samples) });
+      clients.forEach((c) => c.close());
+    }
+
+    progress(`idle disconnect: ${N_IDLE} requests after ${IDLE_WAIT_MS} ms idle`);
+    const cold: number[] = [];
+    const warm: number[] = [];
+    for (let i = 0; i < N_IDLE; i++) {
+      await sleep(IDLE_WAIT_MS);
+      cold.push(await timedQuote(client));
+      warm.push(await timedQuote(client));
+    }
+    while (requests < 1000) await timedQuote(client);
+    const busyRss = rssMiB(agent.pid);
+    client.close();
+
+    progress("swtpm's own quote time (the agent idle, its connection released)");
+    await sleep(IDLE_WAIT_MS);
+    const tpm = new Tpm(openTransport(agent.swtpm.uri));
+    const ek = await createEk(tpm, "rsa");
+    const ak = await loadAk(tpm, ek, await createAk(tpm, ek, {}));
+    await releaseEk(tpm, ek);
+    const own: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      const t = performance.now();
+      await quote(tpm, ak, { nonce: new TextEncoder().encode(`own${i}`), pcrs: [16], hashAlg: TPM_ALG.SHA256 });
+      own.push(performance.now() - t);
+    }
+    await flush(tpm, ak.handle);
+    await tpm.close();
+    const swtpm = summarize(own);
+
+    const report = {
+      latency,
+      swtpmQuote: swtpm,
+      ratio: latency.median / swtpm.median,
+      throughput,
+      idleDisconnect: { afterIdle: summarize(cold), backToBack: summarize(warm) },
+      rssMiB: { idle: idleRss, after: busyRss, requests },
+    };
+    if (json) return void console.log(JSON.stringify(report, null, 2));
+    const ms = (s: LatencySummary) => [formatMs(s.median), formatMs(s.p99)];
+    console.log("identity quote over mTLS (keylime_agent on swtpm), ms");
+    console.log(table(["case", "median", "p99", "vs swtpm quote"], [
+      ["agent, 1 client sequential", ...ms(latency), formatRatio(report.ratio)],
+      ["swtpm quote (our client, same TPM work)", ...ms(swtpm), "1.00x"],
+      [
+        "after idle release (reconnect)",
+        ...ms(report.idleDisconnect.afterIdle),
+        formatRatio(report.idleDisconnect.afterIdle.median / swtpm.median),
+      ],
+      [
+        "back to back",
+        ...ms(report.idleDisconnect.backToBack),
+        formatRatio(report.idleDisconnect.backToBack.median / swtpm.median),
+      ],
+    ]));
+    console.log("\nthroughput");
+    console.log(table(
+      ["clients", "req/s", "median ms", "p99 ms", "req/s x swtpm quote"],
+      throughput.map((
+        t,
+      ) => [
+        String(t.clients),
+        t.perSecond.toFixed(1),
+        ...ms(t.latency),
+        (t.perSecond * swtpm.median / 1000).toFixed(2),
+      ]),
+    ));
+    console.log(
+      `\nRSS: ${idleRss.toFixed(1)} MiB idle after start, ${busyRss.toFixed(1)} MiB after ${requests} requests`,
+    );
+  } finally {
+    await agent.stop();
+  }
+}
+
+await main();
