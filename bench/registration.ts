@@ -15,13 +15,12 @@ import { openSimulator, simulatorTransport } from "../simulator/index.ts";
 import { agentPaths, loadAgentConfig } from "../src/agent/config.ts";
 import type { AgentLog } from "../src/agent/messages.ts";
 import { openAndRegister } from "../src/agent/registration.ts";
-import { loadRegistrarConfig } from "../src/registrar/config.ts";
-import { startRegistrar } from "../src/registrar/server.ts";
 import { Tpm } from "../src/tpm/client.ts";
 import { Startup } from "../src/tpm/commands.ts";
 import { TPM_SU } from "../src/tpm/constants.ts";
 import { openTransport } from "../src/tpm/transport/uri.ts";
 import type { Transport } from "../src/tpm/transport/transport.ts";
+import { startTestRegistrar } from "../tests/helpers/agent_process.ts";
 import { startSwtpm, swtpmSkipReason } from "../tests/helpers/swtpm.ts";
 import { formatMs, formatRatio, table } from "./common.ts";
 import { connectUntimed, TimedTransport } from "./flow_steps.ts";
@@ -61,16 +60,7 @@ async function benchOne(kind: "swtpm" | "sim", runs: number): Promise<Registrati
   const tpm = new Tpm(transport);
   if (kind === "sim") await tpm.execute(Startup, { startupType: TPM_SU.CLEAR });
   await connectUntimed(tpm);
-  const reg = await startRegistrar(
-    await loadRegistrarConfig(undefined, {
-      ip: "127.0.0.1",
-      port: 0,
-      tls_port: 0,
-      database: join(dir, "registrar.sqlite"),
-      allow_untrusted_ek: true,
-    }),
-    { log: () => {} },
-  );
+  const reg = await startTestRegistrar(dir);
   const c = loadAgentConfig({
     root: dir,
     env: { KEYLIME_DIR: join(dir, "agent"), KEYLIME_AGENT_REGISTRAR_PORT: String(reg.port) },

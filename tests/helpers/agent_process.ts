@@ -47,6 +47,20 @@ export async function until(what: string, check: () => boolean | Promise<boolean
   }
 }
 
+/** The reference registrar on free loopback ports with its SQLite file in `dir`, any EK accepted. */
+export async function startTestRegistrar(dir: string): Promise<RunningRegistrar> {
+  return await startRegistrar(
+    await loadRegistrarConfig(undefined, {
+      ip: "127.0.0.1",
+      port: 0,
+      tls_port: 0,
+      database: join(dir, "registrar.sqlite"),
+      allow_untrusted_ek: true,
+    }),
+    { log: () => {} },
+  );
+}
+
 /** Does something accept TCP connections on the loopback port? */
 function accepts(port: number): Promise<boolean> {
   return new Promise((ok) => {
@@ -67,16 +81,7 @@ export async function startAgentProcess(o: {
 }): Promise<AgentProcess> {
   const dir = mkdtempSync(join(tmpdir(), "agent-process-"));
   const swtpm = await startSwtpm({ transport: "tcp" });
-  const registrar = await startRegistrar(
-    await loadRegistrarConfig(undefined, {
-      ip: "127.0.0.1",
-      port: 0,
-      tls_port: 0,
-      database: join(dir, "registrar.sqlite"),
-      allow_untrusted_ek: true,
-    }),
-    { log: () => {} },
-  );
+  const registrar = await startTestRegistrar(dir);
   // The verifier's and tenant's CA (the agent's trusted_client_ca), and a client certificate it issued.
   const ca = await createCa("CN=keylime CA");
   const keylimeDir = join(dir, "var");
