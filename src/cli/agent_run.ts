@@ -15,6 +15,8 @@ import { openTpm } from "./select_tpm.ts";
 export const AGENT_PROGRAM_NAME = "keylime_agent";
 /** Launcher scripts pass the name they were run as here (a shell script's $0). */
 export const ARGV0_ENV = "KEYLIME_TS_ARGV0";
+/** Without a resource manager: ms without a request before the TPM connection is released (default 200). */
+export const TPM_IDLE_ENV = "KEYLIME_TS_TPM_IDLE_MS";
 /** SIGTERM to exit: the whole shutdown stays under this. */
 const SHUTDOWN_MS = 10_000;
 
@@ -34,7 +36,11 @@ export async function runAgent(o: RunOptions = {}): Promise<void> {
   const opened = await openTpm(o.tpm ? { tpm: o.tpm } : {});
   let agent;
   try {
-    agent = await startAgentService(opened.tpm, { config, log });
+    const idle = process.env[TPM_IDLE_ENV];
+    if (idle !== undefined && !/^[0-9]{1,7}$/.test(idle)) {
+      throw new Error(`${TPM_IDLE_ENV}=${JSON.stringify(idle)} is not a number of milliseconds`);
+    }
+    agent = await startAgentService(opened.tpm, { config, log, ...(idle ? { tpmIdleMs: Number(idle) } : {}) });
   } catch (e) {
     await opened.close().catch(() => {});
     throw e;
