@@ -12,7 +12,8 @@ import { BootstrapKeys } from "../../src/agent/keys.ts";
 import type { StoredPayload } from "../../src/agent/payload_store.ts";
 import { keptAk, Quoter } from "../../src/agent/quoter.ts";
 import type { MeasurementSource } from "../../src/agent/routes/quotes.ts";
-import { silentLog } from "../../src/agent/run_script.ts";
+import { defaultStoreOptions } from "./payload_delivery.ts";
+import { recordingLog } from "./agent_log.ts";
 import type { RevocationBody } from "../../src/protocol/agent_api.ts";
 import { AGENT_SUPPORTED_VERSIONS, type ApiVersion } from "../../src/protocol/api_version.ts";
 import { importNkPrivateKey } from "../../src/protocol/payload.ts";
@@ -53,15 +54,8 @@ async function bootstrapKeys(nk: KeyObject, onStored: (p: StoredPayload) => void
     uuid: TEST_UUID,
     nk: await importNkPrivateKey(nk),
     runPayloads: true,
-    store: {
-      secureDir: mkdtempSync(join(tmpdir(), "agent-secure-")),
-      encKeyname: "derived_tci_key",
-      decPayloadFile: "decrypted_payload",
-      extractPayloadZip: true,
-      payloadScript: "autorun.sh",
-      log: silentLog,
-    },
-    log: silentLog,
+    store: defaultStoreOptions(mkdtempSync(join(tmpdir(), "agent-secure-")), recordingLog()),
+    log: recordingLog(),
     onPayloadStored: onStored,
   });
 }
