@@ -27,6 +27,11 @@ import { requireTools, swtpmSkipReason } from "../helpers/swtpm.ts";
 
 const UUID = "e2e00000-d2f1-4a97-9ef7-75bd81c00000";
 const enc = new TextEncoder();
+const IMA_LIST = [
+  "10 " + "a".repeat(40) + " ima-ng sha256:" + "b".repeat(64) + " boot_aggregate",
+  "10 " + "c".repeat(40) + " ima-ng sha256:" + "d".repeat(64) + " /usr/bin/true",
+  "",
+].join("\n");
 
 describe("keylime_agent as a process", {
   skip: swtpmSkipReason() ?? requireTools("tpm2_pcrread", "tpm2_nvread", "tpm2_getcap"),
@@ -53,6 +58,7 @@ describe("keylime_agent as a process", {
       uuid: UUID,
       conf: [`revocation_actions = "local_action"`, `revocation_actions_dir = "${actions}"`],
       env: { RUST_LOG: "keylime_agent=debug" },
+      imaList: IMA_LIST,
     });
     log = agent.log;
     client = agent.client();
@@ -92,6 +98,18 @@ describe("keylime_agent as a process", {
     const a = await client.request(agentRoutePath(agentRoutes.identityQuote, "2.6", { nonce }));
     assert.equal(a.status, 200, JSON.stringify(a.json));
     verifyQuote({ quote: a.json.results.quote as string, nonce, hashAlg: TPM_ALG.SHA256, aikTpm });
+  });
+
+  test("an integrity quote carries the IMA list from ima_ml_entry and PCR 10", async () => {
+    const nonce = "integrityE2e";
+    const a = await client.request(`/v2.1/quotes/integrity?nonce=${nonce}&mask=0x400&partial=1&ima_ml_entry=1`);
+    assert.equal(a.status, 200, JSON.stringify(a.json));
+    assert.equal(a.json.results.ima_measurement_list, IMA_LIST.split("\n").slice(1).join("\n"));
+    assert.equal(a.json.results.ima_measurement_list_entry, 1);
+    assert.equal(a.json.results.pubkey, undefined);
+    assert.equal(a.json.results.mb_measurement_list, undefined);
+    const v = verifyQuote({ quote: a.json.results.quote as string, nonce, hashAlg: TPM_ALG.SHA256, aikTpm });
+    assert.deepEqual([...v.pcrs.keys()], [10, 16]);
   });
 
   async function deliver(file: string, opts: { wrongAuthTag?: boolean } = {}) {

@@ -77,6 +77,8 @@ export async function startAgentProcess(o: {
   uuid: string;
   /** More `key = value` lines for [agent]. */
   conf?: string[];
+  /** The text of an IMA list file the agent serves (ima_ml_path); none by default. */
+  imaList?: string;
   env?: Record<string, string>;
 }): Promise<AgentProcess> {
   const dir = mkdtempSync(join(tmpdir(), "agent-process-"));
@@ -95,6 +97,7 @@ export async function startAgentProcess(o: {
   });
   const clientKey = await privateKeyPem(pair.privateKey);
 
+  if (o.imaList !== undefined) writeFileSync(join(dir, "ima"), o.imaList);
   const port = await freePort();
   const etc = join(dir, "etc");
   mkdirSync(etc);
@@ -110,7 +113,7 @@ export async function startAgentProcess(o: {
       `registrar_port = ${registrar.port}`,
       `keylime_dir = "${keylimeDir}"`,
       `trusted_client_ca = "default"`,
-      `ima_ml_path = "${join(dir, "no-ima")}"`,
+      `ima_ml_path = "${join(dir, "ima")}"`,
       `measuredboot_ml_path = "${join(dir, "no-mb")}"`,
       ...(o.conf ?? []),
       "",
