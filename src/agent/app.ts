@@ -79,14 +79,14 @@ function answerError(c: Context<Env>, e: unknown, log: AppLog): Response {
   return reply(c, 500, quoting ? "Unable to retrieve quote" : "Internal Server Error");
 }
 
-function highest(versions: readonly ApiVersion[]): ApiVersion[] {
+function sortedVersions(versions: readonly ApiVersion[]): ApiVersion[] {
   return [...new Set(versions)].sort(compareVersions);
 }
 
 type AnyHandler = (input: RouteInput<AgentRouteName>) => Promise<unknown>;
 
 export function createAgentApp(deps: AgentAppDeps): Hono<Env> {
-  const versions = highest(deps.versions);
+  const versions = sortedVersions(deps.versions);
   if (versions.length === 0) throw new Error("createAgentApp: no API version enabled");
   const handlers: RouteHandlers<Exclude<AgentRouteName, "version">> = {
     ...quoteHandlers(deps.quotes),

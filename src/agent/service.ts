@@ -24,7 +24,7 @@ import { ImaMeasurementList, readMeasuredBootLog } from "./measurements.ts";
 import { type AgentLog, MSG } from "./messages.ts";
 import { prepareSecureDir, SECURE_DIR, UNZIPPED_DIR } from "./payload_store.ts";
 import { keptAk, Quoter } from "./quoter.ts";
-import { registerAgent, type RegistrationOptions } from "./registration.ts";
+import { registerAgent, registrarClient, type RegistrationOptions } from "./registration.ts";
 import { RevocationWorker } from "./revocation.ts";
 import { BootstrapKeys } from "./keys.ts";
 import type { MeasurementSource } from "./routes/quotes.ts";
@@ -117,9 +117,12 @@ export async function startAgentService(tpm: Tpm, o: AgentServiceOptions): Promi
     ? await loadTrustedClientCas(trustedClientCaPaths(c.trusted_client_ca, paths.keylimeDir))
     : [];
 
+  // The registrar's /version is asked while the TPM makes the EK and loads the AK (as openAndRegister does).
+  const client = o.registration?.client ?? registrarClient(c, log, o.registration?.retry);
+  client.negotiate().catch(() => {}); // its error, if any, comes again from register()
   const id = await openIdentity(tpm, c, paths, log);
   try {
-    await registerAgent(tpm, id, c, log, o.registration);
+    await registerAgent(tpm, id, c, log, { ...o.registration, client });
     const nkPem = id.nk.publicKey.export({ format: "pem", type: "spki" }).toString();
     // Without a resource manager others share the TPM: hold nothing of ours between requests.
     const shared = tpm.transport.resourceManaged ? undefined : await sharedAk(tpm, id.ak, {
