@@ -33,8 +33,8 @@ export interface AgentAppFixture {
   ak: LoadedKey;
   quoter: Quoter;
   nkPem: string;
-  /** A fresh bootstrap key service for the same NK (payloads stored into `stored`). */
-  newKeys(): Promise<BootstrapKeys>;
+  /** A fresh bootstrap key service for the same NK (payloads stored into `stored`), in secureDir when given. */
+  newKeys(secureDir?: string): Promise<BootstrapKeys>;
   stored: StoredPayload[];
   revocations: RevocationBody[];
   lines: string[];
@@ -49,12 +49,16 @@ export function recordingAppLog(lines: string[]): AppLog {
   };
 }
 
-async function bootstrapKeys(nk: KeyObject, onStored: (p: StoredPayload) => void): Promise<BootstrapKeys> {
+async function bootstrapKeys(
+  nk: KeyObject,
+  onStored: (p: StoredPayload) => void,
+  secureDir = mkdtempSync(join(tmpdir(), "agent-secure-")),
+): Promise<BootstrapKeys> {
   return new BootstrapKeys({
     uuid: TEST_UUID,
     nk: await importNkPrivateKey(nk),
     runPayloads: true,
-    store: defaultStoreOptions(mkdtempSync(join(tmpdir(), "agent-secure-")), recordingLog()),
+    store: defaultStoreOptions(secureDir, recordingLog()),
     log: recordingLog(),
     onPayloadStored: onStored,
   });
@@ -74,7 +78,7 @@ export async function agentAppFixture(
   const stored: StoredPayload[] = [];
   const revocations: RevocationBody[] = [];
   const lines: string[] = [];
-  const newKeys = () => bootstrapKeys(nk.privateKey, (p) => stored.push(p));
+  const newKeys = (secureDir?: string) => bootstrapKeys(nk.privateKey, (p) => stored.push(p), secureDir);
   const deps: AgentAppDeps = {
     versions: o.versions ?? AGENT_SUPPORTED_VERSIONS,
     quotes: { quoter, nkPem, ...(o.measurements ? { measurements: o.measurements } : {}) },
