@@ -1,7 +1,8 @@
 /**
  * The agent's Hono app (keylime.md §4): /version, and every route of src/protocol/agent_api.ts mounted under
- * `/v<version>` for each enabled API version that has it; the scope rules for anything else (unknown GET or
- * POST 400, other methods 405, an unmounted version 400 "API version not supported: v<version>"); and one
+ * `/v<version>` for each enabled API version that has it; the scope rules for anything else (each scope's
+ * 400 for an unknown GET or POST, 405 with Allow for other methods, as agent_api.ts declares them; an
+ * unmounted version 400 "API version not supported: v<version>"); and one
  * error funnel mapping error classes to statuses and the {code, status, results} envelope. Route files get
  * only what they use. Nothing here opens a socket (server.ts does).
  * Upstream: keylime/rust-keylime keylime-agent/src/{main,api,errors_handler}.rs, keylime/src/json_wrapper.rs.
@@ -12,9 +13,13 @@ import {
   type AgentRouteName,
   agentRoutes,
   agentStatus,
+  outsideScopeAnswers,
   parseQuery,
+  resourceScopeAnswers,
   routesOf,
-  VERSION_SCOPE_ALLOW,
+  type ScopeAnswers,
+  scopeOf,
+  versionScopeAnswers,
 } from "../protocol/agent_api.ts";
 import { type ApiVersion, compareVersions, parseVersionPrefix } from "../protocol/api_version.ts";
 import { envelope, envelopeText } from "../protocol/envelope.ts";
@@ -79,6 +84,16 @@ function answerError(c: Context<Env>, e: unknown, log: AppLog): Response {
   return reply(c, 500, quoting ? "Unable to retrieve quote" : "Internal Server Error");
 }
 
+/** A scope's answer to a request none of its routes takes: 400 for its GET or POST text, else 405 with Allow. */
+function answerScope(c: Context<Env>, answers: ScopeAnswers, log: AppLog): Response {
+  const text = c.req.method === "GET" ? answers.get : c.req.method === "POST" ? answers.post : undefined;
+  const status = text === undefined ? 405 : 400;
+  const message = text ?? answers.other;
+  log.warn(`${c.req.method} ${new URL(c.req.url).pathname} returning ${status} response. ${message}`);
+  if (status === 405) c.header("Allow", answers.allow);
+  return reply(c, status, message);
+}
+
 function sortedVersions(versions: readonly ApiVersion[]): ApiVersion[] {
   return [...new Set(versions)].sort(compareVersions);
 }
@@ -135,17 +150,16 @@ export function createAgentApp(deps: AgentAppDeps): Hono<Env> {
     }
   }
 
+  const scopes = new Map(versions.map((v) => [v, new Set(routesOf(v).map((r) => scopeOf(r.path)))]));
+  const outside = outsideScopeAnswers(versions.at(-1)!);
   app.notFound((c) => {
     const scope = parseVersionPrefix(new URL(c.req.url).pathname);
-    if (!scope) return reply(c, 404, "Not Found");
+    if (!scope) return answerScope(c, outside, deps.log);
     const segment = `v${scope.major}${scope.minor === undefined ? "" : `.${scope.minor}`}`;
-    if (!versions.includes(segment.slice(1) as ApiVersion)) {
-      return reply(c, 400, agentStatus.versionNotSupported(segment));
-    }
-    if (c.req.method === "GET") return reply(c, 400, agentStatus.notImplementedGet);
-    if (c.req.method === "POST") return reply(c, 400, agentStatus.notImplementedPost);
-    c.header("Allow", VERSION_SCOPE_ALLOW);
-    return reply(c, 405, agentStatus.methodNotSupported);
+    const served = scopes.get(segment.slice(1) as ApiVersion);
+    if (!served) return reply(c, 400, agentStatus.versionNotSupported(segment));
+    const resource = scopeOf(scope.rest);
+    return answerScope(c, served.has(resource) ? resourceScopeAnswers[resource]! : versionScopeAnswers, deps.log);
   });
   app.onError((e, c) => answerError(c, e, deps.log));
   return app;

@@ -314,19 +314,73 @@ export const agentStatus = {
   success: "Success",
   /** 400 for an unmounted `/vX.Y/...`; `segment` as written in the path, e.g. `v500.440`. */
   versionNotSupported: (segment: string) => `API version not supported: ${segment}`,
-  /** 400, unknown GET inside a version scope. */
-  notImplementedGet: "Not Implemented: Use /agent, /keys, or /quotes interfaces",
-  /** 400, unknown POST inside a version scope. */
-  notImplementedPost: "Not Implemented: Use /keys or /notifications interfaces",
-  /** 405 with `Allow: GET, POST`, any other method inside a version scope. */
-  methodNotSupported: "Method is not supported",
   /** 400 from keys/verify before K is derived. */
   bootstrapKeyNotAvailable: "Bootstrap key not yet available.",
   noChallenge: "No challenge provided.",
 } as const;
 
-/** The `Allow` header of the 405 answer inside a version scope. */
-export const VERSION_SCOPE_ALLOW = "GET, POST";
+/**
+ * What a scope answers for a request none of its routes takes (rust-keylime's `*_default` handlers): 400
+ * with `get` or `post` for those methods when given, else 405 with `other` and the `Allow` header.
+ */
+export interface ScopeAnswers {
+  readonly get?: string;
+  readonly post?: string;
+  readonly other: string;
+  readonly allow: string;
+}
+
+/** Inside `/vX.Y`, for a path under none of the resource scopes below (api.rs api_default). */
+export const versionScopeAnswers: ScopeAnswers = {
+  get: "Not Implemented: Use /agent, /keys, or /quotes interfaces",
+  post: "Not Implemented: Use /keys or /notifications interfaces",
+  other: "Method is not supported",
+  allow: "GET, POST",
+};
+
+/**
+ * Inside `/vX.Y/<scope>`, keyed by the first path segment of the routes; a scope exists in the versions
+ * that serve one of its routes (`/agent` from 2.2). Upstream: quotes_default, keys_default,
+ * notifications_default, agent_default.
+ */
+export const resourceScopeAnswers: Readonly<Record<string, ScopeAnswers>> = {
+  quotes: {
+    get: "URI not supported, only /identity and /integrity are supported for GET in /quotes/ interface",
+    other: "Method is not supported in /quotes/ interface",
+    allow: "GET",
+  },
+  keys: {
+    get: "URI not supported, only /pubkey and /verify are supported for GET in /keys interface",
+    post: "URI not supported, only /ukey and /vkey are supported for POST in /keys interface",
+    other: "Method is not supported in /keys interface",
+    allow: "GET, POST",
+  },
+  notifications: {
+    post: "URI not supported, only /revocation is supported for POST in /notifications/ interface",
+    other: "Method is not supported in /notifications/ interface",
+    allow: "POST",
+  },
+  agent: {
+    get: "URI not supported, only /info is supported for GET in /agent interface",
+    other: "Method is not supported in /agent interface",
+    allow: "GET",
+  },
+};
+
+/** Outside `/version` and every `/vX.Y` (errors_handler.rs app_default); `newest` is the newest served version. */
+export function outsideScopeAnswers(newest: ApiVersion): ScopeAnswers {
+  return {
+    get: `Not Implemented: Use /version or /v${newest} interfaces`,
+    post: `Not Implemented: Use /v${newest} interface`,
+    other: "Method is not supported",
+    allow: "GET, POST",
+  };
+}
+
+/** The resource scope of a route path (`/quotes/identity` → `quotes`). */
+export function scopeOf(path: string): string {
+  return path.split("/")[1] ?? "";
+}
 
 /**
  * `enc_alg` (quotes) and `tpm_enc_alg` (agent/info) name the AK's key type: `rsa`/`ecc` before API 2.5,

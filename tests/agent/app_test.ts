@@ -8,7 +8,13 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createAgentApp } from "../../src/agent/app.ts";
-import { agentRoutePath, agentRoutes, agentStatus } from "../../src/protocol/agent_api.ts";
+import {
+  agentRoutePath,
+  agentRoutes,
+  agentStatus,
+  resourceScopeAnswers,
+  versionScopeAnswers,
+} from "../../src/protocol/agent_api.ts";
 import { AGENT_SUPPORTED_VERSIONS, type ApiVersion } from "../../src/protocol/api_version.ts";
 import { importNkPublicKey, tenantKeyRequests, verifyHmac } from "../../src/protocol/payload.ts";
 import { verifyQuote } from "../../src/protocol/quote.ts";
@@ -227,7 +233,7 @@ describe("agent/info", () => {
     }
     const old = await call(app, "/v2.1/agent/info");
     assert.equal(old.status, 400);
-    assert.equal(old.json.status, agentStatus.notImplementedGet);
+    assert.equal(old.json.status, versionScopeAnswers.get);
   });
 });
 
@@ -246,14 +252,84 @@ describe("notifications/revocation", () => {
 });
 
 describe("scope rules", () => {
-  test("unknown GET and POST 400, other methods 405 with Allow", async () => {
+  test("inside /vX.Y, outside the resource scopes: unknown GET and POST 400, other methods 405 with Allow", async () => {
     const g = await call(app, "/v2.2/nothing/here");
-    assert.deepEqual([g.status, g.json.status], [400, agentStatus.notImplementedGet]);
+    assert.deepEqual([g.status, g.json.status], [400, versionScopeAnswers.get]);
     const p = await call(app, "/v2.2/nothing", post({}));
-    assert.deepEqual([p.status, p.json.status], [400, agentStatus.notImplementedPost]);
-    const d = await call(app, "/v2.2/keys/pubkey", { method: "DELETE" });
-    assert.deepEqual([d.status, d.json.status], [405, agentStatus.methodNotSupported]);
-    assert.equal(d.headers.get("allow"), "GET, POST");
+    assert.deepEqual([p.status, p.json.status], [400, versionScopeAnswers.post]);
+    const d = await call(app, "/v2.2/nothing", { method: "DELETE" });
+    assert.deepEqual([d.status, d.json.status, d.headers.get("allow")], [405, "Method is not supported", "GET, POST"]);
+  });
+
+  test("each resource scope answers as rust-keylime's default handler of that scope", async () => {
+    const cases: [string, RequestInit | undefined, number, string, string | null][] = [
+      [
+        "/v2.2/quotes/nothing",
+        undefined,
+        400,
+        "URI not supported, only /identity and /integrity are supported for GET in /quotes/ interface",
+        null,
+      ],
+      ["/v2.2/quotes/identity", post({}), 405, "Method is not supported in /quotes/ interface", "GET"],
+      [
+        "/v2.5/keys/nothing",
+        undefined,
+        400,
+        "URI not supported, only /pubkey and /verify are supported for GET in /keys interface",
+        null,
+      ],
+      [
+        "/v2.5/keys/pubkey",
+        post({}),
+        400,
+        "URI not supported, only /ukey and /vkey are supported for POST in /keys interface",
+        null,
+      ],
+      ["/v2.2/keys/pubkey", { method: "DELETE" }, 405, "Method is not supported in /keys interface", "GET, POST"],
+      [
+        "/v2.2/notifications/nothing",
+        post({}),
+        400,
+        "URI not supported, only /revocation is supported for POST in /notifications/ interface",
+        null,
+      ],
+      [
+        "/v2.2/notifications/revocation",
+        undefined,
+        405,
+        "Method is not supported in /notifications/ interface",
+        "POST",
+      ],
+      [
+        "/v2.2/agent/nothing",
+        undefined,
+        400,
+        "URI not supported, only /info is supported for GET in /agent interface",
+        null,
+      ],
+      ["/v2.2/agent/info", post({}), 405, "Method is not supported in /agent interface", "GET"],
+      // 2.1 has no /agent scope: the version scope answers.
+      ["/v2.1/agent/info", post({}), 400, versionScopeAnswers.post!, null],
+    ];
+    for (const [path, init, status, text, allow] of cases) {
+      const a = await call(app, path, init);
+      assert.deepEqual(
+        [a.status, a.json.code, a.json.status, a.headers.get("allow")],
+        [status, status, text, allow],
+        `${init?.method ?? "GET"} ${path}`,
+      );
+    }
+    assert.equal(resourceScopeAnswers.quotes!.allow, "GET");
+  });
+
+  test("outside /version and every /vX.Y: rust-keylime's app default, naming the newest version", async () => {
+    const newest = (await call(app, "/version")).json.results.supported_version;
+    const g = await call(app, "/nothing");
+    assert.deepEqual([g.status, g.json.status], [400, `Not Implemented: Use /version or /v${newest} interfaces`]);
+    const p = await call(app, "/", post({}));
+    assert.deepEqual([p.status, p.json.status], [400, `Not Implemented: Use /v${newest} interface`]);
+    const d = await call(app, "/version", { method: "PUT" });
+    assert.deepEqual([d.status, d.json.status, d.headers.get("allow")], [405, "Method is not supported", "GET, POST"]);
   });
 
   test("a version not enabled: 400 API version not supported", async () => {

@@ -11,13 +11,17 @@ import {
   encAlgName,
   IdentityQuery,
   IntegrityQuery,
+  outsideScopeAnswers,
   parseQuery,
   QuoteResults,
+  resourceScopeAnswers,
   RevocationBody,
   routeInVersion,
   routesOf,
+  scopeOf,
   UKeyBody,
   VerifyQuery,
+  versionScopeAnswers,
 } from "../../src/protocol/agent_api.ts";
 import { AGENT_SUPPORTED_VERSIONS } from "../../src/protocol/api_version.ts";
 import { ProtocolInputError } from "../../src/protocol/schema.ts";
@@ -154,10 +158,20 @@ describe("bodies and results", () => {
 
 test("status texts as rust-keylime writes them", () => {
   assert.equal(agentStatus.versionNotSupported("v500.440"), "API version not supported: v500.440");
-  assert.equal(agentStatus.notImplementedGet, "Not Implemented: Use /agent, /keys, or /quotes interfaces");
-  assert.equal(agentStatus.notImplementedPost, "Not Implemented: Use /keys or /notifications interfaces");
-  assert.equal(agentStatus.methodNotSupported, "Method is not supported");
+  assert.equal(versionScopeAnswers.get, "Not Implemented: Use /agent, /keys, or /quotes interfaces");
+  assert.equal(versionScopeAnswers.post, "Not Implemented: Use /keys or /notifications interfaces");
+  assert.equal(versionScopeAnswers.other, "Method is not supported");
+  assert.equal(outsideScopeAnswers("2.5").get, "Not Implemented: Use /version or /v2.5 interfaces");
+  assert.equal(outsideScopeAnswers("2.5").post, "Not Implemented: Use /v2.5 interface");
   assert.equal(agentStatus.bootstrapKeyNotAvailable, "Bootstrap key not yet available.");
+});
+
+test("every versioned route's scope has its answers", () => {
+  for (const r of Object.values(agentRoutes).filter((r) => r.versioned)) {
+    assert.ok(resourceScopeAnswers[scopeOf(r.path)], r.path);
+  }
+  assert.equal(scopeOf("/quotes/identity"), "quotes");
+  assert.equal(scopeOf(""), "");
 });
 
 test("enc_alg: rsa/ecc before 2.5, key-size qualified from 2.5", () => {
