@@ -24,7 +24,7 @@ export const DATA_PCR = 16;
 export interface AkAccess {
   /** The AK's public area (known without the TPM). */
   readonly public: TPMT_PUBLIC;
-  /** The AK's handle when last loaded (agent/info's ak_handle). */
+  /** agent/info's ak_handle: the AK's handle when the agent took it over, the same for every request. */
   readonly handle: number;
   /** Run `fn` with the TPM and the loaded AK. */
   use<T>(fn: (tpm: Tpm, ak: LoadedKey) => Promise<T>): Promise<T>;

@@ -32,7 +32,6 @@ async function saveAndFlush(tpm: Tpm, key: LoadedKey): Promise<TPMS_CONTEXT> {
 /** Takes over a loaded AK: saves its context and flushes it. */
 export async function sharedAk(tpm: Tpm, ak: LoadedKey, o: SharedAkOptions): Promise<AkAccess & { close(): void }> {
   let context = await saveAndFlush(tpm, ak);
-  let handle = ak.handle;
   let timer: ReturnType<typeof setTimeout> | undefined;
 
   const busy = () => {
@@ -58,13 +57,13 @@ export async function sharedAk(tpm: Tpm, ak: LoadedKey, o: SharedAkOptions): Pro
 
   const access = {
     public: ak.public,
-    get handle() {
-      return handle;
-    },
+    // Each request's load gets whatever handle the TPM has free; agent/info reports the one the AK had when
+    // the agent took it over, as rust-keylime reports the handle of its AK loaded once at start.
+    handle: ak.handle,
     async use<T>(fn: (tpm: Tpm, ak: LoadedKey) => Promise<T>): Promise<T> {
       busy();
       try {
-        handle = await load();
+        const handle = await load();
         try {
           return await fn(tpm, { handle, public: ak.public, name: ak.name });
         } finally {

@@ -231,6 +231,8 @@ describe("agent/info", () => {
         ak_handle: fx.ak.handle,
       });
     }
+    const again = await call(app, "/v2.2/agent/info");
+    assert.equal(again.json.results.ak_handle, fx.ak.handle, "the same handle on every call");
     const old = await call(app, "/v2.1/agent/info");
     assert.equal(old.status, 400);
     assert.equal(old.json.status, versionScopeAnswers.get);

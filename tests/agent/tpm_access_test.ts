@@ -28,6 +28,7 @@ describe("the AK on a TPM without a resource manager", { skip }, () => {
   const warnings: string[] = [];
   let quoter: Quoter;
   let access: Awaited<ReturnType<typeof sharedAk>>;
+  let takenOver: number;
   const tools = (...args: string[]) =>
     execFileSync(args[0]!, args.slice(1), { env: { ...process.env, TPM2TOOLS_TCTI: swtpm.tctiForTools } });
 
@@ -38,6 +39,7 @@ describe("the AK on a TPM without a resource manager", { skip }, () => {
     saved = await createAk(tpm, ek, {});
     const ak = await loadAk(tpm, ek, saved);
     await releaseEk(tpm, ek);
+    takenOver = ak.handle;
     access = await sharedAk(tpm, ak, {
       idleMs: 0,
       reload: async (t) => {
@@ -77,6 +79,23 @@ describe("the AK on a TPM without a resource manager", { skip }, () => {
     const transient = tools("tpm2_getcap", "handles-transient").toString().trim();
     assert.equal(transient, "", `transient objects left: ${transient}`);
     await quoteVerifies("second");
+  });
+
+  test("the reported AK handle stays the one taken over, while each request's load takes what is free", async () => {
+    const loads: number[] = [];
+    const reported: number[] = [];
+    await access.use(async (_t, k) => void loads.push(k.handle));
+    reported.push(access.handle);
+    // Another program's transient object now occupies the handle that load got.
+    const other = await access.useTpm((t) => createEk(t, "rsa"));
+    try {
+      await access.use(async (_t, k) => void loads.push(k.handle));
+      reported.push(access.handle);
+    } finally {
+      await access.useTpm((t) => releaseEk(t, other));
+    }
+    assert.notEqual(loads[0], loads[1], "the two loads got different handles");
+    assert.deepEqual(reported, [takenOver, takenOver]);
   });
 
   test("after a TPM Reset the AK is loaded again from its saved parts", async () => {
