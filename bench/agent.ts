@@ -8,7 +8,7 @@
  * - the idle-disconnect cost: a request after the connection was released against a back-to-back one;
  * - the agent's RSS when idle after start and after 1000+ requests.
  *
- *   scripts/deno run -A bench/agent.ts [--json] [--quick]
+ *   scripts/deno run -A bench/agent.ts [--json] [--quick]     (or bench/main.ts --only agent)
  */
 import { readFileSync } from "node:fs";
 import { agentRoutePath, agentRoutes } from "../src/protocol/agent_api.ts";
@@ -24,14 +24,7 @@ import { startAgentProcess } from "../tests/helpers/agent_process.ts";
 import { formatMs, formatRatio, table } from "./common.ts";
 import { type LatencySummary, summarize } from "./stats.ts";
 
-const args = process.argv.slice(2);
-const json = args.includes("--json");
-const quick = args.includes("--quick");
-const N_LATENCY = quick ? 50 : 200;
-const N_THROUGHPUT = quick ? 48 : 160;
-const N_IDLE = quick ? 5 : 15;
 const IDLE_WAIT_MS = 400;
-const progress = (m: string) => process.stderr.write(`[agent bench] ${m}\n`);
 
 function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
@@ -50,9 +43,25 @@ async function timedQuote(c: AgentClient): Promise<number> {
   return performance.now() - t;
 }
 
+export interface AgentBenchResult {
+  latency: LatencySummary;
+  swtpmQuote: LatencySummary;
+  ratio: number;
+  throughput: { clients: number; perSecond: number; latency: LatencySummary }[];
+  idleDisconnect: { afterIdle: LatencySummary; backToBack: LatencySummary };
+  rssMiB: { idle: number; after: number; requests: number };
+}
+
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
-async function main() {
+export async function runAgentBench(
+  o: { quick: boolean },
+  progress: (m: string) => void,
+): Promise<AgentBenchResult> {
+  const N_LATENCY = o.quick ? 50 : 200;
+  const N_THROUGHPUT = o.quick ? 48 : 160;
+  const N_IDLE = o.quick ? 5 : 15;
+  requests = 0;
   progress("starting swtpm, the registrar and keylime_agent");
   const agent = await startAgentProcess({
     uuid: "be0c0000-d2f1-4a97-9ef7-75bd81c00000",
@@ -113,7 +122,7 @@ async function main() {
     await tpm.close();
     const swtpm = summarize(own);
 
-    const report = {
+    return {
       latency,
       swtpmQuote: swtpm,
       ratio: latency.median / swtpm.median,
@@ -121,10 +130,19 @@ async function main() {
       idleDisconnect: { afterIdle: summarize(cold), backToBack: summarize(warm) },
       rssMiB: { idle: idleRss, after: busyRss, requests },
     };
-    if (json) return void console.log(JSON.stringify(report, null, 2));
-    const ms = (s: LatencySummary) => [formatMs(s.median), formatMs(s.p99)];
-    console.log("identity quote over mTLS (keylime_agent on swtpm), ms");
-    console.log(table(["case", "median", "p99", "vs swtpm quote"], [
+  } finally {
+    await agent.stop();
+  }
+}
+
+/** The readable tables of a result. */
+export function agentReport(report: AgentBenchResult): string {
+  const { latency, swtpmQuote: swtpm, throughput } = report;
+  const { idle: idleRss, after: busyRss, requests } = report.rssMiB;
+  const ms = (s: LatencySummary) => [formatMs(s.median), formatMs(s.p99)];
+  return [
+    "identity quote over mTLS (keylime_agent on swtpm), ms",
+    table(["case", "median", "p99", "vs swtpm quote"], [
       ["agent, 1 client sequential", ...ms(latency), formatRatio(report.ratio)],
       ["swtpm quote (our client, same TPM work)", ...ms(swtpm), "1.00x"],
       [
@@ -137,25 +155,28 @@ async function main() {
         ...ms(report.idleDisconnect.backToBack),
         formatRatio(report.idleDisconnect.backToBack.median / swtpm.median),
       ],
-    ]));
-    console.log("\nthroughput");
-    console.log(table(
+    ]),
+    "",
+    "throughput",
+    table(
       ["clients", "req/s", "median ms", "p99 ms", "req/s x swtpm quote"],
-      throughput.map((
-        t,
-      ) => [
+      throughput.map((t) => [
         String(t.clients),
         t.perSecond.toFixed(1),
         ...ms(t.latency),
         (t.perSecond * swtpm.median / 1000).toFixed(2),
       ]),
-    ));
-    console.log(
-      `\nRSS: ${idleRss.toFixed(1)} MiB idle after start, ${busyRss.toFixed(1)} MiB after ${requests} requests`,
-    );
-  } finally {
-    await agent.stop();
-  }
+    ),
+    "",
+    `RSS: ${idleRss.toFixed(1)} MiB idle after start, ${busyRss.toFixed(1)} MiB after ${requests} requests`,
+  ].join("\n");
 }
 
-await main();
+if (import.meta.main) {
+  const args = process.argv.slice(2);
+  const report = await runAgentBench(
+    { quick: args.includes("--quick") },
+    (m) => process.stderr.write(`[agent bench] ${m}\n`),
+  );
+  console.log(args.includes("--json") ? JSON.stringify(report, null, 2) : agentReport(report));
+}

@@ -6,7 +6,7 @@
  *   deno task bench                 readable tables on stdout, progress on stderr
  *   deno task bench -- --json       a JSON report on stdout instead
  *   options: --quick  --iterations N  --warmup N  --batch N  --codec-ms N
- *            --only codec|latency|flow|simulator|registrar|registration
+ *            --only codec|latency|flow|simulator|registrar|registration|agent
  *
  * Latency on a VM depends on whether the CPUs idle between exchanges (a wake-up from halt costs tens
  * of µs per exchange), so each latency case also reports how much CPU other processes used meanwhile.
@@ -18,6 +18,7 @@ import process from "node:process";
 import type { AnyCommand } from "../src/tpm/command.ts";
 import { GetRandom, PCR_Read } from "../src/tpm/commands.ts";
 import { startSwtpm, type StartSwtpmOptions, type SwtpmInstance, swtpmSkipReason } from "../tests/helpers/swtpm.ts";
+import { type AgentBenchResult, agentReport, runAgentBench } from "./agent.ts";
 import { type CodecResult, runCodecBench, type ThroughputOptions } from "./codec.ts";
 import { formatRatio, PCRS_0_7, table } from "./common.ts";
 import {
@@ -49,12 +50,16 @@ import {
   type SimulatorResult,
 } from "./simulator.ts";
 
+/** The parts --only picks; all of them run without it. */
+const PARTS = ["codec", "latency", "flow", "simulator", "registrar", "registration", "agent"] as const;
+
 /** A latency result with the CPU other processes used meanwhile (percent of one core). */
 type LatencyRow = LatencyResult & { otherCpuPercent: number };
 
 interface Options {
   json: boolean;
-  only: "codec" | "latency" | "flow" | "simulator" | "registrar" | "registration" | undefined;
+  quick: boolean;
+  only: typeof PARTS[number] | undefined;
   codec: ThroughputOptions;
   latency: LatencyOptions;
   flow: FlowOptions;
@@ -65,7 +70,7 @@ interface Options {
 }
 
 const USAGE = `usage: deno run --allow-all bench/main.ts [--json] [--quick]
-       [--only codec|latency|flow|simulator|registrar|registration]
+       [--only ${PARTS.join("|")}]
        [--iterations N] [--warmup N] [--batch N] [--codec-ms N]`;
 
 /** The options that take a positive integer, and where it goes. */
@@ -79,6 +84,7 @@ const NUMBER_OPTIONS = new Map<string, (o: Options, v: number) => void>([
 function parseArgs(argv: string[]): Options {
   const o: Options = {
     json: false,
+    quick: false,
     only: undefined,
     codec: { warmupMs: 200, runMs: 1000 },
     latency: { iterations: 2000, warmup: 200, batchSize: 100, batchWarmup: 20 },
@@ -101,6 +107,7 @@ function parseArgs(argv: string[]): Options {
         o.json = true;
         break;
       case "--quick":
+        o.quick = true;
         o.codec = { warmupMs: 50, runMs: 200 };
         o.latency = { iterations: 300, warmup: 50, batchSize: 50, batchWarmup: 10 };
         o.flow = { ...FLOW_QUICK };
@@ -110,11 +117,10 @@ function parseArgs(argv: string[]): Options {
         break;
       case "--only": {
         const v = argv[++i];
-        const parts = ["codec", "latency", "flow", "simulator", "registrar", "registration"] as const;
-        if (!parts.includes(v as typeof parts[number])) {
-          throw new Error(`--only takes ${parts.join(", ")}, got "${v ?? ""}"`);
+        if (!PARTS.includes(v as typeof PARTS[number])) {
+          throw new Error(`--only takes ${PARTS.join(", ")}, got "${v ?? ""}"`);
         }
-        o.only = v as typeof parts[number];
+        o.only = v as typeof PARTS[number];
         break;
       }
       case "-h":
@@ -317,6 +323,8 @@ async function main(): Promise<void> {
     simulatorSkipped?: string;
     registrar?: RegistrarResult;
     registration?: RegistrationBenchResult[];
+    agent?: AgentBenchResult;
+    agentSkipped?: string;
   } = { machine: m, options: o };
   const wanted = (part: Options["only"]) => o.only === undefined || o.only === part;
 
@@ -388,6 +396,14 @@ async function main(): Promise<void> {
     progress("registration end to end (swtpm, simulator) against the reference registrar");
     report.registration = await runRegistrationBench({ runs: o.registrationRuns, tpms: ["swtpm", "sim"] });
   }
+  if (wanted("agent")) {
+    const skip = swtpmSkipReason();
+    if (skip) report.agentSkipped = skip;
+    else {
+      progress("keylime_agent on swtpm: identity quotes over mTLS");
+      report.agent = await runAgentBench({ quick: o.quick }, progress);
+    }
+  }
   progressDone();
 
   if (o.json) {
@@ -426,6 +442,8 @@ async function main(): Promise<void> {
   if (report.simulator) out.push("", simulatorReport(report.simulator));
   if (report.registrar) out.push("", registrarReport(report.registrar));
   if (report.registration) out.push("", registrationReport(report.registration));
+  if (report.agent) out.push("", agentReport(report.agent));
+  if (report.agentSkipped) out.push("", `Agent: skipped (${report.agentSkipped})`);
   console.log(out.join("\n"));
 }
 
