@@ -8,7 +8,6 @@
  * Upstream: keylime/rust-keylime keylime-agent/src/{main,api,errors_handler}.rs, keylime/src/json_wrapper.rs.
  */
 import { type Context, Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import {
   type AgentRouteName,
   agentRoutes,
@@ -24,7 +23,8 @@ import {
 import { type ApiVersion, compareVersions, parseVersionPrefix } from "../protocol/api_version.ts";
 import { envelope, envelopeText } from "../protocol/envelope.ts";
 import { PayloadError } from "../protocol/payload.ts";
-import { parseJsonText, ProtocolInputError, type Shape, type ShapeOf } from "../protocol/schema.ts";
+import { bodyTooLarge, parseJsonText, ProtocolInputError, type Shape, type ShapeOf } from "../protocol/schema.ts";
+import { limitBody } from "../util/body_limit.ts";
 import { PcrsUnstableError, TpmLibraryError, TpmUsageError } from "../tpm/errors.ts";
 import type { RouteHandlers, RouteInput } from "./routes/handler.ts";
 import { RouteError } from "./routes/handler.ts";
@@ -118,15 +118,7 @@ export function createAgentApp(deps: AgentAppDeps): Hono<Env> {
       `${c.req.method} ${new URL(c.req.url).pathname} ${c.res.status} ${(performance.now() - start).toFixed(1)} ms`,
     );
   });
-  app.use(
-    "*",
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      onError: () => {
-        throw ProtocolInputError.at("", `the request body is larger than ${MAX_BODY_BYTES} bytes`);
-      },
-    }),
-  );
+  app.use("*", limitBody(MAX_BODY_BYTES, bodyTooLarge));
 
   app.get(agentRoutes.version.path, (c) => {
     const results = { supported_version: versions.at(-1)!, supported_versions: versions };

@@ -39,6 +39,11 @@ export class ProtocolInputError extends Error {
   }
 }
 
+/** A request body over the limit, as the agent's and the registrar's apps refuse it. */
+export function bodyTooLarge(maxBytes: number): never {
+  throw ProtocolInputError.at("", `the request body is larger than ${maxBytes} bytes`);
+}
+
 function join(prefix: string, path: string): string {
   if (!path) return prefix;
   return path.startsWith("[") ? prefix + path : `${prefix}.${path}`;

@@ -6,7 +6,6 @@
  * already required a client certificate from the trusted CA.
  */
 import { type Context, Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import type { ServerResponse } from "node:http";
 import { REGISTRAR_SUPPORTED_VERSIONS } from "../protocol/api_version.ts";
 import { envelope, envelopeText } from "../protocol/envelope.ts";
@@ -18,7 +17,8 @@ import {
   registrarRoutes,
   registrarStatus,
 } from "../protocol/registrar_api.ts";
-import { ProtocolInputError } from "../protocol/schema.ts";
+import { bodyTooLarge, ProtocolInputError } from "../protocol/schema.ts";
+import { limitBody } from "../util/body_limit.ts";
 import { AgentNotFoundError, AuthTagMismatchError, IdentityChangedError } from "./errors.ts";
 import type { RegistrarService } from "./registration.ts";
 import { BareResponse, type Params, registrarHandlers } from "./routes.ts";
@@ -90,15 +90,7 @@ export interface RegistrarAppOptions {
 
 export function createRegistrarApp(svc: RegistrarService, opts: RegistrarAppOptions): Hono<Env> {
   const app = new Hono<Env>({ strict: false });
-  app.use(
-    "*",
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      onError: () => {
-        throw ProtocolInputError.at("", `the request body is larger than ${MAX_BODY_BYTES} bytes`);
-      },
-    }),
-  );
+  app.use("*", limitBody(MAX_BODY_BYTES, bodyTooLarge));
   for (const route of ROUTES) {
     const name = route.name as RegistrarRouteName;
     const handler = registrarHandlers[name];
