@@ -18,11 +18,10 @@ import { agentRoutePath, agentRoutes } from "../../src/protocol/agent_api.ts";
 import { generateBootstrapKey, importNkPublicKey, tenantKeyRequests, verifyHmac } from "../../src/protocol/payload.ts";
 import { buildPayloadZip } from "../../src/protocol/payload_zip.ts";
 import { verifyQuote } from "../../src/protocol/quote.ts";
-import { revocationMessage } from "../../src/protocol/revocation.ts";
 import { TPM_ALG } from "../../src/tpm/constants.ts";
 import type { AgentClient } from "../helpers/agent_client.ts";
 import { type AgentProcess, ROOT, startAgentProcess, until } from "../helpers/agent_process.ts";
-import { makeRevocationSigner, type RevocationSigner } from "../helpers/revocation_ca.ts";
+import { makeRevocationSigner, type RevocationSigner, sampleRevocationMessage } from "../helpers/revocation_ca.ts";
 import { requireTools, swtpmSkipReason } from "../helpers/swtpm.ts";
 
 const UUID = "e2e00000-d2f1-4a97-9ef7-75bd81c00000";
@@ -152,15 +151,7 @@ describe("keylime_agent as a process", {
   });
 
   test("a signed revocation runs the action with its output logged; an unsigned one runs none", async () => {
-    const msg = revocationMessage({
-      type: "revocation",
-      ip: "127.0.0.1",
-      agent_id: UUID,
-      port: 9002,
-      tpm_policy: "{}",
-      meta_data: "{}",
-      event_time: "Tue Dec  1 22:00:00 2026",
-    });
+    const msg = sampleRevocationMessage(UUID, "Tue Dec  1 22:00:00 2026");
     const body = (signature: Uint8Array) =>
       agentRoutes.revocation.body.toJson({ msg, signature }) as Record<string, unknown>;
     const signed = await client.request("/v2.2/notifications/revocation", { body: body(await signer.sign(msg)) });

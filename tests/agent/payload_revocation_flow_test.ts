@@ -15,10 +15,9 @@ import { prepareSecureDir, type StoredPayload } from "../../src/agent/payload_st
 import { RevocationWorker } from "../../src/agent/revocation.ts";
 import { importNkPrivateKey, importNkPublicKey, tenantKeyRequests } from "../../src/protocol/payload.ts";
 import { buildPayloadZip } from "../../src/protocol/payload_zip.ts";
-import { revocationMessage } from "../../src/protocol/revocation.ts";
 import { recordingLog } from "../helpers/agent_log.ts";
 import { defaultStoreOptions, deliverKeys } from "../helpers/payload_delivery.ts";
-import { makeRevocationSigner } from "../helpers/revocation_ca.ts";
+import { makeRevocationSigner, sampleRevocationMessage } from "../helpers/revocation_ca.ts";
 
 const UUID = "d432fbb3-d2f1-4a97-9ef7-75bd81c00000";
 const root = mkdtempSync(join(tmpdir(), "cert-flow-"));
@@ -71,15 +70,7 @@ test("payload with the revocation certificate and an action; a signed revocation
     workDir: keylimeDir,
     log,
   });
-  const msg = revocationMessage({
-    type: "revocation",
-    ip: "127.0.0.1",
-    agent_id: UUID,
-    port: 9002,
-    tpm_policy: "{}",
-    meta_data: "{}",
-    event_time: "Tue Dec  1 23:00:00 2026",
-  });
+  const msg = sampleRevocationMessage(UUID, "Tue Dec  1 23:00:00 2026");
 
   // A notification signed by someone else runs nothing.
   const stranger = await makeRevocationSigner(mkdtempSync(join(root, "stranger-")));

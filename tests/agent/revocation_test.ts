@@ -18,26 +18,18 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { processRevocation, type RevocationOptions, RevocationWorker } from "../../src/agent/revocation.ts";
-import { revocationMessage } from "../../src/protocol/revocation.ts";
 import {
   makeRevocationSigner,
   pythonCryptographySkipReason,
   pythonSign,
   type RevocationSigner,
+  sampleRevocationMessage,
 } from "../helpers/revocation_ca.ts";
 import { recordingLog } from "../helpers/agent_log.ts";
 
 const root = mkdtempSync(join(tmpdir(), "revocation-agent-"));
 const signer: RevocationSigner = await makeRevocationSigner(root);
-const msg = revocationMessage({
-  type: "revocation",
-  ip: "127.0.0.1",
-  agent_id: "d432fbb3-d2f1-4a97-9ef7-75bd81c00000",
-  port: 9002,
-  tpm_policy: "{}",
-  meta_data: "{}",
-  event_time: "Tue Dec  1 22:00:00 2026",
-});
+const msg = sampleRevocationMessage("d432fbb3-d2f1-4a97-9ef7-75bd81c00000", "Tue Dec  1 22:00:00 2026");
 
 let dir: string;
 let lines: string[];

@@ -7,7 +7,7 @@ import { execFileSync } from "node:child_process";
 import { createPrivateKey, webcrypto } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { signRevocation } from "../../src/protocol/revocation.ts";
+import { revocationMessage, signRevocation } from "../../src/protocol/revocation.ts";
 
 export interface RevocationSigner {
   certPem: string;
@@ -69,4 +69,17 @@ export function pythonCryptographySkipReason(): string | undefined {
   } catch {
     return "python3 with the cryptography package is not installed";
   }
+}
+
+/** The `msg` of a minimal revocation event, as the verifier sends it for `agentId`. */
+export function sampleRevocationMessage(agentId: string, eventTime = "Tue Dec  1 22:00:00 2026"): string {
+  return revocationMessage({
+    type: "revocation",
+    ip: "127.0.0.1",
+    agent_id: agentId,
+    port: 9002,
+    tpm_policy: "{}",
+    meta_data: "{}",
+    event_time: eventTime,
+  });
 }
