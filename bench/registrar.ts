@@ -180,6 +180,9 @@ export async function runRegistrarBench(
       port: 9002,
       mtls_cert: "disabled",
       regcount: 1,
+      transport_key: null,
+      certify_nonce: null,
+      nk_binding: null,
     };
     const sqliteWritePerSec = perSec(
       o.referenceRuns,

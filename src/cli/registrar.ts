@@ -14,6 +14,8 @@ interface RegistrarCliOptions {
   tlsDir?: string;
   tpmCaDir?: string[];
   allowUntrustedEk?: boolean;
+  requireNkCertify?: boolean;
+  certifyNonceTtl?: string;
   config?: string;
 }
 
@@ -38,6 +40,8 @@ export function registrarCommand(program: Command): void {
     )
     .option("--tpm-ca-dir <dir>", "more TPM manufacturer CA certificates (repeatable)", collect)
     .option("--allow-untrusted-ek", "store EK certificates that do not chain to the trust store, flagged untrusted")
+    .option("--require-nk-certify", "refuse registrations whose NK is not certified by the AK (nk_certify)")
+    .option("--certify-nonce-ttl <seconds>", "how long a certify nonce stays valid (default 300)")
     .option("--config <file>", "TOML file with a [registrar] table (options given here override it)")
     .action(async (o: RegistrarCliOptions) => {
       const { loadRegistrarConfig } = await import("../registrar/config.ts");
@@ -51,6 +55,8 @@ export function registrarCommand(program: Command): void {
         ...(o.tlsDir !== undefined ? { tls_dir: o.tlsDir } : {}),
         ...(o.tpmCaDir !== undefined ? { tpm_ca_dir: o.tpmCaDir } : {}),
         ...(o.allowUntrustedEk ? { allow_untrusted_ek: true } : {}),
+        ...(o.requireNkCertify ? { require_nk_certify: true } : {}),
+        ...(o.certifyNonceTtl !== undefined ? { certify_nonce_ttl: Number(o.certifyNonceTtl) } : {}),
       });
       const log = (line: string) => process.stdout.write(`${new Date().toISOString()} registrar: ${line}\n`);
       const running = await startRegistrar(config, { log });

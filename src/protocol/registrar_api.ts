@@ -60,6 +60,24 @@ const tpmPublic = (): Field<TpmPublicBytes, false> =>
 
 const certificateText = text({ max: MAX_CERT_CHARS, expect: "a PEM certificate (or base64 DER)" });
 
+/** The version of the NK certify extension (../shared/spec/nk-certify.md) this code speaks. */
+export const NK_CERTIFY_VERSION = 1;
+/** Bytes of a registrar's certify nonce. */
+export const CERTIFY_NONCE_BYTES = 32;
+const MAX_ATTEST_BYTES = 4096;
+const certifyNonce = () => binary({ maxBytes: CERTIFY_NONCE_BYTES });
+const transportKey = () => text({ max: 16 * 1024, expect: "a PEM public key (SubjectPublicKeyInfo)" });
+
+/** The NK's certification by the AK (nk-certify.md step 4), as sent at activation and shown to tenants. */
+const nkCertification = {
+  /** TPM2B_PUBLIC of the NK as loaded with TPM2_LoadExternal. */
+  nk_tpm: optional(binary({ maxBytes: MAX_PUBLIC_BYTES })),
+  /** TPMS_ATTEST of TPM2_Certify (no size prefix). */
+  nk_attest: optional(binary({ maxBytes: MAX_ATTEST_BYTES })),
+  /** TPMT_SIGNATURE of TPM2_Certify. */
+  nk_sign: optional(binary({ maxBytes: MAX_ATTEST_BYTES })),
+};
+
 /** POST /agents/:agent_id (and POST /agents with agent_id in the body), keylime.md §1.3. */
 export const RegisterBody = object({
   agent_id: optional(agentId),
@@ -78,14 +96,25 @@ export const RegisterBody = object({
   iak_sign: optional(binary({ maxBytes: 4096 })),
   iak_cert: optional(certificateText),
   idevid_cert: optional(certificateText),
+  /** Beyond upstream (nk-certify.md): the agent speaks the NK certify extension of this version. */
+  nk_certify: optional(integer({ min: 0, max: 0xffff })),
+  /** Beyond upstream: PEM SPKI of the NK, sent when mtls_cert is "disabled". */
+  transport_key: optional(transportKey()),
 });
 export type RegisterBody = Infer<typeof RegisterBody["fields"]>;
 
 /** `blob`: the MakeCredential blob (src/protocol/credential.ts, decodeKeylimeBlob). */
-export const RegisterResults = object({ blob: binary({ maxBytes: 4096 }) });
+export const RegisterResults = object({
+  blob: binary({ maxBytes: 4096 }),
+  /** Beyond upstream: 32 random bytes the AK must certify the NK over, when the agent asked for nk_certify. */
+  certify_nonce: optional(certifyNonce()),
+});
 
-/** `auth_tag`: 96 lowercase hex digits from an honest agent; any other string is compared and fails. */
-export const ActivateBody = object({ auth_tag: text({ max: 1024 }) });
+/**
+ * `auth_tag`: 96 lowercase hex digits from an honest agent; any other string is compared and fails.
+ * After a registration that answered certify_nonce, the NK's certification too.
+ */
+export const ActivateBody = object({ auth_tag: text({ max: 1024 }), ...nkCertification });
 
 export const EmptyResults = object({});
 
@@ -107,6 +136,12 @@ export const ShowResults = object({
   ip: optional(text({ max: 15 })),
   port: optional(integer({ min: 1, max: 65535 })),
   regcount: integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+  /** Beyond upstream (nk-certify.md): the NK's certification checked at activation, to check again. */
+  transport_key: optional(transportKey()),
+  ...nkCertification,
+  certify_nonce: optional(certifyNonce()),
+  /** When the registrar verified the certification (ISO 8601, UTC). */
+  nk_verified_at: optional(text({ max: 64 })),
 });
 
 export type HttpMethod = "GET" | "POST" | "PUT" | "DELETE";
@@ -246,6 +281,10 @@ export const registrarStatus = {
   notActive: (id: string) => `Agent with ID '${id}' has not been activated`,
   /** keylime 7.14 (keylime/keylime#1825, CVE-2025-13609): a known uuid with another EK, EK certificate or AK. */
   identityChanged: "Agent re-registration with different TPM identity is forbidden for security reasons",
+  /** Beyond upstream: an activation whose NK certification failed `failure` (NkCertifyError's message). */
+  nkCertifyFailed: (failure: string) =>
+    `${failure}. The agent has been deleted from the database and will need to be restarted to reattempt ` +
+    `registration`,
   authTagMismatch: (tag: string, id: string) =>
     `Auth tag '${tag}' for agent '${id}' does not match expected value. The agent has been deleted from the ` +
     `database and will need to be restarted to reattempt registration`,

@@ -17,6 +17,7 @@ import {
   registrarRoutes,
   registrarStatus,
 } from "../protocol/registrar_api.ts";
+import { NkCertifyError } from "../protocol/nk_certify.ts";
 import { bodyTooLarge, ProtocolInputError } from "../protocol/schema.ts";
 import { limitBody } from "../util/body_limit.ts";
 import { AgentNotFoundError, AuthTagMismatchError, IdentityChangedError } from "./errors.ts";
@@ -52,6 +53,9 @@ function answerError(c: Context<Env>, e: unknown, log: (line: string) => void): 
   if (e instanceof IdentityChangedError) return reply(c, 403, e.message, undefined, e.fields.join(", ") + " changed");
   if (e instanceof AgentNotFoundError) return reply(c, 404, e.message);
   if (e instanceof AuthTagMismatchError) return reply(c, 400, e.message, undefined, "auth_tag does not match");
+  if (e instanceof NkCertifyError) {
+    return reply(c, 400, registrarStatus.nkCertifyFailed(e.message), undefined, e.message);
+  }
   log(`internal error on ${c.req.method} ${new URL(c.req.url).pathname}: ${e instanceof Error ? e.stack : String(e)}`);
   return bare(c, 500, "Internal Server Error");
 }

@@ -5,10 +5,10 @@
 import { readFile } from "node:fs/promises";
 import { parse as parseToml } from "smol-toml";
 
-type Kind = "string" | "port" | "boolean" | "strings" | "sync";
+type Kind = "string" | "port" | "seconds" | "boolean" | "strings" | "sync";
 type ValueOf<K extends Kind> = K extends "sync" ? "normal" | "full"
   : K extends "string" ? string
-  : K extends "port" ? number
+  : K extends "port" | "seconds" ? number
   : K extends "boolean" ? boolean
   : string[];
 
@@ -41,6 +41,12 @@ export const REGISTRAR_KEYS = {
     false,
     "store EK certificates that do not chain to the trust store, flagged untrusted",
   ),
+  require_nk_certify: key(
+    "boolean",
+    false,
+    "refuse registrations without nk_certify: every agent's NK must be certified by its AK (spec/nk-certify.md)",
+  ),
+  certify_nonce_ttl: key("seconds", 300, "seconds a certify nonce stays valid between registration and activation"),
 } as const;
 
 type Keys = typeof REGISTRAR_KEYS;
@@ -63,6 +69,11 @@ function check(name: string, kind: Kind, v: unknown): unknown {
     case "port": {
       const n = typeof v === "string" && /^[0-9]+$/.test(v) ? Number(v) : v;
       if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n > 65535) throw bad("a port number (0-65535)");
+      return n;
+    }
+    case "seconds": {
+      const n = typeof v === "string" && /^[0-9]+$/.test(v) ? Number(v) : v;
+      if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > 86400) throw bad("seconds (1-86400)");
       return n;
     }
     case "sync":

@@ -36,13 +36,12 @@ function requireParams(params: Params, ...names: string[]): void {
 async function register(svc: RegistrarService, params: Params) {
   requireParams(params, "agent_id");
   const body = RegisterBody.parse(params);
-  return { blob: await registerAgent(svc, body.agent_id!, body) };
+  return await registerAgent(svc, body.agent_id!, body);
 }
 
 function activate(svc: RegistrarService, params: Params) {
   requireParams(params, "agent_id", "auth_tag");
-  const { auth_tag } = ActivateBody.parse(params);
-  activateAgent(svc, agentIdOf(params), auth_tag);
+  activateAgent(svc, agentIdOf(params), ActivateBody.parse(params));
   return {};
 }
 

@@ -53,7 +53,13 @@ export async function startRegistrar(config: RegistrarConfig, opts: StartOptions
   const tls = await ensureTlsDir(tlsDir, ["localhost", "127.0.0.1", "::1", config.ip]);
   if (tls.generated) opts.log(`generated a CA, server and client certificates in ${tlsDir}`);
   const store = opts.store ?? await openSqliteStore(config.database, config.database_sync);
-  const service: RegistrarService = { store, ekTrust, allowUntrustedEk: config.allow_untrusted_ek, log: opts.log };
+  const service: RegistrarService = {
+    store,
+    ekTrust,
+    allowUntrustedEk: config.allow_untrusted_ek,
+    log: opts.log,
+    nkCertify: { require: config.require_nk_certify, nonceTtl: config.certify_nonce_ttl },
+  };
 
   const http = createAdaptorServer({
     fetch: createRegistrarApp(service, { tls: false }).fetch,
@@ -77,7 +83,8 @@ export async function startRegistrar(config: RegistrarConfig, opts: StartOptions
     `registrar listening on http://${config.ip}:${port} (agents) and https://${config.ip}:${tlsPort} ` +
       `(tenants, client certificates from ${tlsDir}); database ${resolve(config.database)} ` +
       `(sync ${config.database_sync}); ` +
-      `EK trust store: ${ekTrust.size} certificates${config.allow_untrusted_ek ? ", untrusted EKs allowed" : ""}`,
+      `EK trust store: ${ekTrust.size} certificates${config.allow_untrusted_ek ? ", untrusted EKs allowed" : ""}` +
+      (config.require_nk_certify ? "; NK certification required" : ""),
   );
   return {
     port,

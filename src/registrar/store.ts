@@ -25,6 +25,31 @@ export interface AgentRecord {
   /** PEM or "disabled". */
   mtls_cert: string | null;
   regcount: number;
+  /** Beyond upstream (spec/nk-certify.md): PEM SPKI of the NK when mtls_cert is "disabled". */
+  transport_key: string | null;
+  /** The nonce of the last registration with nk_certify, until its activation. */
+  certify_nonce: CertifyNonce | null;
+  /** The NK's certification, as verified at activation. */
+  nk_binding: NkBinding | null;
+}
+
+export interface CertifyNonce {
+  /** 32 random bytes. */
+  nonce: Uint8Array;
+  /** When it was issued, ms since the epoch. */
+  issued_at: number;
+  /** Single use: set by the first activation that presents it. */
+  used: boolean;
+}
+
+export interface NkBinding {
+  nk_tpm: Uint8Array;
+  nk_attest: Uint8Array;
+  nk_sign: Uint8Array;
+  /** The certify nonce it was made over. */
+  nonce: Uint8Array;
+  /** ISO 8601 (UTC) time of the verification. */
+  verified_at: string;
 }
 
 /** What a transaction may do. */
@@ -42,7 +67,11 @@ export interface RegistrarStore {
   close(): void;
 }
 
-const copy = (r: AgentRecord): AgentRecord => ({ ...r });
+const copy = (r: AgentRecord): AgentRecord => ({
+  ...r,
+  certify_nonce: r.certify_nonce && { ...r.certify_nonce },
+  nk_binding: r.nk_binding && { ...r.nk_binding },
+});
 
 /** Records in memory: for tests and benchmarks that measure everything but SQLite. */
 export function memoryStore(): RegistrarStore {
@@ -78,7 +107,7 @@ export function memoryStore(): RegistrarStore {
 }
 
 /** The schema this code writes; older files are migrated forward on open, newer ones refused. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 const COLUMNS = [
   "agent_id",
@@ -92,6 +121,15 @@ const COLUMNS = [
   "port",
   "mtls_cert",
   "regcount",
+  "transport_key",
+  "certify_nonce",
+  "certify_nonce_issued_at",
+  "certify_nonce_used",
+  "nk_tpm",
+  "nk_attest",
+  "nk_sign",
+  "nk_nonce",
+  "nk_verified_at",
 ] as const;
 
 const MIGRATIONS: Record<number, string> = {
@@ -108,6 +146,16 @@ const MIGRATIONS: Record<number, string> = {
         mtls_cert TEXT,
         regcount INTEGER NOT NULL
       ) STRICT`,
+  // The NK certify extension (spec/nk-certify.md): the pending nonce and the verified binding.
+  2: `ALTER TABLE registrarmain ADD COLUMN transport_key TEXT;
+      ALTER TABLE registrarmain ADD COLUMN certify_nonce BLOB;
+      ALTER TABLE registrarmain ADD COLUMN certify_nonce_issued_at INTEGER;
+      ALTER TABLE registrarmain ADD COLUMN certify_nonce_used INTEGER;
+      ALTER TABLE registrarmain ADD COLUMN nk_tpm BLOB;
+      ALTER TABLE registrarmain ADD COLUMN nk_attest BLOB;
+      ALTER TABLE registrarmain ADD COLUMN nk_sign BLOB;
+      ALTER TABLE registrarmain ADD COLUMN nk_nonce BLOB;
+      ALTER TABLE registrarmain ADD COLUMN nk_verified_at TEXT;`,
 };
 
 export class StoreError extends Error {
@@ -122,6 +170,8 @@ type Row = Record<string, unknown>;
 
 function fromRow(r: Row): AgentRecord {
   const bytes = (v: unknown) => (v == null ? null : new Uint8Array(v as Uint8Array));
+  const nonce = bytes(r.certify_nonce);
+  const nk = [bytes(r.nk_tpm), bytes(r.nk_attest), bytes(r.nk_sign), bytes(r.nk_nonce)] as const;
   return {
     agent_id: String(r.agent_id),
     aik_tpm: bytes(r.aik_tpm)!,
@@ -134,6 +184,15 @@ function fromRow(r: Row): AgentRecord {
     port: r.port == null ? null : Number(r.port),
     mtls_cert: r.mtls_cert == null ? null : String(r.mtls_cert),
     regcount: Number(r.regcount),
+    transport_key: r.transport_key == null ? null : String(r.transport_key),
+    certify_nonce: nonce && {
+      nonce,
+      issued_at: Number(r.certify_nonce_issued_at),
+      used: Number(r.certify_nonce_used) === 1,
+    },
+    nk_binding: nk.every((b) => b !== null) && r.nk_verified_at != null
+      ? { nk_tpm: nk[0]!, nk_attest: nk[1]!, nk_sign: nk[2]!, nonce: nk[3]!, verified_at: String(r.nk_verified_at) }
+      : null,
   };
 }
 
@@ -150,6 +209,15 @@ function toRow(r: AgentRecord): (string | number | Uint8Array | null)[] {
     r.port,
     r.mtls_cert,
     r.regcount,
+    r.transport_key,
+    r.certify_nonce?.nonce ?? null,
+    r.certify_nonce?.issued_at ?? null,
+    r.certify_nonce ? (r.certify_nonce.used ? 1 : 0) : null,
+    r.nk_binding?.nk_tpm ?? null,
+    r.nk_binding?.nk_attest ?? null,
+    r.nk_binding?.nk_sign ?? null,
+    r.nk_binding?.nonce ?? null,
+    r.nk_binding?.verified_at ?? null,
   ];
 }
 

@@ -16,10 +16,12 @@ import { createEk, readEkCertificate } from "../../src/tpm/ek.ts";
 import { EK_TEMPLATES, type EkAlg } from "../../src/tpm/templates.ts";
 import { encode } from "../../src/tpm/marshal.ts";
 import { flush } from "../../src/tpm/objects.ts";
-import { TPM2B_PUBLIC, type TPMT_PUBLIC } from "../../src/tpm/structures.ts";
+import { TPM2B_PUBLIC, type TPMT_PUBLIC, TPMT_SIGNATURE } from "../../src/tpm/structures.ts";
+import { certifySoftwareKey } from "../../src/tpm/certify.ts";
+import type { ExternalKeyUse } from "../../src/tpm/external_key.ts";
 import { createCa, issueCertificate, type Issuer } from "../../src/registrar/tls.ts";
 import { softKey } from "./soft_key.ts";
-import { fromBase64url, toPem } from "../../src/util/encoding.ts";
+import { fromBase64url, toBase64, toPem } from "../../src/util/encoding.ts";
 
 export interface TestAgent {
   ekTpm: Uint8Array;
@@ -31,7 +33,16 @@ export interface TestAgent {
   body(extra?: Record<string, unknown>): Record<string, unknown>;
   /** The auth_tag for a registrar's blob. */
   answer(blob: Uint8Array, uuid: string): Promise<string>;
+  /** TPM agents: the AK certifies `nk` over `nonce` (nk-certify.md step 3); the activation's nk_* fields. */
+  certifyNk?(nk: KeyObject, nonce: Uint8Array, use?: ExternalKeyUse): Promise<NkFields>;
   close(): Promise<void>;
+}
+
+/** The activation's NK certification, base64 as sent. */
+export interface NkFields {
+  nk_tpm: string;
+  nk_attest: string;
+  nk_sign: string;
 }
 
 function bodyOf(ekTpm: Uint8Array, akTpm: Uint8Array, ekcert: string | undefined) {
@@ -135,6 +146,14 @@ export async function tpmAgent(tpm: Tpm, alg: EkAlg = "rsa"): Promise<TestAgent>
     answer: async (blob, uuid) => {
       const { credentialBlob, secret } = decodeKeylimeBlob(blob);
       return authTag(await activateCredential(tpm, ak, ek, credentialBlob, secret), uuid);
+    },
+    certifyNk: async (nk, nonce, use) => {
+      const c = await certifySoftwareKey(tpm, nk, ak, nonce, use);
+      return {
+        nk_tpm: toBase64(encode(TPM2B_PUBLIC, c.public)),
+        nk_attest: toBase64(c.attest),
+        nk_sign: toBase64(encode(TPMT_SIGNATURE, c.signature)),
+      };
     },
     close: async () => {
       await flush(tpm, ak.handle).catch(() => {});

@@ -24,8 +24,26 @@ const record = (id: string, over: Partial<AgentRecord> = {}): AgentRecord => ({
   port: 9002,
   mtls_cert: "disabled",
   regcount: 1,
+  transport_key: null,
+  certify_nonce: null,
+  nk_binding: null,
   ...over,
 });
+
+/** A record after an activation with a certified NK (the values are only stored, not checked, here). */
+const certified = (id: string): AgentRecord =>
+  record(id, {
+    active: true,
+    transport_key: "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n",
+    certify_nonce: { nonce: new Uint8Array(32).fill(7), issued_at: 1_700_000_000_123, used: true },
+    nk_binding: {
+      nk_tpm: new Uint8Array([1, 1]),
+      nk_attest: new Uint8Array([2, 2]),
+      nk_sign: new Uint8Array([3, 3]),
+      nonce: new Uint8Array(32).fill(7),
+      verified_at: "2026-12-02T00:00:00.000Z",
+    },
+  });
 
 function withDir(fn: (dir: string) => Promise<void>) {
   return async () => {
@@ -54,13 +72,17 @@ test(
       tx.put(a);
       tx.put(record("b"));
       tx.put(record("c"));
+      tx.put(certified("d"));
+      tx.put(record("e", { certify_nonce: { nonce: new Uint8Array(32), issued_at: 5, used: false } }));
     });
     store.transaction((tx) => assert.equal(tx.delete("c"), true));
     store.close();
     store = await openSqliteStore(file);
-    assert.deepEqual(store.listIds(), ["a", "b"]);
+    assert.deepEqual(store.listIds(), ["a", "b", "d", "e"]);
     assert.deepEqual(store.get("a"), a);
     assert.deepEqual(store.get("b"), record("b"));
+    assert.deepEqual(store.get("d"), certified("d"));
+    assert.deepEqual(store.get("e")!.certify_nonce, { nonce: new Uint8Array(32), issued_at: 5, used: false });
     store.close();
   }),
 );
@@ -100,7 +122,38 @@ test(
     const db = new DatabaseSync(file);
     db.exec(`PRAGMA user_version = ${SCHEMA_VERSION + 1}`);
     db.close();
-    await assert.rejects(openSqliteStore(file), /schema version 2, newer than this registrar's 1/);
+    await assert.rejects(
+      openSqliteStore(file),
+      new RegExp(`schema version ${SCHEMA_VERSION + 1}, newer than this registrar's ${SCHEMA_VERSION}`),
+    );
+  }),
+);
+
+test(
+  "a schema 1 file (before the NK certify extension) is migrated: its records kept, the new fields empty",
+  withDir(async (dir) => {
+    const file = join(dir, "r.sqlite");
+    const { DatabaseSync } = await import("node:sqlite");
+    const db = new DatabaseSync(file);
+    db.exec(`CREATE TABLE registrarmain (
+        agent_id TEXT PRIMARY KEY NOT NULL CHECK (length(agent_id) <= 80),
+        aik_tpm BLOB NOT NULL, ek_tpm BLOB NOT NULL, ekcert BLOB,
+        ek_trust TEXT NOT NULL CHECK (ek_trust IN ('trusted', 'untrusted', 'absent')),
+        key TEXT NOT NULL, active INTEGER NOT NULL, ip TEXT, port INTEGER, mtls_cert TEXT, regcount INTEGER NOT NULL
+      ) STRICT; PRAGMA user_version = 1;`);
+    db.prepare(
+      "INSERT INTO registrarmain VALUES (?, ?, ?, NULL, 'absent', 'a2V5', 1, '127.0.0.1', 9002, 'disabled', 1)",
+    )
+      .run("old", new Uint8Array([1, 2, 3]), new Uint8Array([4, 5]));
+    db.close();
+    const store = await openSqliteStore(file);
+    assert.deepEqual(store.get("old"), record("old", { active: true }));
+    store.transaction((tx) => tx.put(certified("new")));
+    assert.deepEqual(store.get("new"), certified("new"));
+    store.close();
+    const again = new DatabaseSync(file);
+    assert.equal(Number((again.prepare("PRAGMA user_version").get() as { user_version: number }).user_version), 2);
+    again.close();
   }),
 );
 
