@@ -44,6 +44,8 @@ export function registrarCommand(program: Command): void {
     .option("--certify-nonce-ttl <seconds>", "how long a certify nonce stays valid (default 300)")
     .option("--config <file>", "TOML file with a [registrar] table (options given here override it)")
     .action(async (o: RegistrarCliOptions) => {
+      // Before anything is written (TLS directory, database): can the registrar run in this build at all?
+      await (await import("../registrar/store.ts")).loadSqlite();
       const { loadRegistrarConfig } = await import("../registrar/config.ts");
       const { startRegistrar } = await import("../registrar/server.ts");
       const config = await loadRegistrarConfig(o.config, {

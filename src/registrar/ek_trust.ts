@@ -13,7 +13,6 @@
 import { createHash, X509Certificate } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { fromBase64, fromPem } from "../util/encoding.ts";
 
 /** Longest chain followed from the EK certificate to a store certificate. */
@@ -81,9 +80,25 @@ export function oneLineName(name: string): string {
   return name.split("\n").join(", ");
 }
 
-/** The project's own store: data/tpm-ca/ beside src/ (copied from upstream's tpm_cert_store, see its README). */
-export function defaultTpmCaDir(): string {
-  return fileURLToPath(new URL("../../data/tpm-ca/", import.meta.url));
+/** A certificate file of a trust store: where it came from (for messages) and its bytes. */
+export interface CaFile {
+  path: string;
+  bytes: Uint8Array;
+}
+
+/** Every certificate file (.pem/.crt/.cer/.der) in the given directories, by name. */
+export async function readCaFiles(dirs: readonly string[]): Promise<CaFile[]> {
+  const files: CaFile[] = [];
+  for (const dir of dirs) {
+    let names: string[];
+    try {
+      names = (await readdir(dir)).filter((n) => CERT_FILE.test(n)).sort();
+    } catch (e) {
+      throw new CertificateInputError(`cannot read the TPM CA directory ${dir}: ${(e as Error).message}`);
+    }
+    for (const name of names) files.push({ path: join(dir, name), bytes: await readFile(join(dir, name)) });
+  }
+  return files;
 }
 
 export class EkTrustStore {
@@ -104,24 +119,15 @@ export class EkTrustStore {
     return new EkTrustStore(texts.flatMap(parseCertificates));
   }
 
-  /** Every certificate file (.pem/.crt/.cer/.der; PEM files may hold several) in the given directories. */
-  static async fromDirs(dirs: readonly string[]): Promise<EkTrustStore> {
+  /** Certificates from files (PEM files may hold several). */
+  static fromFiles(files: readonly CaFile[]): EkTrustStore {
     const certs: X509Certificate[] = [];
-    for (const dir of dirs) {
-      let names: string[];
+    for (const { path, bytes } of files) {
+      const text = new TextDecoder("latin1").decode(bytes);
       try {
-        names = (await readdir(dir)).filter((n) => CERT_FILE.test(n)).sort();
+        certs.push(...(text.includes("-----BEGIN") ? parseCertificates(text) : [parseDer(bytes, path)]));
       } catch (e) {
-        throw new CertificateInputError(`cannot read the TPM CA directory ${dir}: ${(e as Error).message}`);
-      }
-      for (const name of names) {
-        const bytes = await readFile(join(dir, name));
-        const text = bytes.toString("latin1");
-        try {
-          certs.push(...(text.includes("-----BEGIN") ? parseCertificates(text) : [parseDer(bytes, name)]));
-        } catch (e) {
-          throw new CertificateInputError(`${join(dir, name)}: ${(e as Error).message}`);
-        }
+        throw new CertificateInputError(`${path}: ${(e as Error).message}`);
       }
     }
     return new EkTrustStore(certs);

@@ -10,7 +10,8 @@ import type { AddressInfo } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { createRegistrarApp } from "./app.ts";
 import type { RegistrarConfig } from "./config.ts";
-import { defaultTpmCaDir, EkTrustStore } from "./ek_trust.ts";
+import { defaultTpmCaFiles } from "./default_tpm_ca.ts";
+import { EkTrustStore, readCaFiles } from "./ek_trust.ts";
 import type { RegistrarService } from "./registration.ts";
 import { openSqliteStore, type RegistrarStore } from "./store.ts";
 import { ensureTlsDir } from "./tls.ts";
@@ -48,8 +49,8 @@ export interface StartOptions {
 
 export async function startRegistrar(config: RegistrarConfig, opts: StartOptions): Promise<RunningRegistrar> {
   const tlsDir = resolve(config.tls_dir || join(dirname(resolve(config.database)), "tls"));
-  const caDirs = [defaultTpmCaDir(), ...config.tpm_ca_dir.map((d) => resolve(d))];
-  const ekTrust = await EkTrustStore.fromDirs(caDirs);
+  const caFiles = [...await defaultTpmCaFiles(), ...await readCaFiles(config.tpm_ca_dir.map((d) => resolve(d)))];
+  const ekTrust = EkTrustStore.fromFiles(caFiles);
   const tls = await ensureTlsDir(tlsDir, ["localhost", "127.0.0.1", "::1", config.ip]);
   if (tls.generated) opts.log(`generated a CA, server and client certificates in ${tlsDir}`);
   const store = opts.store ?? await openSqliteStore(config.database, config.database_sync);

@@ -228,16 +228,28 @@ function toRow(r: AgentRecord): (string | number | Uint8Array | null)[] {
  */
 export type StoreSync = "normal" | "full";
 
+/**
+ * node:sqlite, or a StoreError saying the registrar cannot run here: the armv7 executable's Node 20.11 has
+ * no node:sqlite (docs/binary.md), and the registrar is the only part of the program that needs it.
+ */
+export async function loadSqlite(): Promise<typeof import("node:sqlite")> {
+  try {
+    return await import("node:sqlite");
+  } catch (e) {
+    const runtime = typeof process.versions.deno === "string"
+      ? `Deno ${process.versions.deno}`
+      : `Node ${process.version}`;
+    throw new StoreError(
+      `the registrar is not part of this build: it needs node:sqlite (Node >= 22.13 or Deno >= 2.2), and this ` +
+        `runtime is ${runtime} (${(e as Error).message}); run the registrar from the x86_64 executable or from source`,
+      { cause: e },
+    );
+  }
+}
+
 /** Open (or create) the SQLite file (WAL journal). */
 export async function openSqliteStore(path: string, sync: StoreSync = "normal"): Promise<RegistrarStore> {
-  let sqlite: typeof import("node:sqlite");
-  try {
-    sqlite = await import("node:sqlite");
-  } catch (e) {
-    throw new StoreError(`the registrar needs node:sqlite (Node >= 22.5 or Deno >= 2.2): ${(e as Error).message}`, {
-      cause: e,
-    });
-  }
+  const sqlite = await loadSqlite();
   let db: InstanceType<typeof sqlite.DatabaseSync>;
   try {
     db = new sqlite.DatabaseSync(path);
