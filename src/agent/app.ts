@@ -2,7 +2,8 @@
  * The agent's Hono app (keylime.md §4): /version, and every route of src/protocol/agent_api.ts mounted under
  * `/v<version>` for each enabled API version that has it; the scope rules for anything else (each scope's
  * 400 for an unknown GET or POST, 405 with Allow for other methods, as agent_api.ts declares them; an
- * unmounted version 400 "API version not supported: v<version>"); and one
+ * unmounted version 400 "API version not supported: v<version>", a version without its minor, as
+ * `/v2/...`, answered as outside every scope); and one
  * error funnel mapping error classes to statuses and the {code, status, results} envelope. Route files get
  * only what they use. Nothing here opens a socket (server.ts does).
  * Upstream: keylime/rust-keylime keylime-agent/src/{main,api,errors_handler}.rs, keylime/src/json_wrapper.rs.
@@ -136,8 +137,12 @@ export function createAgentApp(deps: AgentAppDeps): Hono<Env> {
         if (name === "verify" && !params.get("challenge")) throw new RouteError(400, agentStatus.noChallenge);
         const query = route.query ? parseQuery(route.query as ShapeOf<Shape>, params) : undefined;
         const body = route.body ? parseJsonText(route.body as ShapeOf<Shape>, await c.req.text()) : undefined;
-        const results = await handler({ version, query, body } as RouteInput<AgentRouteName>);
-        return reply(c, 200, agentStatus.success, (route.results as ShapeOf<Shape>).toJson(results as never));
+        const answer = await handler({ version, query, body } as RouteInput<AgentRouteName>);
+        const streamed = answer instanceof WithStreamedText ? answer : undefined;
+        const results = (route.results as ShapeOf<Shape>).toJson((streamed ? streamed.results : answer) as never);
+        if (!streamed) return reply(c, 200, agentStatus.success, results);
+        const text = envelopeText(envelope(200, agentStatus.success, results));
+        return c.body(streamIntoText(text, streamed.chunks()), 200, { "Content-Type": "application/json" });
       });
     }
   }

@@ -92,8 +92,8 @@ function measurementSource(c: AgentConfig, log: AgentLog): MeasurementSource | u
   return {
     async ima(entry) {
       if (!list) return undefined;
-      const r = await list.read(entry);
-      return { text: r.text, entry: r.entry };
+      const slice = await list.locate(entry);
+      return { entry: slice.entry, chunks: () => list.chunks(slice) };
     },
     async measuredBoot() {
       if (!haveMb) return undefined;

@@ -106,9 +106,13 @@ describe("quotes/identity", () => {
   });
 });
 
+async function* oneChunk(text: string) {
+  yield new TextEncoder().encode(text);
+}
+
 describe("quotes/integrity", () => {
   const measurements = {
-    ima: (entry: number) => Promise.resolve({ text: "line2\n", entry }),
+    ima: (entry: number) => Promise.resolve({ entry, chunks: () => oneChunk("line2\n") }),
     measuredBoot: () => Promise.resolve(new Uint8Array([1, 2, 3])),
   };
 

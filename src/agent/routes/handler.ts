@@ -5,6 +5,7 @@
 import type { AgentRouteName, AgentRoutes } from "../../protocol/agent_api.ts";
 import type { ApiVersion } from "../../protocol/api_version.ts";
 import type { Infer, Shape, ShapeOf } from "../../protocol/schema.ts";
+import type { WithStreamedText } from "./streamed_text.ts";
 
 type Parsed<F> = F extends ShapeOf<infer S extends Shape> ? Infer<S> : undefined;
 
@@ -17,7 +18,10 @@ export interface RouteInput<N extends AgentRouteName> {
 
 export type RouteResults<N extends AgentRouteName> = Parsed<AgentRoutes[N]["results"]>;
 
-export type RouteHandler<N extends AgentRouteName> = (input: RouteInput<N>) => Promise<RouteResults<N>>;
+/** A handler answers its results, or results with one field streamed (streamed_text.ts). */
+export type RouteHandler<N extends AgentRouteName> = (
+  input: RouteInput<N>,
+) => Promise<RouteResults<N> | WithStreamedText<RouteResults<N>>>;
 
 export type RouteHandlers<N extends AgentRouteName> = { [K in N]: RouteHandler<K> };
 

@@ -8,11 +8,15 @@ import { encAlgName, type QuoteResults } from "../../protocol/agent_api.ts";
 import type { ApiVersion } from "../../protocol/api_version.ts";
 import { maskPcrs, type QuoteAlgorithms } from "../quoter.ts";
 import type { RouteHandlers } from "./handler.ts";
+import { STREAM_PLACEHOLDER, WithStreamedText } from "./streamed_text.ts";
 
 /** The IMA and UEFI logs a quote answer carries. */
 export interface MeasurementSource {
-  /** The IMA list text from entry `entry` (0 when past the end); undefined when the agent has no IMA list. */
-  ima(entry: number): Promise<{ text: string; entry: number } | undefined>;
+  /**
+   * The IMA list from entry `entry` (0 when past the end), located now (after the quote, so it covers at
+   * least what PCR 10 does) and read as the answer is sent; undefined when the agent has no IMA list.
+   */
+  ima(entry: number): Promise<{ entry: number; chunks(): AsyncIterable<Uint8Array> } | undefined>;
   /** The UEFI event log; undefined when there is none. */
   measuredBoot(): Promise<Uint8Array | undefined>;
 }
@@ -51,8 +55,10 @@ export function quoteHandlers(deps: QuoteRouteDeps): RouteHandlers<"identityQuot
         }
         const ima = await m.ima(query.ima_ml_entry ?? 0);
         if (ima) {
-          results.ima_measurement_list = ima.text;
+          // Streamed into the answer: a list of hundreds of MB is never held whole.
+          results.ima_measurement_list = STREAM_PLACEHOLDER;
           results.ima_measurement_list_entry = ima.entry;
+          return new WithStreamedText(results, () => ima.chunks());
         }
       }
       return results;
