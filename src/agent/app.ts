@@ -33,6 +33,7 @@ import { infoHandlers, type InfoRouteDeps } from "./routes/info.ts";
 import { keyHandlers, type KeyRouteDeps } from "./routes/keys.ts";
 import { notificationHandlers, type NotificationRouteDeps } from "./routes/notifications.ts";
 import { quoteHandlers, type QuoteRouteDeps } from "./routes/quotes.ts";
+import { streamIntoText, WithStreamedText } from "./routes/streamed_text.ts";
 
 /** Log lines of the app: one per request at debug, refusals at warn, failures at error. */
 export interface AppLog {
@@ -151,8 +152,9 @@ export function createAgentApp(deps: AgentAppDeps): Hono<Env> {
   const outside = outsideScopeAnswers(versions.at(-1)!);
   app.notFound((c) => {
     const scope = parseVersionPrefix(new URL(c.req.url).pathname);
-    if (!scope) return answerScope(c, outside, deps.log);
-    const segment = `v${scope.major}${scope.minor === undefined ? "" : `.${scope.minor}`}`;
+    // Upstream's unsupported-version route is /v{major}.{minor}...: `/v2/...` is outside every scope.
+    if (scope?.minor === undefined) return answerScope(c, outside, deps.log);
+    const segment = `v${scope.major}.${scope.minor}`;
     const served = scopes.get(segment.slice(1) as ApiVersion);
     if (!served) return reply(c, 400, agentStatus.versionNotSupported(segment));
     const resource = scopeOf(scope.rest);

@@ -16,6 +16,7 @@ import {
   integer,
   object,
   optional,
+  ProtocolInputError,
   refine,
   type Shape,
   type ShapeOf,
@@ -300,12 +301,18 @@ export function agentRoutePath<Q extends Shape>(
 }
 
 /**
- * Parse a query string against a route's query shape. Only the first value of a repeated key counts.
+ * Parse a query string against a route's query shape. A declared parameter given twice is refused, as
+ * rust-keylime's serde_urlencoded struct decoding refuses it (400 "Query deserialize error: duplicate field
+ * `nonce`"); undeclared ones are ignored, repeated or not.
  * Throws schema.ts's ProtocolInputError naming the parameter (`nonce: not 1 to 64 characters ...`).
  */
 export function parseQuery<S extends Shape>(shape: ShapeOf<S>, params: URLSearchParams): Infer<S> {
   const first: Record<string, string> = {};
-  for (const [k, v] of params) if (!(k in first)) first[k] = v;
+  for (const [k, v] of params) {
+    if (!Object.hasOwn(shape.fields, k)) continue;
+    if (Object.hasOwn(first, k)) throw new ProtocolInputError([{ path: k, reason: "duplicate field" }]);
+    first[k] = v;
+  }
   return shape.parse(first);
 }
 

@@ -340,12 +340,48 @@ describe("scope rules", () => {
 
   test("a version not enabled: 400 API version not supported", async () => {
     const only = createAgentApp({ ...fx.deps, versions: ["2.1"] });
-    for (const v of ["v500.440", "v2.2", "v3"]) {
+    for (const v of ["v500.440", "v2.2", "v3.0"]) {
       const a = await call(only, `/${v}/quotes/identity?nonce=abc`);
       assert.equal(a.status, 400);
       assert.equal(a.json.status, `API version not supported: ${v}`);
     }
     assert.equal((await call(only, "/v2.1/keys/pubkey")).status, 200);
+  });
+
+  test("a version without its minor (/v2/...): outside every scope, as upstream's /v{major}.{minor} route", async () => {
+    const newest = (await call(app, "/version")).json.results.supported_version;
+    for (const path of ["/v2/quotes/identity?nonce=abc", "/v2", "/v3/keys/pubkey"]) {
+      const g = await call(app, path);
+      assert.deepEqual(
+        [g.status, g.json.status],
+        [400, `Not Implemented: Use /version or /v${newest} interfaces`],
+        path,
+      );
+    }
+    const p = await call(app, "/v2/keys/ukey", post({}));
+    assert.deepEqual([p.status, p.json.status], [400, `Not Implemented: Use /v${newest} interface`]);
+  });
+});
+
+describe("repeated query parameters", () => {
+  test("a declared parameter given twice: 400 duplicate field, as serde_urlencoded decodes upstream", async () => {
+    const cases = [
+      "/v2.2/quotes/identity?nonce=a&nonce=b",
+      "/v2.2/quotes/identity?nonce=a&nonce=a",
+      "/v2.2/quotes/integrity?nonce=abc&mask=0x400&partial=1&partial=0",
+      "/v2.2/quotes/integrity?nonce=abc&mask=0x400&partial=1&ima_ml_entry=1&ima_ml_entry=2",
+      "/v2.2/keys/verify?challenge=abc&challenge=def",
+    ];
+    for (const path of cases) {
+      const a = await call(app, path);
+      assert.equal(a.status, 400, path);
+      assert.match(a.json.status, /^(nonce|partial|ima_ml_entry|challenge): duplicate field$/, path);
+    }
+  });
+
+  test("an undeclared parameter is ignored, repeated or not", async () => {
+    const a = await call(app, "/v2.2/quotes/identity?nonce=abc&x=1&x=2");
+    assert.equal(a.status, 200, a.text);
   });
 });
 

@@ -106,8 +106,9 @@ describe("query validation", () => {
     assert.equal(entry("&ima_ml_entry=99999999999999999999"), 0);
   });
 
-  test("the first of a repeated parameter counts", () => {
-    assert.equal(parseQuery(IdentityQuery, q("nonce=first&nonce=sec-ond")).nonce, "first");
+  test("a declared parameter given twice is refused; undeclared ones are ignored", () => {
+    assert.throws(() => parseQuery(IdentityQuery, q("nonce=first&nonce=second")), fieldError("nonce"));
+    assert.equal(parseQuery(IdentityQuery, q("nonce=first&other=1&other=2")).nonce, "first");
   });
 
   test("challenge: alphanumeric, required", () => {
