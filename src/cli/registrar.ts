@@ -22,7 +22,7 @@ interface RegistrarCliOptions {
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 export function registrarCommand(program: Command): void {
-  program
+  const registrar = program
     .command("registrar")
     .description("run the reference Keylime registrar (API v2.x)")
     .option("--host <ip>", "address to listen on (default 127.0.0.1)")
@@ -35,7 +35,7 @@ export function registrarCommand(program: Command): void {
     )
     .option(
       "--tls-dir <dir>",
-      "cacert.crt, server-cert.crt, server-private.pem (upstream's tls_dir); generated with client-cert.crt " +
+      "cacert.crt, server-cert.crt, server-private.pem (upstream's tls_dir); generated with ca-private.pem, client-cert.crt " +
         "and client-private.pem when absent (default: tls/ beside the database)",
     )
     .option("--tpm-ca-dir <dir>", "more TPM manufacturer CA certificates (repeatable)", collect)
@@ -75,5 +75,18 @@ export function registrarCommand(program: Command): void {
       });
       // A clean stop is exit status 0 (Deno would otherwise report the signal that asked for it).
       process.exit(0);
+    });
+  registrar
+    .command("client-cert")
+    .description(
+      "issue one more client certificate from the CA of a TLS directory the registrar generated: " +
+        "<name>-cert.crt and <name>-private.pem (0600), for another tenant or verifier",
+    )
+    .requiredOption("--tls-dir <dir>", "the registrar's TLS directory (with cacert.crt and ca-private.pem)")
+    .requiredOption("--name <name>", "the certificate's name: its files and its subject CN")
+    .action(async (o: { tlsDir: string; name: string }) => {
+      const { issueClientCert } = await import("../registrar/tls.ts");
+      const files = await issueClientCert(o.tlsDir, o.name);
+      process.stdout.write(`${files.cert}\n${files.key}\n`);
     });
 }
