@@ -138,7 +138,10 @@ export const AGENT_KEYS = {
     allowed: `"generate", "" or a persistent handle 0x81000000-0x81ffffff`,
     check: (v) => v === "generate" || v === "" || /^0x81[0-9a-fA-F]{6}$/.test(v),
   }),
-  tpm_ownerpassword: str("", "endorsement hierarchy password; hex: prefix for hex", { secret: true }),
+  tpm_ownerpassword: str("", "endorsement hierarchy password (for the EK); hex: prefix for hex", {
+    ...ACTED,
+    secret: true,
+  }),
   agent_data_path: str("default", "AK state file (default agent_data.json under keylime_dir)", ACTED),
   run_as: str("keylime:tss", "user:group to drop privileges to when started as root"),
   ima_ml_path: str("default", "IMA measurement list (default /sys/kernel/security/ima/ascii_runtime_measurements)"),

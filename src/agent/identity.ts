@@ -5,6 +5,7 @@
  * UUID, the NK and the mTLS key and certificate. Upstream: keylime/rust-keylime keylime-agent/src/main.rs,
  * keylime/src/agent_data.rs, keylime/src/hash_ek.rs, keylime/src/config/base.rs (get_uuid).
  */
+import { Buffer } from "node:buffer";
 import { createHash, randomUUID, X509Certificate as NodeX509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
@@ -81,6 +82,29 @@ export function ekAlgOf(c: AgentConfig): EkAlg {
     );
   }
   return alg;
+}
+
+/** tpm_ownerpassword as bytes: `hex:` and hex digits, else the text's UTF-8 (rust-keylime keylime-agent main.rs). */
+export function ownerPasswordOf(c: AgentConfig): Uint8Array {
+  const v = c.tpm_ownerpassword;
+  const hex = v.startsWith("hex:") ? v.slice(4) : undefined;
+  if (hex !== undefined && !/^(?:[0-9a-fA-F]{2})*$/.test(hex)) {
+    throw new ConfigError("tpm_ownerpassword: after hex: an even number of hex digits is expected");
+  }
+  const bytes = hex !== undefined ? Buffer.from(hex, "hex") : Buffer.from(v, "utf8");
+  // TPM2B_AUTH holds at most the largest digest (SHA-512).
+  if (bytes.length > 64) throw new ConfigError(`tpm_ownerpassword: ${bytes.length} bytes, at most 64 are allowed`);
+  return new Uint8Array(bytes);
+}
+
+/**
+ * The EK the configuration names: the persistent one at ek_handle, or the one created from the template of
+ * tpm_encryption_alg; its uses authorize the endorsement hierarchy with tpm_ownerpassword.
+ */
+export async function openEk(tpm: Tpm, c: AgentConfig): Promise<Ek> {
+  const o = { endorsementAuth: ownerPasswordOf(c) };
+  const persistent = c.ek_handle !== "" && c.ek_handle !== "generate";
+  return persistent ? await persistentEk(tpm, Number(c.ek_handle), o) : await createEk(tpm, ekAlgOf(c), o);
 }
 
 /** The EK template kind whose NV certificate index belongs to this EK public area (a persistent EK). */
@@ -226,6 +250,7 @@ export async function openIdentity(
 ): Promise<AgentIdentity> {
   const persistent = c.ek_handle !== "" && c.ek_handle !== "generate";
   const ekAlg = persistent ? undefined : ekAlgOf(c);
+  ownerPasswordOf(c);
   akAlgorithms(c); // configuration errors before any TPM work
   // The files need no TPM: read them while the TPM works (awaited, and so reported, below).
   const dirReady = mkdir(paths.keylimeDir, { recursive: true, mode: 0o700 });
@@ -234,7 +259,7 @@ export async function openIdentity(
   nkFile.catch(() => {});
   savedAk.catch(() => {});
   dirReady.catch(() => {});
-  const ek = persistent ? await persistentEk(tpm, Number(c.ek_handle)) : await createEk(tpm, ekAlg!);
+  const ek = await openEk(tpm, c);
   let ak: LoadedKey | undefined;
   try {
     await dirReady;

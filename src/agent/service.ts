@@ -14,11 +14,11 @@ import { algByName } from "../tpm/crypto.ts";
 import { fromBase64 } from "../util/encoding.ts";
 import { createAgentApp } from "./app.ts";
 import { type AgentConfig, agentPaths, enabledApiVersions, resolvePath } from "./config.ts";
-import { closeIdentity, ekAlgOf, openIdentity } from "./identity.ts";
+import { closeIdentity, openEk, openIdentity } from "./identity.ts";
 import { loadAgentData } from "./state.ts";
 import { sharedAk } from "./tpm_access.ts";
 import { loadAk } from "../tpm/ak.ts";
-import { createEk, persistentEk, releaseEk } from "../tpm/ek.ts";
+import { releaseEk } from "../tpm/ek.ts";
 import type { LoadedKey } from "../tpm/objects.ts";
 import { ImaMeasurementList, readMeasuredBootLog } from "./measurements.ts";
 import { type AgentLog, MSG } from "./messages.ts";
@@ -56,9 +56,7 @@ export const DEFAULT_TPM_IDLE_MS = 200;
 async function reloadAk(tpm: Tpm, c: AgentConfig, agentData: string): Promise<LoadedKey> {
   const saved = await loadAgentData(agentData);
   if (!saved) throw new Error(`${agentData} is gone; restart the agent to create a new AK`);
-  const ek = c.ek_handle !== "" && c.ek_handle !== "generate"
-    ? await persistentEk(tpm, Number(c.ek_handle))
-    : await createEk(tpm, ekAlgOf(c));
+  const ek = await openEk(tpm, c);
   try {
     return await loadAk(tpm, ek, saved.ak);
   } finally {

@@ -17,28 +17,43 @@ import type { AuthSession, Session } from "./sessions.ts";
 import { publicAsym, TPMA_OBJECT, type TPMT_PUBLIC } from "./structures.ts";
 import { EK_CERT_INDEX, EK_TEMPLATES, type EkAlg, ekPolicyA, POLICY_C } from "./templates.ts";
 
+export interface EkOptions {
+  /**
+   * The endorsement hierarchy's authValue (Keylime's tpm_ownerpassword; empty by default), used to create
+   * the EK and in every PolicySecret(TPM_RH_ENDORSEMENT) of its uses, as rust-keylime's
+   * tr_set_auth(Endorsement) does for its whole context.
+   */
+  endorsementAuth?: Uint8Array;
+}
+
 /** An EK in use: created from a template (and flushed after use) or persistent (never flushed). */
 export interface Ek extends LoadedKey {
   readonly persistent: boolean;
+  /** The endorsement hierarchy's authValue its uses need, when not empty. */
+  readonly endorsementAuth?: Uint8Array;
 }
+
+const withEndorsementAuth = (o: EkOptions) => (o.endorsementAuth?.length ? { endorsementAuth: o.endorsementAuth } : {});
 
 /**
  * Create the EK of a template under the endorsement hierarchy (deterministic for the TPM's EPS),
  * through an HMAC session that encrypts the parameters, as rust-keylime does.
  */
-export async function createEk(tpm: Tpm, alg: EkAlg): Promise<Ek> {
+export async function createEk(tpm: Tpm, alg: EkAlg, o: EkOptions = {}): Promise<Ek> {
+  const auth = o.endorsementAuth;
   const key = await withSession(
     tpm,
-    (s) => createPrimary(tpm, TPM_RH.ENDORSEMENT, EK_TEMPLATES[alg], { sessions: [s] }),
+    (s) =>
+      createPrimary(tpm, TPM_RH.ENDORSEMENT, EK_TEMPLATES[alg], { sessions: [auth?.length ? s.withAuth(auth) : s] }),
   );
-  return { ...key, persistent: false };
+  return { ...key, persistent: false, ...withEndorsementAuth(o) };
 }
 
 /**
  * Use an EK already persisted at `handle` (Keylime's ek_handle): it must be a restricted decryption
  * key in the endorsement hierarchy's style, or it cannot activate credentials.
  */
-export async function persistentEk(tpm: Tpm, handle: number): Promise<Ek> {
+export async function persistentEk(tpm: Tpm, handle: number, o: EkOptions = {}): Promise<Ek> {
   if (handle >>> 24 !== HANDLE_RANGE.PERSISTENT_FIRST >>> 24) {
     throw new TpmUsageError(`EK handle 0x${handle.toString(16)} is not a persistent handle (0x81...)`);
   }
@@ -50,7 +65,7 @@ export async function persistentEk(tpm: Tpm, handle: number): Promise<Ek> {
         `or have sign; give the handle of a restricted decryption key (Keylime's ek_handle)`,
     );
   }
-  return { ...key, persistent: true };
+  return { ...key, persistent: true, ...withEndorsementAuth(o) };
 }
 
 /** Release an EK: flush a created one, keep a persistent one. */
@@ -60,13 +75,14 @@ export async function releaseEk(tpm: Tpm, ek: Ek): Promise<void> {
 
 /**
  * A policy session that authorizes the EK's next use (Create/Load under it, ActivateCredential):
- * PolicySecret(TPM_RH_ENDORSEMENT), then PolicyOR(A, C) when the EK carries PolicyB. Salted to the EK
+ * PolicySecret(TPM_RH_ENDORSEMENT) (authorized by options.endorsementAuth, else by an HMAC session with the
+ * EK's endorsementAuth, else by the empty password), then PolicyOR(A, C) when the EK carries PolicyB. Salted to the EK
  * itself so parameter encryption (decrypt|encrypt, the EK's cipher) has a secret key, and one-shot
  * (continueSession clear): a policy session is reset after use anyway (spec/tpm.md §3).
  */
 export async function ekPolicySession(
   tpm: Tpm,
-  ek: LoadedKey,
+  ek: LoadedKey & { endorsementAuth?: Uint8Array },
   options: { endorsementAuth?: Session } = {},
 ): Promise<AuthSession> {
   const alg = ek.public.nameAlg;
@@ -79,12 +95,9 @@ export async function ekPolicySession(
     flags: { continueSession: false, decrypt: true, encrypt: true },
   });
   try {
-    await policySecret(
-      tpm,
-      session,
-      TPM_RH.ENDORSEMENT,
-      options.endorsementAuth ? { auth: options.endorsementAuth } : {},
-    );
+    const secret = (auth?: Session) => policySecret(tpm, session, TPM_RH.ENDORSEMENT, auth ? { auth } : {});
+    if (options.endorsementAuth || !ek.endorsementAuth) await secret(options.endorsementAuth);
+    else await withSession(tpm, (hmac) => secret(hmac.withAuth(ek.endorsementAuth!)));
     if (DIGEST_SIZE[alg] && POLICY_C[alg] && Buffer.compare(ek.public.authPolicy, ekPolicyA(alg)) !== 0) {
       await policyOR(tpm, session, [ekPolicyA(alg), POLICY_C[alg]!]);
     }
@@ -101,7 +114,7 @@ export async function ekPolicySession(
  */
 export async function withEkPolicy<T>(
   tpm: Tpm,
-  ek: LoadedKey,
+  ek: LoadedKey & { endorsementAuth?: Uint8Array },
   fn: (session: AuthSession) => Promise<T>,
   options: { endorsementAuth?: Session } = {},
 ): Promise<T> {

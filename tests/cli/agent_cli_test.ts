@@ -27,7 +27,7 @@ function cli(
 describe("keylime-ts agent", () => {
   it("config --json: every key with its value, origin and environment variable", async () => {
     mkdirSync(join(dir, "etc/keylime"), { recursive: true });
-    writeFileSync(join(dir, "etc/keylime/agent.conf"), '[agent]\nregistrar_port = 9999\ntpm_ownerpassword = "pw"\n');
+    writeFileSync(join(dir, "etc/keylime/agent.conf"), '[agent]\nregistrar_port = 9999\niak_password = "pw"\n');
     const r = await cli({ KEYLIME_AGENT_CONTACT_PORT: "7777" }, "agent", "config", "--json");
     assert.equal(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout);
@@ -38,9 +38,9 @@ describe("keylime-ts agent", () => {
       actedOn: true,
     });
     assert.equal(out.keys.contact_port.origin, "env KEYLIME_AGENT_CONTACT_PORT");
-    assert.equal(out.keys.tpm_ownerpassword.value, "(set)", "secrets are not printed");
+    assert.equal(out.keys.iak_password.value, "(set)", "secrets are not printed");
     assert.equal(out.keys.uuid.origin, "default");
-    assert.match(r.stderr, /tpm_ownerpassword is accepted but this agent does not act on it yet/);
+    assert.match(r.stderr, /iak_password is accepted but this agent does not act on it yet/);
   });
 
   it("config --reference is docs/agent_config.md", async () => {
