@@ -171,7 +171,6 @@ async function generateTlsDir(dir: string, serverNames: string[]): Promise<void>
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const ca = await createCa("CN=keylime-ts registrar CA");
   const server = await newKeyPair();
-  const client = await newKeyPair();
   const serverCert = await issueCertificate(ca, {
     subject: "CN=keylime-ts registrar",
     publicKey: server.publicKey,
