@@ -40,3 +40,26 @@ binary-armv7: setup
 ## binary-deno: dist/keylime-ts-deno with deno compile (needs denort: DENORT_BIN or a download)
 binary-deno: setup
 	@scripts/build_deno_binary.sh
+
+## install: dist/keylime-ts (from make binary), the keylime_agent link, the systemd unit, /etc/keylime/agent.conf
+##   (kept when it exists); PREFIX=/usr/local DESTDIR= as usual
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+BINARY ?= dist/keylime-ts
+.PHONY: install
+install:
+	@test -f $(BINARY) || { echo "$(BINARY) is missing: run make binary first" >&2; exit 1; }
+	install -D -m 0755 $(BINARY) $(DESTDIR)$(BINDIR)/keylime-ts
+	ln -sfn keylime-ts $(DESTDIR)$(BINDIR)/keylime_agent
+	install -d -m 0755 $(DESTDIR)$(UNITDIR)
+	sed 's#/usr/bin/keylime_agent#$(BINDIR)/keylime_agent#' packaging/keylime_agent.service \
+		> $(DESTDIR)$(UNITDIR)/keylime_agent.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/keylime_agent.service
+	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/keylime
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/keylime/agent.conf ]; then \
+		echo "keeping $(DESTDIR)$(SYSCONFDIR)/keylime/agent.conf (the example is packaging/agent.conf)"; \
+	else \
+		install -m 0600 packaging/agent.conf $(DESTDIR)$(SYSCONFDIR)/keylime/agent.conf; \
+	fi

@@ -87,8 +87,8 @@ export const AGENT_KEYS = {
     allowed: "a non-empty string",
     check: (v) => v.length > 0,
   }),
-  ip: str("127.0.0.1", "address the agent's HTTPS server binds to", HOST),
-  port: port(9002, "port the agent's HTTPS server listens on"),
+  ip: str("127.0.0.1", "address the agent's HTTPS server binds to", { ...ACTED, ...HOST }),
+  port: port(9002, "port the agent's HTTPS server listens on", ACTED),
   contact_ip: str("127.0.0.1", "address the verifier and tenant reach the agent at (sent to the registrar)", {
     ...ACTED,
     ...HOST,
@@ -144,8 +144,16 @@ export const AGENT_KEYS = {
   }),
   agent_data_path: str("default", "AK state file (default agent_data.json under keylime_dir)", ACTED),
   run_as: str("keylime:tss", "user:group to drop privileges to when started as root"),
-  ima_ml_path: str("default", "IMA measurement list (default /sys/kernel/security/ima/ascii_runtime_measurements)"),
-  measuredboot_ml_path: str("default", "UEFI event log (default /sys/kernel/security/tpm0/binary_bios_measurements)"),
+  ima_ml_path: str(
+    "default",
+    "IMA measurement list (default /sys/kernel/security/ima/ascii_runtime_measurements)",
+    ACTED,
+  ),
+  measuredboot_ml_path: str(
+    "default",
+    "UEFI event log (default /sys/kernel/security/tpm0/binary_bios_measurements)",
+    ACTED,
+  ),
   ima_ml_count_file: str("/sys/kernel/security/ima/measurements", "IMA entry count file (push model)"),
   enable_iak_idevid: bool(false, "use IAK and IDevID"),
   iak_idevid_template: oneOf(

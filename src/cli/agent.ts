@@ -4,6 +4,7 @@
  */
 import type { Command } from "commander";
 import { type AgentConfig, agentPaths, configReference, loadAgentConfig, type LoadedConfig } from "../agent/config.ts";
+import { exampleAgentConf } from "../agent/config_example.ts";
 import { AGENT_KEY_NAMES, AGENT_KEYS, envName } from "../agent/config_keys.ts";
 import type { AgentLog } from "../agent/messages.ts";
 import { openAndRegister } from "../agent/registration.ts";
@@ -52,8 +53,10 @@ export function agentCommand(program: Command): void {
     )
     .option("--json", "print as JSON")
     .option("--reference", "print the reference of every key (Markdown) instead")
-    .action((o: ConfigOptions & { reference?: boolean }) => {
+    .option("--example", "print an example agent.conf, every key commented out at its default, instead")
+    .action((o: ConfigOptions & { reference?: boolean; example?: boolean }) => {
       if (o.reference) return void process.stdout.write(configReference());
+      if (o.example) return void process.stdout.write(exampleAgentConf());
       const { config, origin, files } = loadConfig(o);
       const tpm = chooseTpmUri({});
       if (o.json) {
