@@ -126,11 +126,11 @@ describe("agent configuration", () => {
 
   it("an unknown key warns with file and key; a key not acted on is reported", () => {
     const { warnings, root: r } = load({
-      "etc/keylime/agent.conf": '[agent]\nregistar_ip = "x"\nsecure_size = "2m"\n',
+      "etc/keylime/agent.conf": '[agent]\nregistar_ip = "x"\nrun_as = "keylime:tss"\n',
     });
     const file = join(r, "etc/keylime/agent.conf");
     assert.ok(warnings.some((w) => w.includes(file) && w.includes('"registar_ip"')), warnings.join("\n"));
-    assert.ok(warnings.some((w) => w.includes("secure_size") && /not act on it yet/.test(w)), warnings.join("\n"));
+    assert.ok(warnings.some((w) => w.includes("run_as") && /not act on it yet/.test(w)), warnings.join("\n"));
   });
 
   it("a bad value is ERR_CONFIG naming key, file and what is allowed", () => {
