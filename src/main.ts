@@ -6,6 +6,7 @@
 import { Command } from "commander";
 import { basename } from "node:path";
 import { agentCommand } from "./cli/agent.ts";
+import { attestCommand } from "./cli/attest.ts";
 import { AGENT_PROGRAM_NAME, ARGV0_ENV } from "./cli/agent_run.ts";
 import { demoCommand } from "./cli/demo.ts";
 import { registrarCommand } from "./cli/registrar.ts";
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
     .configureHelp({ sortSubcommands: true });
   tpmCommand(program);
   agentCommand(program);
+  attestCommand(program);
   demoCommand(program);
   simulatorCommand(program);
   registrarCommand(program);

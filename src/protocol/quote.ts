@@ -288,7 +288,7 @@ function rethrowAttestation<T>(fn: () => T): T {
  * resetCount never goes down; restartCount goes down only when resetCount went up (a TPM Reset sets it
  * to 0); Clock only moves forward (it survives resets and is saved to NV).
  */
-function checkClock(now: TPMS_CLOCK_INFO, prev: PreviousClock): void {
+export function checkClock(now: TPMS_CLOCK_INFO, prev: PreviousClock): void {
   if (now.resetCount < prev.resetCount) {
     throw new QuoteVerificationError("reset-count", `resetCount went from ${prev.resetCount} to ${now.resetCount}`);
   }

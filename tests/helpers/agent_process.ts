@@ -80,6 +80,8 @@ export async function startAgentProcess(o: {
   /** The text of an IMA list file the agent serves (ima_ml_path); none by default. */
   imaList?: string;
   env?: Record<string, string>;
+  /** Trust the registrar's TLS CA for client certificates (a tenant with one --tls-dir reaches both). */
+  registrarClientCa?: boolean;
 }): Promise<AgentProcess> {
   const dir = mkdtempSync(join(tmpdir(), "agent-process-"));
   const swtpm = await startSwtpm({ transport: "tcp" });
@@ -112,7 +114,7 @@ export async function startAgentProcess(o: {
       `registrar_ip = "127.0.0.1"`,
       `registrar_port = ${registrar.port}`,
       `keylime_dir = "${keylimeDir}"`,
-      `trusted_client_ca = "default"`,
+      `trusted_client_ca = "${o.registrarClientCa ? join(registrar.tlsDir, "cacert.crt") : "default"}"`,
       `ima_ml_path = "${join(dir, "ima")}"`,
       `measuredboot_ml_path = "${join(dir, "no-mb")}"`,
       ...(o.conf ?? []),
