@@ -48,6 +48,8 @@ export interface AgentServiceOptions {
   registration?: RegistrationOptions;
   /** Without a resource manager: release the TPM connection after this many ms without a request. */
   tpmIdleMs?: number;
+  /** Mount a tmpfs on the secure directory when it is not one (default: as root); the demo never does. */
+  mountSecureDir?: boolean;
 }
 
 export const DEFAULT_TPM_IDLE_MS = 200;
@@ -109,7 +111,12 @@ export async function startAgentService(tpm: Tpm, o: AgentServiceOptions): Promi
   if (hashAlg === undefined) throw new Error(`tpm_hash_alg ${c.tpm_hash_alg} is not a hash algorithm`);
   const versions = enabledApiVersions(c, AGENT_SUPPORTED_VERSIONS, (m) => log.warn(m)) as ApiVersion[];
   const paths = agentPaths(c);
-  const secure = await prepareSecureDir({ keylimeDir: paths.keylimeDir, secureSize: c.secure_size, log });
+  const secure = await prepareSecureDir({
+    keylimeDir: paths.keylimeDir,
+    secureSize: c.secure_size,
+    log,
+    ...(o.mountSecureDir !== undefined ? { mount: o.mountSecureDir } : {}),
+  });
   const unzipped = join(secure.path, UNZIPPED_DIR);
   const clientCas = c.enable_agent_mtls
     ? await loadTrustedClientCas(trustedClientCaPaths(c.trusted_client_ca, paths.keylimeDir))

@@ -4,14 +4,14 @@
  * agent answers only that way, else upstream's identity quote whose PCR 16 holds H(NK PEM) (keylime.md §6).
  * Either way the NK must also be the one attest saw bound before (the state's pin).
  */
-import { createHash, createPublicKey, type KeyObject, X509Certificate } from "node:crypto";
+import { createHash, createPublicKey, type KeyObject } from "node:crypto";
 import { checkNkPcr16 } from "../protocol/nk_pcr16.ts";
 import { verifyQuote } from "../protocol/quote.ts";
 import { binary, object, text } from "../protocol/schema.ts";
-import { checkCertifyAttest } from "../tpm/attest.ts";
-import { algByName, objectName, publicKeyOf, sameKey } from "../tpm/crypto.ts";
+import { identityNonceBytes, verifyNkCertification } from "../protocol/nk_certify.ts";
+import { algByName, publicKeyOf, sameKey } from "../tpm/crypto.ts";
 import { decode } from "../tpm/marshal.ts";
-import { TPM2B_PUBLIC, TPMT_SIGNATURE } from "../tpm/structures.ts";
+import { TPM2B_PUBLIC } from "../tpm/structures.ts";
 import { type AgentPeer, type NkEvidence, PeerError, type RegistrarRecord, routeResults } from "./peers.ts";
 
 /** The answer of `quotes/identity?binding=certify` (spec/nk-certify.md, Identity proof). */
@@ -66,44 +66,6 @@ async function pcr16Binding(agent: AgentPeer, record: RegistrarRecord, nonce: st
   return { mode: "pcr16", nk: fingerprint(key), detail: `identity quote by the AK, PCR 16 = H(0 ‖ H(NK))` };
 }
 
-/**
- * The certify evidence checked with our nonce: the attestation names nk_tpm and is signed by the registered
- * AK, and nk_tpm is the NK the agent registered (its mTLS key, or the registrar's stored nk_tpm).
- */
-export function verifyCertifiedNk(input: {
-  nkTpm: Uint8Array;
-  nkAttest: Uint8Array;
-  nkSign: Uint8Array;
-  akTpm: Uint8Array;
-  nonce: Uint8Array;
-  expectedKeys: readonly { what: string; key: KeyObject }[];
-}): KeyObject {
-  let nk, ak, sig;
-  try {
-    nk = decode(TPM2B_PUBLIC, input.nkTpm);
-    ak = decode(TPM2B_PUBLIC, input.akTpm);
-    sig = decode(TPMT_SIGNATURE, input.nkSign);
-  } catch (e) {
-    throw new NkBindingError(`malformed certify evidence: ${(e as Error).message}`, { cause: e });
-  }
-  try {
-    checkCertifyAttest({
-      attest: input.nkAttest,
-      signature: sig,
-      signer: ak,
-      qualifyingData: input.nonce,
-      certifiedName: objectName(nk),
-    });
-  } catch (e) {
-    throw new NkBindingError((e as Error).message, { cause: e });
-  }
-  const key = publicKeyOf(nk);
-  for (const { what, key: expected } of input.expectedKeys) {
-    if (!sameKey(key, expected)) throw new NkBindingError(`the certified NK is not ${what}`);
-  }
-  return key;
-}
-
 async function certifyBinding(
   agent: AgentPeer,
   record: RegistrarRecord,
@@ -111,34 +73,25 @@ async function certifyBinding(
   nonce: string,
 ): Promise<NkBinding> {
   const a = routeResults(agent.who, await agent.certifyIdentity(nonce), CertifyResults);
-  const expectedKeys: { what: string; key: KeyObject }[] = [];
-  if (record.mtls_cert && record.mtls_cert !== "disabled") {
-    expectedKeys.push({
-      what: "the key of the registered mtls_cert",
-      key: new X509Certificate(record.mtls_cert).publicKey,
-    });
-  }
-  if (registered.nk_tpm) {
-    expectedKeys.push({
-      what: "the NK certified at registration (nk_tpm)",
-      key: publicKeyOf(decode(TPM2B_PUBLIC, registered.nk_tpm)),
-    });
-  }
-  const key = verifyCertifiedNk({
+  // The NK must be the key peers use (the registered mtls_cert's), and the one certified at registration.
+  const pinned = record.mtls_cert && record.mtls_cert !== "disabled" ? record.mtls_cert : undefined;
+  const atRegistration = registered.nk_tpm ? publicKeyOf(decode(TPM2B_PUBLIC, registered.nk_tpm)) : undefined;
+  const expectedKey = pinned ?? atRegistration;
+  if (!expectedKey) throw new NkBindingError("mTLS is off and the registrar holds no nk_tpm to compare the NK with");
+  const v = verifyNkCertification({
     nkTpm: a.nk_tpm,
     nkAttest: a.nk_attest,
     nkSign: a.nk_sign,
     akTpm: record.aik_tpm,
-    nonce: new TextEncoder().encode(nonce),
-    expectedKeys,
+    nonce: identityNonceBytes(nonce),
+    expectedKey,
   });
-  return {
-    mode: "certify",
-    nk: fingerprint(key),
-    detail: `TPM2_Certify of the NK by the AK${
-      expectedKeys.length ? `; it is ${expectedKeys.map((k) => k.what).join(" and ")}` : ""
-    }`,
-  };
+  if (atRegistration && !sameKey(v.nkKey, atRegistration)) {
+    throw new NkBindingError("the certified NK is not the one certified at registration (the registrar's nk_tpm)");
+  }
+  const of = [pinned ? "the registered mtls_cert's key" : "", atRegistration ? "the NK certified at registration" : ""]
+    .filter(Boolean).join(" and ");
+  return { mode: "certify", nk: fingerprint(v.nkKey), detail: `TPM2_Certify of the NK by the AK; it is ${of}` };
 }
 
 /** Prove the binding with `nonce`; `pinned` is the NK fingerprint of the last run, if any. */

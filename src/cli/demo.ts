@@ -1,31 +1,33 @@
 /**
- * `keylime-ts demo`: the attestation flow end to end on the embedded simulator, with nothing else
- * installed. Every step is timed and checked; a failed check ends the demo with exit code 1.
+ * `keylime-ts demo`: attestation end to end with nothing installed and nothing configured, in one process
+ * and a temporary directory: the embedded simulator, the reference registrar trusting its EK CA, the agent
+ * with mTLS registering with it, then `attest` passing, catching a PCR extended on the machine, and catching
+ * a swapped NK. One line per step with its time; a step whose outcome is not the expected one ends the demo
+ * with exit status 1.
  */
 import type { Command } from "commander";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { randomBytes } from "node:crypto";
-import { caCertificatePem, openSimulator, simulatorTransport } from "../../simulator/index.ts";
-import { authTag, decodeKeylimeBlob, makeKeylimeChallenge } from "../protocol/credential.ts";
-import { encodePcrBlob } from "../protocol/pcr_blob.ts";
-import { encodeQuote, verifyQuote } from "../protocol/quote.ts";
-import { activateCredential } from "../tpm/activate.ts";
-import { createAk, loadAk } from "../tpm/ak.ts";
-import { Tpm } from "../tpm/client.ts";
-import { Shutdown, Startup } from "../tpm/commands.ts";
-import { TPM_ALG, TPM_SU } from "../tpm/constants.ts";
-import { createEk, readEkCertificate, releaseEk } from "../tpm/ek.ts";
-import { encode } from "../tpm/marshal.ts";
-import { publicKeyOf, sameKey } from "../tpm/crypto.ts";
-import { flush } from "../tpm/objects.ts";
-import { pcrExtend } from "../tpm/pcrs.ts";
-import { quote } from "../tpm/quote.ts";
-import { TPM2B_PUBLIC } from "../tpm/structures.ts";
-import { X509Certificate } from "../tpm/x509.ts";
-import { print, printJson, warn } from "./output.ts";
-import { fromBase64, toBase64, toHex } from "../util/encoding.ts";
+import { currentPcrs } from "../attest/current_pcrs.ts";
+import type { AttestReport, CheckId } from "../attest/report.ts";
+import { attestAgent } from "../attest/run.ts";
+import { type AttestState, saveState } from "../attest/state.ts";
+import { readTenantTls } from "../attest/tls_dir.ts";
+import { attestPolicyJson, policyFromPcrs } from "../protocol/attest_policy.ts";
+import type { RunningRegistrar } from "../registrar/server.ts";
+import { ekTrustFrom } from "./attest.ts";
+import {
+  DEMO_UUID,
+  type DemoAgent,
+  extendPcr,
+  type Machine,
+  startDemoAgent,
+  startMachine,
+  startRegistrarIn,
+  stopMachine,
+} from "./demo_world.ts";
+import { print, toJson, warn } from "./output.ts";
 
 interface Step {
   readonly step: string;
@@ -34,141 +36,151 @@ interface Step {
   readonly detail: string;
 }
 
-const AGENT_UUID = "d432fbb3-d2f1-4a97-9ef7-75bd81c00000";
-const PCRS = [0, 1, 10, 16];
+const POLICY_PCRS = [0, 1, 2, 3, 4, 5, 6, 7, 23];
+const WARNING = "INSECURE: software TPM. The demo runs on keylime-ts's embedded simulator, which proves nothing.";
 
 class DemoFailure extends Error {}
+
+/** The failed checks of a report, with their reasons. */
+const failures = (r: AttestReport) => r.checks.filter((c) => c.status === "fail");
+
+/** An attestation that must fail `check`: its reason is the step's detail. */
+function expectFailure(r: AttestReport, check: CheckId): string {
+  const failed = failures(r);
+  const hit = failed.find((c) => c.id === check);
+  if (!hit) {
+    const got = failed.length ? failed.map((c) => c.id).join(", ") : "nothing";
+    throw new DemoFailure(`expected the ${check} check to fail, ${got} failed`);
+  }
+  const others = failed.filter((c) => c !== hit).map((c) => c.id);
+  return `${check}: ${hit.detail}${others.length ? ` (still failing: ${others.join(", ")})` : ""}`;
+}
+
+function handCommands(dir: string, registrar: RunningRegistrar): string[] {
+  return [
+    `state kept in ${dir}. To go on by hand (the simulator powers on again: PCRs start from zero, so expect`,
+    "the IMA and policy checks to report it):",
+    `  keylime-ts registrar --db ${dir}/registrar.sqlite --tls-dir ${dir}/tls --tpm-ca-dir ${dir}/tpm-ca ` +
+    `--port ${registrar.port} --tls-port ${registrar.tlsPort}`,
+    `  KEYLIME_AGENT_CONFIG=${dir}/agent.conf keylime-ts agent run --tpm sim:${dir}/tpm`,
+    `  keylime-ts attest --registrar 127.0.0.1:${registrar.tlsPort} --tls-dir ${dir}/tls --uuid ${DEMO_UUID} ` +
+    `--tpm-ca-dir ${dir}/tpm-ca --policy ${dir}/policy.json --state-dir ${dir}/attest-state`,
+  ];
+}
 
 export function demoCommand(program: Command): void {
   program
     .command("demo")
-    .description("run the attestation flow on the embedded software TPM: EK, AK, credential, quote, tamper check")
+    .description(
+      "attestation end to end on the embedded software TPM: registrar, agent with mTLS, attest passing, " +
+        "then catching a changed PCR and a swapped NK (no TPM or configuration needed)",
+    )
     .option("--json", "print the whole report as JSON")
-    .option("--keep", "keep the simulator's state directory and print where it is")
+    .option("--keep", "keep the directory and print the commands to go on by hand")
     .action(async (o: { json?: boolean; keep?: boolean }) => {
       const steps: Step[] = [];
+      const reports: AttestReport[] = [];
       const started = performance.now();
-      const stateDir = await mkdtemp(join(tmpdir(), "keylime-ts-demo-"));
-      if (!o.json) {
-        warn("INSECURE: software TPM. The demo runs on keylime-ts's embedded simulator, which proves nothing.");
-      }
+      const dir = await mkdtemp(join(tmpdir(), "keylime-ts-demo-"));
+      warn(WARNING);
 
       const run = async <T>(step: string, fn: () => Promise<[T, string]>): Promise<T> => {
         const t0 = performance.now();
-        let entry: Step;
+        const line = (ok: boolean, detail: string) => {
+          const entry = { step, ok, ms: performance.now() - t0, detail };
+          steps.push(entry);
+          if (!o.json) {
+            const time = `${(entry.ms / 1000).toFixed(2)} s`.padStart(8);
+            print(`${time}  ${ok ? "ok  " : "FAIL"}  ${step.padEnd(48)} ${detail}`);
+          }
+        };
         try {
           const [value, detail] = await fn();
-          entry = { step, ok: true, ms: performance.now() - t0, detail };
-          steps.push(entry);
-          if (!o.json) print(`  ok  ${step.padEnd(52)} ${entry.ms.toFixed(1).padStart(7)} ms  ${detail}`);
+          line(true, detail);
           return value;
         } catch (e) {
-          entry = { step, ok: false, ms: performance.now() - t0, detail: (e as Error).message };
-          steps.push(entry);
-          if (!o.json) print(`  FAIL ${step.padEnd(51)} ${entry.ms.toFixed(1).padStart(7)} ms  ${entry.detail}`);
-          throw new DemoFailure(entry.detail);
+          line(false, (e as Error).message);
+          throw new DemoFailure((e as Error).message);
         }
       };
 
-      let tpm: Tpm | undefined;
+      let machine: Machine | undefined;
+      let registrar: RunningRegistrar | undefined;
+      let agent: DemoAgent | undefined;
       try {
-        const sim = await run("manufacture a software TPM", async () => {
-          const s = await openSimulator({ stateDir });
-          return [s, `seeds, EK certificates and a CA in ${s.statePath}`];
+        const m = machine = await run("manufacture a software TPM, boot the machine", async () => {
+          const made = await startMachine(dir);
+          return [made, `EK certificates and a CA in ${made.tpmDir}; 3 files measured into PCR 10`];
         });
-        tpm = new Tpm(simulatorTransport(sim.engine));
-        const t = tpm;
-        await run("power on: TPM2_Startup(CLEAR)", async () => {
-          await t.execute(Startup, { startupType: TPM_SU.CLEAR });
-          return [undefined, "the TPM is running"];
+        const r = registrar = await run("start the reference registrar", async () => {
+          const started = await startRegistrarIn(dir, m.tpmCaDir);
+          return [started, `agents: http://127.0.0.1:${started.port}, tenants: https://127.0.0.1:${started.tlsPort}`];
         });
-        const ek = await run("create the EK (RSA-2048, TCG template L-1)", async () => {
-          const k = await createEk(t, "rsa");
-          return [k, `name ${toHex(k.name).slice(0, 20)}...`];
+        const a = agent = await run("start the agent: EK, AK, NK, register, mTLS", async () => {
+          const started = await startDemoAgent(dir, m, r);
+          return [started, `registered and activated as ${DEMO_UUID.slice(0, 8)}…, serving over mTLS`];
         });
-        await run("verify the EK certificate against the simulator CA", async () => {
-          const der = await readEkCertificate(t, "rsa");
-          if (!der) throw new Error("no EK certificate in NV 0x01c00002");
-          const cert = new X509Certificate(der.slice().buffer);
-          const ca = new X509Certificate(caCertificatePem(sim.engine.persistent));
-          if (!(await cert.verify({ publicKey: ca.publicKey, signatureOnly: true }))) {
-            throw new Error("the EK certificate's signature does not verify with the CA");
-          }
-          if (!sameKey(publicKeyOf(ek.public), cert.publicKeyObject)) {
-            throw new Error("the certificate is for another key");
-          }
-          return [undefined, `"${cert.subject}" signed by the CA, key = EK`];
+        const tls = await readTenantTls(r.tlsDir);
+        const ekTrust = await ekTrustFrom([m.tpmCaDir]);
+        const peer = { registrar: `127.0.0.1:${r.tlsPort}`, tls, uuid: DEMO_UUID };
+        const policy = await run("write a policy from the quoted PCRs 0-7,23", async () => {
+          const { hashAlg, values } = await currentPcrs({ ...peer, pcrs: POLICY_PCRS });
+          const p = policyFromPcrs(hashAlg, values);
+          await writeFile(join(dir, "policy.json"), attestPolicyJson(p));
+          return [p, `${dir}/policy.json`];
         });
-        const ak = await run("create and load the AK under the EK", async () => {
-          const made = await createAk(t, ek, { hashAlg: TPM_ALG.SHA256 });
-          const loaded = await loadAk(t, ek, made);
-          return [loaded, "RSA-2048 RSASSA-SHA256, attributes 0x00050072"];
+        let state: AttestState = {};
+        const attest = async () => {
+          const out = await attestAgent({ ...peer, ekTrust, policy, state });
+          state = out.state;
+          reports.push(out.report);
+          return out.report;
+        };
+        await run("attest the agent", async () => {
+          const rep = await attest();
+          if (!rep.ok) throw new DemoFailure(failures(rep).map((c) => `${c.id}: ${c.detail}`).join("; "));
+          const n = (s: string) => rep.checks.filter((c) => c.status === s).length;
+          return [rep, `all ${n("pass")} checks passed (${n("skip")} skipped), NK binding by ${rep.binding}`];
         });
-        const challenge = await run("registrar: MakeCredential for the AK (software)", async () => {
-          const c = await makeKeylimeChallenge(encode(TPM2B_PUBLIC, ek.public), encode(TPM2B_PUBLIC, ak.public));
-          return [c, "a challenge only the TPM holding the EK and the AK can open"];
+        await run("a change on the machine: extend PCR 23", async () => {
+          await extendPcr(m, 23, "an unexpected change");
+          return [undefined, "PCR 23 extended by software on the machine"];
         });
-        await run("agent: ActivateCredential on the TPM", async () => {
-          const { credentialBlob, secret } = decodeKeylimeBlob(fromBase64(challenge.blob));
-          const certInfo = await activateCredential(t, ak, ek, credentialBlob, secret);
-          if (toBase64(certInfo) !== challenge.key) {
-            throw new Error("the recovered secret differs");
-          }
-          return [undefined, `secret recovered; auth_tag ${authTag(certInfo, AGENT_UUID).slice(0, 16)}...`];
+        await run(
+          "attest again: the change is caught",
+          async () => [undefined, expectFailure(await attest(), "pcr-policy")],
+        );
+        await run("swap the agent's NK (new keys, registers again)", async () => {
+          await a.swapNk();
+          return [undefined, "the agent restarted with a new NK and mTLS key"];
         });
-        const nonce = toHex(randomBytes(15));
-        const aikTpm = encode(TPM2B_PUBLIC, ak.public);
-        const first = await run(`quote PCRs ${PCRS.join(",")} with a fresh nonce`, async () => {
-          const q = await quote(t, ak, { nonce: new TextEncoder().encode(nonce), pcrs: PCRS, hashAlg: TPM_ALG.SHA256 });
-          const pcrBlob = encodePcrBlob([q.selection], [[...q.pcrs.values()]]);
-          return [{ q, quote: encodeQuote({ attest: q.attest, signature: q.signature, pcrBlob }) }, `nonce ${nonce}`];
-        });
-        await run("verify the quote (signature, nonce, PCR digest)", () => {
-          const v = verifyQuote({ quote: first.quote, aikTpm, nonce, hashAlg: TPM_ALG.SHA256 });
-          return Promise.resolve([undefined, `${v.pcrs.size} PCRs check out; clock safe`]);
-        });
-        await run("extend PCR 10 (something changed)", async () => {
-          await pcrExtend(t, 10, [{ hashAlg: TPM_ALG.SHA256, digest: new Uint8Array(32).fill(0x5a) }]);
-          return [undefined, "PCR 10 extended"];
-        });
-        await run("the old quote no longer matches the PCRs", async () => {
-          const now = await quote(t, ak, {
-            nonce: new TextEncoder().encode(nonce),
-            pcrs: PCRS,
-            hashAlg: TPM_ALG.SHA256,
-          });
-          const stale = encodeQuote({
-            attest: first.q.attest,
-            signature: first.q.signature,
-            pcrBlob: encodePcrBlob([now.selection], [[...now.pcrs.values()]]),
-          });
-          try {
-            verifyQuote({ quote: stale, aikTpm, nonce, hashAlg: TPM_ALG.SHA256 });
-          } catch (e) {
-            return [undefined, `rejected: ${(e as Error).message.slice(0, 60)}`];
-          }
-          throw new Error("the stale quote still verified against the new PCR values");
-        });
-        await flush(t, ak.handle);
-        await releaseEk(t, ek);
-        await t.execute(Shutdown, { shutdownType: TPM_SU.CLEAR });
+        await run(
+          "attest again: the NK binding check fails",
+          async () => [undefined, expectFailure(await attest(), "nk-binding")],
+        );
+        if (o.keep) await saveStateForHand(dir, state);
       } catch (e) {
         if (!(e instanceof DemoFailure)) throw e;
         process.exitCode = 1;
+        if (!o.json && agent?.log.length) print(`the agent's last log lines:\n${agent.log.slice(-5).join("")}`);
       } finally {
-        await tpm?.close();
-        if (!o.keep) await rm(stateDir, { recursive: true, force: true });
+        await agent?.close().catch(() => {});
+        await registrar?.close().catch(() => {});
+        if (machine) await stopMachine(machine).catch(() => {});
+        if (!o.keep) await rm(dir, { recursive: true, force: true });
       }
-      const total = performance.now() - started;
-      const ok = steps.every((s) => s.ok);
+      const totalMs = performance.now() - started;
+      const ok = process.exitCode !== 1;
       if (o.json) {
-        printJson({ ok, totalMs: total, insecure: "software TPM", stateDir: o.keep ? stateDir : undefined, steps });
-      } else {
-        print(
-          `${ok ? "all steps passed" : "a step FAILED"} in ${total.toFixed(0)} ms${
-            o.keep ? `; state kept in ${stateDir}` : ""
-          }`,
-        );
+        print(toJson({ ok, totalMs, insecure: "software TPM", ...(o.keep ? { dir } : {}), steps, reports }));
+        return;
       }
+      print(`${ok ? "all steps passed" : "a step FAILED"} in ${(totalMs / 1000).toFixed(1)} s`);
+      if (o.keep && registrar) handCommands(dir, registrar).forEach((l) => print(l));
     });
+}
+
+/** The demo's attest state, where the printed attest command looks for it. */
+async function saveStateForHand(dir: string, state: AttestState): Promise<void> {
+  await saveState(join(dir, "attest-state"), DEMO_UUID, state);
 }
