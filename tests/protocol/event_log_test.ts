@@ -26,7 +26,7 @@ function referee(): Record<string, Record<string, string>> {
   const pcrs: Record<string, Record<string, string>> = {};
   let bank = "";
   for (const line of out.slice(out.lastIndexOf("\npcrs:")).split("\n")) {
-    const b = /^  (sha1|sha256|sha384|sha512):$/.exec(line);
+    const b = /^ {2}(sha1|sha256|sha384|sha512):$/.exec(line);
     if (b) pcrs[bank = b[1]!] = {};
     const v = /^\s+(\d+)\s*:\s*0x([0-9A-Fa-f]+)$/.exec(line);
     if (v && bank) pcrs[bank]![v[1]!] = v[2]!.toLowerCase();
