@@ -106,6 +106,21 @@ describe("keylime-ts attest against keylime_agent on swtpm", {
     assert.match(report.checks.find((c: { id: string }) => c.id === "ima").detail, /^0 new entries \(2 in all\)/);
   });
 
+  test("--watch repeats with the kept state and says what changed", async () => {
+    const r = await attest(stateDir(healthy), "--watch", "1", "--count", "2");
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.equal(r.stdout.match(/attestation passed/g)?.length, 2);
+    assert.match(r.stdout, /no change since the last round/);
+    const rounds = (await attest(stateDir(healthy), "--watch", "1", "--count", "2", "--json")).stdout.trim().split(
+      "\n",
+    );
+    assert.equal(rounds.length, 2);
+    const [a, b] = rounds.map((l) => JSON.parse(l));
+    const clock = (r: { checks: { id: string; detail: string }[] }) =>
+      BigInt(/clock (\d+)/.exec(r.checks.find((c) => c.id === "clock")!.detail)![1]!);
+    assert.ok(clock(b) > clock(a));
+  });
+
   test("a replayed quote (the last run saw a later clock) fails the clock check", async () => {
     const replay = stateDir(healthy);
     const file = join(replay, `${UUID}.json`);
@@ -174,4 +189,12 @@ describe("keylime-ts attest against keylime_agent on swtpm", {
     assert.notEqual(badAddr.code, 0);
     assert.match(badAddr.stderr, /"nohost" is not HOST:PORT/);
   });
+});
+
+test("attest, attest run and attest policy have --help", async () => {
+  for (const args of [["attest"], ["attest", "run"], ["attest", "policy"]]) {
+    const r = await cli(...args, "--help");
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /Usage: keylime-ts attest/);
+  }
 });
