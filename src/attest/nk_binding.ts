@@ -9,10 +9,8 @@ import { checkNkPcr16 } from "../protocol/nk_pcr16.ts";
 import { verifyQuote } from "../protocol/quote.ts";
 import { binary, object, text } from "../protocol/schema.ts";
 import { identityNonceBytes, verifyNkCertification } from "../protocol/nk_certify.ts";
-import { algByName, publicKeyOf, sameKey } from "../tpm/crypto.ts";
-import { decode } from "../tpm/marshal.ts";
-import { TPM2B_PUBLIC } from "../tpm/structures.ts";
-import { type AgentPeer, type NkEvidence, PeerError, type RegistrarRecord, routeResults } from "./peers.ts";
+import { algByName, sameKey } from "../tpm/crypto.ts";
+import { type AgentPeer, PeerError, type RegistrarRecord, routeResults } from "./peers.ts";
 
 /** The answer of `quotes/identity?binding=certify` (spec/nk-certify.md, Identity proof). */
 export const CertifyResults = object({
@@ -66,19 +64,27 @@ async function pcr16Binding(agent: AgentPeer, record: RegistrarRecord, nonce: st
   return { mode: "pcr16", nk: fingerprint(key), detail: `identity quote by the AK, PCR 16 = H(0 ‖ H(NK))` };
 }
 
-async function certifyBinding(
-  agent: AgentPeer,
-  record: RegistrarRecord,
-  registered: NkEvidence,
-  nonce: string,
-): Promise<NkBinding> {
+/**
+ * The registrar's record of the binding (nk-certify.md: stored "so that a tenant or verifier can check the
+ * binding again"), then a fresh certification over our nonce of the same NK.
+ */
+async function certifyBinding(agent: AgentPeer, record: RegistrarRecord, nonce: string): Promise<NkBinding> {
+  const mtls = record.mtls_cert && record.mtls_cert !== "disabled" ? record.mtls_cert : undefined;
+  const expectedKey = mtls ?? record.transport_key;
+  if (!expectedKey) throw new NkBindingError("the registrar record has neither an mtls_cert nor a transport_key");
+  let registered: KeyObject | undefined;
+  if (record.nk_tpm && record.nk_attest && record.nk_sign && record.certify_nonce) {
+    registered = verifyNkCertification({
+      nkTpm: record.nk_tpm,
+      nkAttest: record.nk_attest,
+      nkSign: record.nk_sign,
+      akTpm: record.aik_tpm,
+      nonce: record.certify_nonce,
+      expectedKey,
+    }).nkKey;
+  }
   const a = routeResults(agent.who, await agent.certifyIdentity(nonce), CertifyResults);
-  // The NK must be the key peers use (the registered mtls_cert's), and the one certified at registration.
-  const pinned = record.mtls_cert && record.mtls_cert !== "disabled" ? record.mtls_cert : undefined;
-  const atRegistration = registered.nk_tpm ? publicKeyOf(decode(TPM2B_PUBLIC, registered.nk_tpm)) : undefined;
-  const expectedKey = pinned ?? atRegistration;
-  if (!expectedKey) throw new NkBindingError("mTLS is off and the registrar holds no nk_tpm to compare the NK with");
-  const v = verifyNkCertification({
+  const fresh = verifyNkCertification({
     nkTpm: a.nk_tpm,
     nkAttest: a.nk_attest,
     nkSign: a.nk_sign,
@@ -86,32 +92,33 @@ async function certifyBinding(
     nonce: identityNonceBytes(nonce),
     expectedKey,
   });
-  if (atRegistration && !sameKey(v.nkKey, atRegistration)) {
-    throw new NkBindingError("the certified NK is not the one certified at registration (the registrar's nk_tpm)");
+  if (registered && !sameKey(fresh.nkKey, registered)) {
+    throw new NkBindingError("the NK certified now is not the one certified at registration (nk_tpm)");
   }
-  const of = [pinned ? "the registered mtls_cert's key" : "", atRegistration ? "the NK certified at registration" : ""]
-    .filter(Boolean).join(" and ");
-  return { mode: "certify", nk: fingerprint(v.nkKey), detail: `TPM2_Certify of the NK by the AK; it is ${of}` };
+  const key = mtls ? "the registered mtls_cert's key" : "the registered transport_key";
+  const stored = registered
+    ? `; the registration's certification${record.nk_verified_at ? ` (${record.nk_verified_at})` : ""} verifies too`
+    : "";
+  return { mode: "certify", nk: fingerprint(fresh.nkKey), detail: `TPM2_Certify of ${key} by the AK${stored}` };
 }
 
 /** Prove the binding with `nonce`; `pinned` is the NK fingerprint of the last run, if any. */
 export async function proveNkBinding(
   agent: AgentPeer,
   record: RegistrarRecord,
-  registered: NkEvidence,
   nonce: string,
   pinned: string | undefined,
 ): Promise<NkBinding> {
   let b: NkBinding;
-  if (registered.nk_tpm) {
-    b = await certifyBinding(agent, record, registered, nonce);
+  if (record.nk_tpm) {
+    b = await certifyBinding(agent, record, nonce);
   } else {
     try {
       b = await pcr16Binding(agent, record, nonce);
     } catch (e) {
       // An agent with nk_binding = "certify" refuses the PCR 16 quote (spec/nk-certify.md).
       if (!(e instanceof PeerError && /certify/i.test(e.message))) throw e;
-      b = await certifyBinding(agent, record, registered, nonce);
+      b = await certifyBinding(agent, record, nonce);
     }
   }
   if (pinned !== undefined && pinned !== b.nk) {

@@ -28,14 +28,6 @@ import type { TenantTls } from "./tls_dir.ts";
 
 export type RegistrarRecord = Infer<typeof ShowResults["fields"]>;
 
-/** The NK certification the registrar stores when the agent registered with it (spec/nk-certify.md). */
-const NkEvidence = object({
-  nk_tpm: optional(binary({ maxBytes: 2048 })),
-  nk_attest: optional(binary({ maxBytes: 4096 })),
-  nk_sign: optional(binary({ maxBytes: 4096 })),
-});
-export type NkEvidence = Infer<typeof NkEvidence["fields"]>;
-
 /** An answer parsed against a route's results; a refusal or a malformed answer is a PeerError. */
 function results<S extends Shape>(who: string, answer: { status: number; json: unknown }, shape: ShapeOf<S>) {
   if (answer.json === undefined) throw new PeerError(`${who} answered HTTP ${answer.status} with an empty body`);
@@ -57,7 +49,7 @@ export async function fetchRegistrarRecord(
   registrar: string,
   tls: TenantTls,
   uuid: string,
-): Promise<{ record: RegistrarRecord; nk: NkEvidence; version: ApiVersion }> {
+): Promise<{ record: RegistrarRecord; version: ApiVersion }> {
   const base = `https://${registrar}`;
   const peer: PeerTls = { tls, ca: tls.ca, checkHost: true };
   const who = "the registrar";
@@ -70,14 +62,7 @@ export async function fetchRegistrarRecord(
   const a = await getJson(who, base + routePath(registrarRoutes.show, version, { agent_id: uuid }), peer);
   if (a.status === 404) throw new NotFoundError(`${who} has no active agent ${uuid} (404: unknown or not activated)`);
   const record = results(who, a, registrarRoutes.show.results);
-  const raw = (a.json as { results?: unknown }).results;
-  let nk: NkEvidence;
-  try {
-    nk = NkEvidence.parse(raw);
-  } catch (e) {
-    throw new PeerError(`${who} sent a malformed answer: ${(e as Error).message}`, { cause: e });
-  }
-  return { record, nk, version };
+  return { record, version };
 }
 
 export interface IntegrityRequest {

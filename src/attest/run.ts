@@ -18,7 +18,7 @@ import { decode } from "../tpm/marshal.ts";
 import { TPM2B_PUBLIC } from "../tpm/structures.ts";
 import { fromHex, toHex } from "../util/encoding.ts";
 import { proveNkBinding } from "./nk_binding.ts";
-import { AgentPeer, fetchRegistrarRecord, type NkEvidence, type RegistrarRecord } from "./peers.ts";
+import { AgentPeer, fetchRegistrarRecord, type RegistrarRecord } from "./peers.ts";
 import { type AttestReport, type CheckId, type CheckResult, CHECKS } from "./report.ts";
 import type { AttestState } from "./state.ts";
 import type { TenantTls } from "./tls_dir.ts";
@@ -152,7 +152,7 @@ export async function attestAgent(input: AttestInput): Promise<AttestOutcome> {
     };
   };
   if (!reg) return finish();
-  const { record, nk } = reg;
+  const { record } = reg;
 
   await steps.run("ek-certificate", () => ekCheck(record, input.ekTrust));
 
@@ -166,7 +166,7 @@ export async function attestAgent(input: AttestInput): Promise<AttestOutcome> {
   if (!reached) return finish();
 
   const nkBound = await steps.run("nk-binding", async () => {
-    const b = await proveNkBinding(agent, record, nk as NkEvidence, freshNonce(), state.nk);
+    const b = await proveNkBinding(agent, record, freshNonce(), state.nk);
     facts.binding = b.mode;
     return [b, b.detail] as [typeof b, string];
   });
