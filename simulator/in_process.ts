@@ -2,7 +2,7 @@
  * A Transport straight into a TpmEngine in this process: no sockets, no framing. The agent uses it
  * when the simulator is its TPM; the conformance suite uses it as the fastest backend.
  */
-import { TpmUsageError, TransportError } from "../src/tpm/errors.ts";
+import { TpmUsageError } from "../src/tpm/errors.ts";
 import type { Transport } from "../src/tpm/transport/transport.ts";
 import type { TpmEngine } from "./engine.ts";
 
@@ -20,7 +20,6 @@ export class InProcessTransport implements Transport {
   /** The simulator keeps what a client loads until the client flushes it, like a TPM without a resource manager. */
   readonly resourceManaged = false;
   private loc: number;
-  private closed = false;
 
   constructor(readonly engine: TpmEngine, options: InProcessTransportOptions = {}) {
     this.uri = options.uri ?? IN_PROCESS_URI;
@@ -37,16 +36,18 @@ export class InProcessTransport implements Transport {
   }
 
   async send(command: Uint8Array): Promise<Uint8Array> {
-    if (this.closed) throw new TransportError(`TPM ${this.uri} is closed; open a new transport to send commands`);
     // Copies both ways: the caller may reuse its buffer once send() returns, and it owns (and may
     // decode views into) the response while the engine may keep or reuse what it returned.
     const response = await this.engine.execute(command.slice(), this.loc);
     return response.slice();
   }
 
-  /** Stops this transport only: the engine belongs to whoever created it. Idempotent. */
+  /**
+   * Releases nothing: there is no connection. A later send works, as the socket and device transports
+   * reconnect after close() (the agent releases an idle TPM this way and sends again on the next request).
+   * The engine belongs to whoever created it.
+   */
   close(): Promise<void> {
-    this.closed = true;
     return Promise.resolve();
   }
 }

@@ -4,7 +4,8 @@
  * - simulator/ imports src/tpm's wire, crypto and transport modules and src/util, nothing else of the
  *   project: no client operation module (sessions, EK/AK/NV/PCR operations), not even transitively;
  * - src/ never imports simulator/, except the composition layer (src/main.ts, src/cli/);
- * - src/agent and src/registrar never import each other.
+ * - src/agent and src/registrar never import each other;
+ * - src/attest (the tenant side of attest) imports neither of them, nor src/cli or a TPM client.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -167,6 +168,21 @@ test("src/protocol does no I/O and knows no HTTP framework or TPM client", () =>
         return !/^(node:)?(fs|fs\/promises|net|http|https|http2|tls|dgram|child_process)$|^(hono|@hono\/)/.test(spec);
       }
       if (inside(target, "src/protocol") || inside(target, "src/util")) return true;
+      return inside(target, "src/tpm") && !/^src\/tpm\/(client|sessions|session_start|transport\/)/.test(target);
+    },
+  );
+  assert.deepEqual(bad, []);
+});
+
+test("src/attest (the tenant's side) imports neither the agent, the registrar, the CLI nor a TPM client", () => {
+  const files = sources("src/attest");
+  assert.ok(files.includes("src/attest/run.ts"));
+  const bad = check(
+    files,
+    "src/attest imports src/protocol, src/util and src/tpm's wire and crypto, nothing of agent/registrar/cli",
+    (_s, target) => {
+      if (target === null) return true;
+      if (["src/attest", "src/protocol", "src/util"].some((d) => inside(target, d))) return true;
       return inside(target, "src/tpm") && !/^src\/tpm\/(client|sessions|session_start|transport\/)/.test(target);
     },
   );

@@ -14,15 +14,7 @@ import {
 import { agentRoutePath, agentRoutes, QuoteResults } from "../protocol/agent_api.ts";
 import { parseEnvelope } from "../protocol/envelope.ts";
 import { registrarRoutes, routePath, ShowResults } from "../protocol/registrar_api.ts";
-import {
-  binary,
-  type Infer,
-  object,
-  optional,
-  ProtocolInputError,
-  type Shape,
-  type ShapeOf,
-} from "../protocol/schema.ts";
+import { type Infer, ProtocolInputError, type Shape, type ShapeOf } from "../protocol/schema.ts";
 import { getJson, PeerError, type PeerTls } from "./http_json.ts";
 import type { TenantTls } from "./tls_dir.ts";
 

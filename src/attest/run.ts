@@ -183,13 +183,10 @@ export async function attestAgent(input: AttestInput): Promise<AttestOutcome> {
       ? "no IMA list"
       : `IMA list from entry ${q.ima_measurement_list_entry ?? 0}`;
     const mb = q.mb_measurement_list ? `, UEFI log ${q.mb_measurement_list.length} bytes` : "";
-    return [{ q, requestedEntry: ima?.entries ?? 0 }, `nonce ${nonce}, ${q.hash_alg} bank; ${lines}${mb}`] as [
-      { q: QuoteResults; requestedEntry: number },
-      string,
-    ];
+    return [q, `nonce ${nonce}, ${q.hash_alg} bank; ${lines}${mb}`] as [QuoteResults, string];
   });
   if (!got) return finish();
-  const { q } = got;
+  const q = got;
 
   const verified = await steps.run("quote-signature", () => {
     const hashAlg = algByName(q.hash_alg);
@@ -243,9 +240,15 @@ export async function attestAgent(input: AttestInput): Promise<AttestOutcome> {
     const pcr10 = v.pcrs.get(IMA_PCR);
     if (!pcr10) throw new Error(`the quote has no PCR ${IMA_PCR}`);
     const saved = state.ima;
-    const sameBoot = saved && saved.hashAlg === algName(hashAlg) && saved.resetCount === v.clock.resetCount &&
-      (q.ima_measurement_list_entry ?? 0) === saved.entries;
-    const from = sameBoot ? { entries: saved.entries, pcr10: fromHex(saved.pcr10) } : imaStart(hashAlg);
+    const entry = q.ima_measurement_list_entry ?? 0;
+    if (saved && saved.resetCount !== v.clock.resetCount && entry > 0) {
+      // A reboot: the list started again, but the agent answered from the old position.
+      state = { ...state, ima: undefined };
+      throw new Error(`the TPM was reset since the last run; the next run replays the IMA list from its start`);
+    }
+    const resume = saved && saved.hashAlg === algName(hashAlg) && saved.resetCount === v.clock.resetCount &&
+      entry === saved.entries;
+    const from = resume ? { entries: saved.entries, pcr10: fromHex(saved.pcr10) } : imaStart(hashAlg);
     if (q.ima_measurement_list === undefined) {
       if (toHex(from.pcr10) !== toHex(pcr10)) {
         throw new Error(`the agent sent no IMA list, but PCR 10 is ${short(pcr10)}`);
