@@ -8,7 +8,8 @@ import { readFile } from "node:fs/promises";
 import { attestPolicyJson, parseAttestPolicy, policyFromPcrs } from "../protocol/attest_policy.ts";
 import { agentId } from "../protocol/registrar_api.ts";
 import { parseField } from "../protocol/schema.ts";
-import { defaultTpmCaDir, EkTrustStore } from "../registrar/ek_trust.ts";
+import { defaultTpmCaFiles } from "../registrar/default_tpm_ca.ts";
+import { EkTrustStore, readCaFiles } from "../registrar/ek_trust.ts";
 import { currentPcrs } from "../attest/current_pcrs.ts";
 import { readTenantTls } from "../attest/tls_dir.ts";
 import { parseBanks, parsePcrList, positiveInt } from "./options.ts";
@@ -67,7 +68,8 @@ export async function readPolicyFile(file: string) {
 }
 
 export async function ekTrustFrom(dirs: readonly string[] = []): Promise<EkTrustStore> {
-  return await EkTrustStore.fromDirs([defaultTpmCaDir(), ...dirs]);
+  // The same store as the registrar's (data/tpm-ca, embedded in the single executable) plus --tpm-ca-dir.
+  return EkTrustStore.fromFiles([...await defaultTpmCaFiles(), ...await readCaFiles(dirs)]);
 }
 
 export function attestCommand(program: Command): void {
