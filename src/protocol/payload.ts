@@ -1,18 +1,20 @@
 /**
  * Payload delivery with the bootstrap key K = U xor V (keylime.md §8), both sides in one place so the agent,
  * the tenant code and the tests share one implementation:
- * - agent: RSA-OAEP-SHA1 decryption of U and V with the NK, pairing every U with every V until
+ * - agent: RSA-OAEP-SHA1 (or, for an EC NK without mTLS, ECIES: nk_ecies.ts) decryption of U and V with the NK, pairing every U with every V until
  *   HMAC-SHA384(K, uuid) equals the tenant's auth_tag, AES-GCM decryption of the payload, keys/verify's HMAC;
  * - tenant: K, V and U, the auth_tag, U and V encrypted to the NK, the encrypted payload.
  * Upstream: keylime/rust-keylime keylime-agent/src/keys_handler.rs (try_combine_keys), keylime/src/crypto.rs
  * (rsa_oaep_decrypt, decrypt_aead, verify_hmac); keylime/keylime keylime/crypto.py (encrypt, rsa_encrypt,
  * do_hmac), keylime/tenant.py.
  */
-import { type KeyObject, randomBytes, webcrypto } from "node:crypto";
+import { Buffer } from "node:buffer";
+import { createPrivateKey, createPublicKey, type KeyObject, randomBytes, webcrypto } from "node:crypto";
 import { hmac } from "@noble/hashes/hmac";
 import { sha384 } from "@noble/hashes/sha2";
 import { fromHex, fromPem, toHex } from "../util/encoding.ts";
 import { sameSecret } from "../tpm/bytes.ts";
+import { ECDH_P256, eciesDecrypt, eciesEncrypt } from "./nk_ecies.ts";
 
 const subtle = webcrypto.subtle;
 type CryptoKey = webcrypto.CryptoKey;
@@ -50,22 +52,36 @@ function der(key: KeyObject, type: "pkcs8" | "spki"): Uint8Array {
   return new Uint8Array(key.export({ format: "der", type }));
 }
 
-/** The NK's private key for RSA-OAEP-SHA1 decryption (from a KeyObject or PKCS#8 DER). */
-export function importNkPrivateKey(key: KeyObject | Uint8Array): Promise<CryptoKey> {
-  const bytes = key instanceof Uint8Array ? key : der(key, "pkcs8");
-  return subtle.importKey("pkcs8", bytes, OAEP, false, ["decrypt"]);
+/**
+ * How U and V are wrapped for an NK of this type: RSA-OAEP-SHA1 for RSA (upstream), ECIES for EC P-256
+ * (spec/nk-certify.md, nk_ecies.ts); anything else cannot be an NK.
+ */
+function nkAlgorithm(key: KeyObject): typeof OAEP | typeof ECDH_P256 {
+  if (key.asymmetricKeyType === "rsa") return OAEP;
+  if (key.asymmetricKeyType === "ec" && key.asymmetricKeyDetails?.namedCurve === "prime256v1") return ECDH_P256;
+  throw new PayloadError("payload-format", "the NK must be an RSA or EC P-256 key");
 }
 
-/** The NK's public key for RSA-OAEP-SHA1 encryption (from a KeyObject, SPKI DER or the `pubkey` PEM). */
-export function importNkPublicKey(key: KeyObject | Uint8Array | string): Promise<CryptoKey> {
-  let bytes: Uint8Array;
+const isEcies = (nk: CryptoKey) => nk.algorithm.name === ECDH_P256.name;
+
+/** The NK's private key for decrypting U and V (from a KeyObject or PKCS#8 DER): RSA-OAEP or ECIES by its type. */
+export async function importNkPrivateKey(key: KeyObject | Uint8Array): Promise<CryptoKey> {
+  const k = key instanceof Uint8Array ? createPrivateKey({ key: Buffer.from(key), format: "der", type: "pkcs8" }) : key;
+  const alg = nkAlgorithm(k);
+  return await subtle.importKey("pkcs8", der(k, "pkcs8"), alg, false, alg === OAEP ? ["decrypt"] : ["deriveBits"]);
+}
+
+/** The NK's public key for encrypting U and V (from a KeyObject, SPKI DER or the `pubkey` PEM). */
+export async function importNkPublicKey(key: KeyObject | Uint8Array | string): Promise<CryptoKey> {
+  let k: KeyObject;
   if (typeof key === "string") {
     const [spki] = fromPem(key, "PUBLIC KEY");
     if (!spki) throw new PayloadError("payload-format", "no PEM PUBLIC KEY block in the NK text");
-    bytes = spki;
-  } else if (key instanceof Uint8Array) bytes = key;
-  else bytes = der(key, "spki");
-  return subtle.importKey("spki", bytes, OAEP, false, ["encrypt"]);
+    k = createPublicKey({ key: Buffer.from(spki), format: "der", type: "spki" });
+  } else if (key instanceof Uint8Array) k = createPublicKey({ key: Buffer.from(key), format: "der", type: "spki" });
+  else k = key.type === "private" ? createPublicKey(key) : key;
+  const alg = nkAlgorithm(k);
+  return await subtle.importKey("spki", der(k, "spki"), alg, false, alg === OAEP ? ["encrypt"] : []);
 }
 
 function checkShareLength(what: string, n: number): void {
@@ -74,7 +90,7 @@ function checkShareLength(what: string, n: number): void {
   }
 }
 
-/** Agent: RSA-OAEP-SHA1 (MGF1-SHA1, no label) decryption of U or V, which must be 16 or 32 bytes. */
+/** Agent: decryption of U or V with the NK (RSA-OAEP-SHA1, MGF1-SHA1, no label; or ECIES), 16 or 32 bytes. */
 export async function decryptKeyShare(
   nk: CryptoKey,
   encrypted: Uint8Array,
@@ -82,18 +98,21 @@ export async function decryptKeyShare(
 ): Promise<Uint8Array> {
   let plain: Uint8Array;
   try {
-    plain = new Uint8Array(await subtle.decrypt(OAEP, nk, encrypted));
+    plain = isEcies(nk) ? await eciesDecrypt(nk, encrypted) : new Uint8Array(await subtle.decrypt(OAEP, nk, encrypted));
   } catch {
-    throw new PayloadError("key-decrypt", `${what} does not decrypt with the NK (RSA-OAEP-SHA1)`);
+    throw new PayloadError(
+      "key-decrypt",
+      `${what} does not decrypt with the NK (${isEcies(nk) ? "ECIES P-256" : "RSA-OAEP-SHA1"})`,
+    );
   }
   checkShareLength(`the decrypted ${what}`, plain.length);
   return plain;
 }
 
-/** Tenant/verifier: RSA-OAEP-SHA1 encryption of U or V to the NK. */
+/** Tenant/verifier: encryption of U or V to the NK (RSA-OAEP-SHA1, or ECIES for an EC NK). */
 export async function encryptKeyShare(nk: CryptoKey, share: Uint8Array): Promise<Uint8Array> {
   checkShareLength("the key share", share.length);
-  return new Uint8Array(await subtle.encrypt(OAEP, nk, share));
+  return isEcies(nk) ? await eciesEncrypt(nk, share) : new Uint8Array(await subtle.encrypt(OAEP, nk, share));
 }
 
 /** The `auth_tag` field: hex (either case) of 48 bytes. */
