@@ -77,7 +77,7 @@ function answerError(c: Context<Env>, e: unknown, log: AppLog): Response {
     log.warn(`${where} returning 400 response. ${e.message}`);
     return reply(c, 400, e.message);
   }
-  const quoting = c.get("route") === "identityQuote" || c.get("route") === "integrityQuote";
+  const quoting = ["identityQuote", "identityCertify", "integrityQuote"].includes(c.get("route"));
   if (e instanceof TpmLibraryError) {
     log.error(`${where}: TPM failure (${e.code}): ${e.message}`);
     return reply(c, 500, quoting ? "Unable to retrieve quote" : "TPM failure");
@@ -128,17 +128,24 @@ export function createAgentApp(deps: AgentAppDeps): Hono<Env> {
   });
 
   for (const version of versions) {
-    for (const route of routesOf(version)) {
-      const name = route.name as Exclude<AgentRouteName, "version">;
-      const handler = handlers[name] as AnyHandler;
-      app.on(route.method, `/v${version}${route.path}`, async (c) => {
-        c.set("route", name);
+    // Routes sharing a method and path (quotes/identity and its binding=certify) are one mount.
+    const mounts = new Map<string, ReturnType<typeof routesOf>>();
+    for (const r of routesOf(version)) {
+      mounts.set(`${r.method} ${r.path}`, [...mounts.get(`${r.method} ${r.path}`) ?? [], r]);
+    }
+    for (const group of mounts.values()) {
+      const { method, path } = group[0]!;
+      app.on(method, `/v${version}${path}`, async (c) => {
         const params = new URL(c.req.url).searchParams;
+        const route = group.find((r) => r.selectedBy && params.get(r.selectedBy.param) === r.selectedBy.value) ??
+          group.find((r) => !r.selectedBy)!;
+        const name = route.name as Exclude<AgentRouteName, "version">;
+        c.set("route", name);
         // keys/verify names a missing challenge as upstream does.
         if (name === "verify" && !params.get("challenge")) throw new RouteError(400, agentStatus.noChallenge);
         const query = route.query ? parseQuery(route.query as ShapeOf<Shape>, params) : undefined;
         const body = route.body ? parseJsonText(route.body as ShapeOf<Shape>, await c.req.text()) : undefined;
-        const answer = await handler({ version, query, body } as RouteInput<AgentRouteName>);
+        const answer = await (handlers[name] as AnyHandler)({ version, query, body } as RouteInput<AgentRouteName>);
         const streamed = answer instanceof WithStreamedText ? answer : undefined;
         const results = (route.results as ShapeOf<Shape>).toJson((streamed ? streamed.results : answer) as never);
         if (!streamed) return reply(c, 200, agentStatus.success, results);

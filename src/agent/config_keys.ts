@@ -4,6 +4,7 @@
  * validation and the generated reference (docs/agent_config.md) all come from this table.
  * Keys and defaults: keylime/rust-keylime keylime/src/config/base.rs, keylime-agent.conf (keylime.md §10).
  */
+import { NK_BINDING_MODES } from "../protocol/agent_api.ts";
 
 export type KeyKind = "string" | "bool" | "int" | "list";
 
@@ -115,6 +116,20 @@ export const AGENT_KEYS = {
   server_key_password: str("", "password of the mTLS private key file", { ...ACTED, secret: true }),
   server_cert: str("default", "mTLS certificate file (default server-cert.crt, self-signed when generated)", ACTED),
   payload_key: str("default", "NK private key file (default payload-private.pem, RSA-2048)", ACTED),
+  transport_key_alg: oneOf(
+    ["rsa", "ecc"],
+    "rsa",
+    "with enable_agent_mtls = false, the NK's type when payload_key is generated, sent as transport_key: " +
+      "rsa (RSA-2048, U and V by RSA-OAEP) or ecc (EC P-256, U and V by ECIES)",
+    ACTED,
+  ),
+  nk_binding: oneOf(
+    NK_BINDING_MODES,
+    "both",
+    "how the NK is bound to the TPM: pcr16 (PCR 16, upstream), certify (TPM2_Certify by the AK; PCR 16 " +
+      "untouched, the classic identity quote refused) or both",
+    ACTED,
+  ),
   payload_key_password: str("", "password of the NK private key file", { ...ACTED, secret: true }),
   trusted_client_ca: str(
     "default",

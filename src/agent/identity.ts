@@ -6,7 +6,7 @@
  * keylime/src/agent_data.rs, keylime/src/hash_ek.rs, keylime/src/config/base.rs (get_uuid).
  */
 import { Buffer } from "node:buffer";
-import { createHash, randomUUID, X509Certificate as NodeX509Certificate } from "node:crypto";
+import { createHash, type KeyObject, randomUUID, X509Certificate as NodeX509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { hostname } from "node:os";
@@ -15,6 +15,7 @@ import type { Tpm } from "../tpm/client.ts";
 import { TPM_ALG } from "../tpm/constants.ts";
 import { algByName, publicKeyOf, publicKeyPem, sameKey } from "../tpm/crypto.ts";
 import { createEk, type Ek, persistentEk, readEkCertChain, readEkCertificate, releaseEk } from "../tpm/ek.ts";
+import type { ExternalKeyUse } from "../tpm/external_key.ts";
 import { encode } from "../tpm/marshal.ts";
 import { flush, type LoadedKey } from "../tpm/objects.ts";
 import { TPM2B_PUBLIC, type TPMT_PUBLIC } from "../tpm/structures.ts";
@@ -254,7 +255,9 @@ export async function openIdentity(
   akAlgorithms(c); // configuration errors before any TPM work
   // The files need no TPM: read them while the TPM works (awaited, and so reported, below).
   const dirReady = mkdir(paths.keylimeDir, { recursive: true, mode: 0o700 });
-  const nkFile = dirReady.then(() => loadOrCreateNk(paths.payloadKey, c.payload_key_password));
+  // With mTLS on, U and V stay RSA-OAEP (upstream tenants); without it, transport_key_alg chooses.
+  const nkAlg = c.enable_agent_mtls ? "rsa" : c.transport_key_alg as "rsa" | "ecc";
+  const nkFile = dirReady.then(() => loadOrCreateNk(paths.payloadKey, c.payload_key_password, nkAlg));
   const savedAk = loadAgentData(paths.agentData);
   nkFile.catch(() => {});
   savedAk.catch(() => {});
@@ -298,6 +301,22 @@ export async function openIdentity(
     await releaseEk(tpm, ek).catch(() => {});
     throw e;
   }
+}
+
+/** The key TPM2_Certify binds (spec/nk-certify.md, Terms), as LoadExternal takes it. */
+export interface CertifiedNk {
+  readonly privateKey: KeyObject;
+  /** Its SubjectPublicKeyInfo PEM: `transport_key`, and `pubkey` of an identity proof by certification. */
+  readonly pem: string;
+  /** sign for a signing NK (the mTLS key, an EC transport key); decrypt for an RSA transport key. */
+  readonly use: ExternalKeyUse;
+}
+
+/** The NK the AK certifies: the mTLS key when mTLS is on, else the NK file sent as transport_key. */
+export function certifiedNk(id: Pick<AgentIdentity, "nk" | "mtls">): CertifiedNk {
+  const key = id.mtls?.key ?? id.nk;
+  const use = !id.mtls && key.privateKey.asymmetricKeyType === "rsa" ? "decrypt" : "sign";
+  return { privateKey: key.privateKey, pem: key.publicKey.export({ format: "pem", type: "spki" }).toString(), use };
 }
 
 /** Flush the AK and a created EK (a persistent EK stays). */

@@ -20,6 +20,7 @@ export const MSG = {
   requestingActivation: (addr: string, uuid: string) => `Requesting agent activation from ${addr} for ${uuid}`,
   registered: (uuid: string) => `SUCCESS: Agent ${uuid} registered`,
   activated: (uuid: string) => `SUCCESS: Agent ${uuid} activated`,
+  nkCertified: (uuid: string) => `Agent ${uuid}: the registrar verified the NK's certification by the AK (nk_certify)`,
   incompatible: (registrar: string, agent: string[], supported: string[]) =>
     `Registrar at '${registrar}' does not support any enabled API version: agent enabled versions = '[${
       agent.join(", ")

@@ -15,6 +15,8 @@ import type { LoadedKey } from "../tpm/objects.ts";
 import { pcrExtend, pcrReset } from "../tpm/pcrs.ts";
 import { quote } from "../tpm/quote.ts";
 import { publicAsym, publicEcc, publicRsa, type TPMT_PUBLIC } from "../tpm/structures.ts";
+import type { CertifiedNk } from "./identity.ts";
+import { certifyNk, type NkFields } from "./nk_certification.ts";
 import { SerialWork } from "./serial.ts";
 
 /** keylime/config.py TPM_DATA_PCR: where the NK's digest is extended. */
@@ -104,6 +106,11 @@ export class Quoter {
         return encodeQuote({ attest: q.attest, signature: q.signature, pcrBlob });
       })
     );
+  }
+
+  /** TPM2_Certify of the NK by the AK over `qualifyingData` (spec/nk-certify.md), the NK loaded only for it. */
+  certifyNk(nk: CertifiedNk, qualifyingData: Uint8Array): Promise<NkFields> {
+    return this.#lock.run(() => this.ak.use((tpm, ak) => certifyNk(tpm, nk, ak, qualifyingData)));
   }
 
   /** Run other TPM work under the same lock. */

@@ -9,7 +9,14 @@
 import { isIP } from "node:net";
 import { type ApiVersion, fallbackVersions, negotiateVersion } from "../protocol/api_version.ts";
 import { parseEnvelope } from "../protocol/envelope.ts";
-import { type RegisterBody, registrarRoutes, type RouteDecl, routePath } from "../protocol/registrar_api.ts";
+import {
+  type ActivateBody,
+  type RegisterBody,
+  type RegisterResults,
+  registrarRoutes,
+  type RouteDecl,
+  routePath,
+} from "../protocol/registrar_api.ts";
 import type { Infer, Shape } from "../protocol/schema.ts";
 import { RegistrarError } from "./errors.ts";
 import { type AgentLog, MSG } from "./messages.ts";
@@ -178,21 +185,21 @@ export class RegistrarClient {
     throw last ?? new RegistrarError(`no API version to try against ${this.base}`);
   }
 
-  /** POST /v2.x/agents/{uuid}: the MakeCredential blob. */
-  async register(uuid: string, body: RegisterBody): Promise<Uint8Array> {
+  /** POST /v2.x/agents/{uuid}: the MakeCredential blob, and a certify nonce when the registrar speaks nk_certify. */
+  async register(uuid: string, body: RegisterBody): Promise<Infer<typeof RegisterResults["fields"]>> {
     const route = registrarRoutes.register;
     const r = await this.#versioned(route, "register", uuid, route.body.toJson(body), (a, addr) => {
       if (a.code === 403) return new RegistrarError(MSG.identityChanged(uuid, addr), 403);
       if (a.code === 400) return new RegistrarError(MSG.badRequest(uuid, addr, a.status), 400);
       return new RegistrarError(MSG.refused("Registration", addr, a.code, a.status), a.code);
     });
-    return r.blob;
+    return r;
   }
 
-  /** PUT /v2.x/agents/{uuid} with the auth_tag. */
-  async activate(uuid: string, authTag: string): Promise<void> {
+  /** PUT /v2.x/agents/{uuid} with the auth_tag (and the NK's certification, after a certify nonce). */
+  async activate(uuid: string, body: Infer<typeof ActivateBody["fields"]>): Promise<void> {
     const route = registrarRoutes.activate;
-    await this.#versioned(route, "activate", uuid, route.body.toJson({ auth_tag: authTag }), (a, addr) => {
+    await this.#versioned(route, "activate", uuid, route.body.toJson(body), (a, addr) => {
       if (a.code === 400) return new RegistrarError(MSG.activationRejected(uuid, addr, a.status), 400);
       return new RegistrarError(MSG.refused("Activation", addr, a.code, a.status), a.code);
     });

@@ -5,11 +5,12 @@
  */
 import { AGENT_SUPPORTED_VERSIONS, type ApiVersion } from "../protocol/api_version.ts";
 import { authTag, decodeKeylimeBlob } from "../protocol/credential.ts";
-import { tpmPublicFromBytes } from "../protocol/registrar_api.ts";
+import { NK_CERTIFY_VERSION, tpmPublicFromBytes } from "../protocol/registrar_api.ts";
 import { activateCredential } from "../tpm/activate.ts";
 import type { Tpm } from "../tpm/client.ts";
 import { type AgentConfig, type AgentPaths, enabledApiVersions } from "./config.ts";
-import { type AgentIdentity, closeIdentity, openIdentity } from "./identity.ts";
+import { type AgentIdentity, certifiedNk, closeIdentity, openIdentity } from "./identity.ts";
+import { certifyNk } from "./nk_certification.ts";
 import { type AgentLog, MSG } from "./messages.ts";
 import { RegistrarClient, type RetryPolicy } from "./registrar_client.ts";
 
@@ -76,20 +77,30 @@ export async function registerAgent(
   options: RegistrationOptions = {},
 ): Promise<RegistrationResult> {
   const client = options.client ?? registrarClient(c, log, options.retry);
-  const blob = await client.register(id.uuid, {
+  const nk = certifiedNk(id);
+  // The NK certify extension is always offered (spec/nk-certify.md); an upstream registrar ignores it.
+  const { blob, certify_nonce } = await client.register(id.uuid, {
     aik_tpm: tpmPublicFromBytes(id.akTpm),
     ek_tpm: tpmPublicFromBytes(id.ekTpm),
     ekcert: id.ekCertPem,
     mtls_cert: id.mtls?.certPem ?? "disabled",
     ip: c.contact_ip,
     port: c.contact_port,
+    nk_certify: NK_CERTIFY_VERSION,
+    ...(id.mtls ? {} : { transport_key: nk.pem }),
   });
   log.info(MSG.registered(id.uuid));
 
   const { credentialBlob, secret } = decodeKeylimeBlob(blob);
   const certInfo = await activateCredential(tpm, id.ak, id.ek, credentialBlob, secret);
   const tag = authTag(certInfo, id.uuid);
-  await client.activate(id.uuid, options.alterAuthTag ? options.alterAuthTag(tag) : tag);
+  // The registrar speaks the extension: the AK certifies the NK over its nonce (LoadExternal, Certify, flush).
+  const certification = certify_nonce ? await certifyNk(tpm, nk, id.ak, certify_nonce) : {};
+  await client.activate(id.uuid, {
+    auth_tag: options.alterAuthTag ? options.alterAuthTag(tag) : tag,
+    ...certification,
+  });
   log.info(MSG.activated(id.uuid));
+  if (certify_nonce) log.info(MSG.nkCertified(id.uuid));
   return { uuid: id.uuid, registrar: client.base, apiVersion: client.version };
 }

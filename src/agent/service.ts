@@ -6,6 +6,7 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import type { NkBindingMode } from "../protocol/agent_api.ts";
 import { AGENT_SUPPORTED_VERSIONS, type ApiVersion } from "../protocol/api_version.ts";
 import { importNkPrivateKey } from "../protocol/payload.ts";
 import { parseActionList } from "../protocol/revocation.ts";
@@ -14,7 +15,7 @@ import { algByName } from "../tpm/crypto.ts";
 import { fromBase64 } from "../util/encoding.ts";
 import { createAgentApp } from "./app.ts";
 import { type AgentConfig, agentPaths, enabledApiVersions, resolvePath } from "./config.ts";
-import { closeIdentity, openEk, openIdentity } from "./identity.ts";
+import { certifiedNk, closeIdentity, openEk, openIdentity } from "./identity.ts";
 import { loadAgentData } from "./state.ts";
 import { sharedAk } from "./tpm_access.ts";
 import { loadAk } from "../tpm/ak.ts";
@@ -137,7 +138,9 @@ export async function startAgentService(tpm: Tpm, o: AgentServiceOptions): Promi
     });
     if (shared) await releaseEk(tpm, id.ek);
     const quoter = new Quoter(shared ?? keptAk(tpm, id.ak), hashAlg);
-    await quoter.bindNk(nkPem);
+    const binding = c.nk_binding as NkBindingMode;
+    // With the certify binding alone PCR 16 is never reset nor extended (spec/nk-certify.md).
+    if (binding !== "certify") await quoter.bindNk(nkPem);
 
     const keys = new BootstrapKeys({
       uuid: id.uuid,
@@ -167,7 +170,12 @@ export async function startAgentService(tpm: Tpm, o: AgentServiceOptions): Promi
     const measurements = measurementSource(c, log);
     const app = createAgentApp({
       versions,
-      quotes: { quoter, nkPem, ...(measurements ? { measurements } : {}) },
+      quotes: {
+        quoter,
+        nkPem,
+        identity: { binding, nk: certifiedNk(id) },
+        ...(measurements ? { measurements } : {}),
+      },
       keys: { keys, nkPem },
       info: { uuid: id.uuid, algorithms: quoter.algorithms, akHandle: () => quoter.ak.handle },
       notifications: { revocations },

@@ -178,8 +178,20 @@ async function keyFile(
   return { privateKey, publicKey: createPublicKey(privateKey), created: true };
 }
 
-/** The NK (payload_key): RSA-2048, generated once and reused. */
-export function loadOrCreateNk(path: string, password = ""): Promise<KeyFile> {
+/**
+ * The NK (payload_key), generated once and reused: RSA-2048, or EC P-256 for `ecc` (an NK without mTLS
+ * whose U and V come by ECIES, spec/nk-certify.md). An existing file of the other type is refused.
+ */
+export function loadOrCreateNk(path: string, password = "", alg: "rsa" | "ecc" = "rsa"): Promise<KeyFile> {
+  if (alg === "ecc") {
+    return keyFile(
+      path,
+      password,
+      "NK (EC P-256 private key, as transport_key_alg = ecc asks)",
+      () => generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey,
+      (k) => k.asymmetricKeyType === "ec" && k.asymmetricKeyDetails?.namedCurve === "prime256v1",
+    );
+  }
   return keyFile(
     path,
     password,

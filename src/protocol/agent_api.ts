@@ -90,7 +90,18 @@ export const challenge = text({
   expect: "characters from A-Z a-z 0-9",
 });
 
-export const IdentityQuery = object({ nonce });
+/** How the agent proves its NK is bound to its TPM (spec/nk-certify.md, agent setting nk_binding). */
+export const NK_BINDING_MODES = ["pcr16", "certify", "both"] as const;
+export type NkBindingMode = typeof NK_BINDING_MODES[number];
+
+/**
+ * `binding` of quotes/identity (spec/nk-certify.md): absent or `pcr16` asks for the quote with PCR 16 (the
+ * identityQuote route), `certify` for a fresh TPM2_Certify of the NK by the AK (identityCertify).
+ */
+export const binding = text({ max: 16, pattern: /^(?:pcr16|certify)$/, expect: `"pcr16" or "certify"` });
+
+export const IdentityQuery = object({ nonce, binding: optional(binding) });
+export const IdentityCertifyQuery = object({ nonce, binding });
 export const IntegrityQuery = object({ nonce, mask, partial, ima_ml_entry: optional(imaMlEntry) });
 export const VerifyQuery = object({ challenge });
 
@@ -112,6 +123,22 @@ export const QuoteResults = object({
   mb_measurement_list: optional(binary({ maxBytes: MAX_MB_LOG_BYTES })),
 });
 export type QuoteResults = Infer<typeof QuoteResults["fields"]>;
+
+/** quotes/identity?binding=certify: TPM2_Certify of the NK by the AK over the nonce's ASCII (nk-certify.md). */
+export const IdentityCertifyResults = object({
+  /** TPM2B_PUBLIC of the NK as loaded with TPM2_LoadExternal. */
+  nk_tpm: binary({ maxBytes: 2048 }),
+  /** TPMS_ATTEST of TPM2_Certify (no size prefix). */
+  nk_attest: binary({ maxBytes: 4096 }),
+  /** TPMT_SIGNATURE of TPM2_Certify. */
+  nk_sign: binary({ maxBytes: 4096 }),
+  hash_alg: alg,
+  enc_alg: alg,
+  sign_alg: alg,
+  /** The NK's public key (PEM SubjectPublicKeyInfo). */
+  pubkey: text({ max: MAX_PEM_CHARS, expect: "a PEM public key" }),
+});
+export type IdentityCertifyResults = Infer<typeof IdentityCertifyResults["fields"]>;
 
 /** POST keys/ukey. `auth_tag` is checked as 48 bytes of hex by payload.ts (parseAuthTag). */
 export const UKeyBody = object({
@@ -160,6 +187,11 @@ export interface AgentRouteDecl<Q extends Shape | undefined, B extends Shape | u
   readonly versioned: boolean;
   /** The oldest API version that serves the route. */
   readonly since: ApiVersion;
+  /**
+   * Beyond upstream: a route that shares its method and path with another is chosen by this query
+   * parameter's value (quotes/identity?binding=certify); the route without one takes every other request.
+   */
+  readonly selectedBy?: { readonly param: string; readonly value: string };
   readonly query: Q extends Shape ? ShapeOf<Q> : undefined;
   readonly body: B extends Shape ? ShapeOf<B> : undefined;
   readonly results: ShapeOf<R>;
@@ -192,6 +224,18 @@ export const agentRoutes = {
     query: IdentityQuery,
     body: undefined,
     results: QuoteResults,
+  }),
+  /** Beyond upstream (spec/nk-certify.md): the identity proof by TPM2_Certify. */
+  identityCertify: route({
+    name: "identityCertify",
+    method: "GET",
+    path: "/quotes/identity",
+    versioned: true,
+    since: "2.1",
+    selectedBy: { param: "binding", value: "certify" },
+    query: IdentityCertifyQuery,
+    body: undefined,
+    results: IdentityCertifyResults,
   }),
   integrityQuote: route({
     name: "integrityQuote",
@@ -324,6 +368,8 @@ export const agentStatus = {
   /** 400 from keys/verify before K is derived. */
   bootstrapKeyNotAvailable: "Bootstrap key not yet available.",
   noChallenge: "No challenge provided.",
+  /** Beyond upstream: the identity proof asked for is not the agent's nk_binding. */
+  identityBindingIs: (mode: NkBindingMode) => `identity binding is ${mode}`,
 } as const;
 
 /**

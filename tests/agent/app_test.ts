@@ -406,6 +406,7 @@ describe("TPM work", () => {
         quoter: {
           algorithms: fx.quoter.algorithms,
           quote: () => Promise.reject(new PcrsUnstableError("PCRs changed 5 times")),
+          certifyNk: () => Promise.reject(new PcrsUnstableError("not reached")),
         },
       },
     });

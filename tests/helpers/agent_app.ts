@@ -1,7 +1,8 @@
 /**
  * Test helper: the agent's app deps over a real TPM (the simulator in process unless a Tpm is given): an
- * EK and AK made in the TPM, an NK in software, PCR 16 bound to the NK, the bootstrap key service with a
- * temporary secure directory, and recorders for stored payloads, revocations and the log.
+ * EK and AK made in the TPM, an NK in software, PCR 16 bound to the NK (unless nkBinding is certify), the
+ * bootstrap key service with a temporary secure directory, and recorders for stored payloads, revocations
+ * and the log.
  */
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { mkdtempSync } from "node:fs";
@@ -14,7 +15,7 @@ import { keptAk, Quoter } from "../../src/agent/quoter.ts";
 import type { MeasurementSource } from "../../src/agent/routes/quotes.ts";
 import { defaultStoreOptions } from "./payload_delivery.ts";
 import { recordingLog } from "./agent_log.ts";
-import type { RevocationBody } from "../../src/protocol/agent_api.ts";
+import type { NkBindingMode, RevocationBody } from "../../src/protocol/agent_api.ts";
 import { AGENT_SUPPORTED_VERSIONS, type ApiVersion } from "../../src/protocol/api_version.ts";
 import { importNkPrivateKey } from "../../src/protocol/payload.ts";
 import { createAk, loadAk } from "../../src/tpm/ak.ts";
@@ -65,7 +66,7 @@ async function bootstrapKeys(
 }
 
 export async function agentAppFixture(
-  o: { versions?: readonly ApiVersion[]; measurements?: MeasurementSource; tpm?: Tpm } = {},
+  o: { versions?: readonly ApiVersion[]; measurements?: MeasurementSource; tpm?: Tpm; nkBinding?: NkBindingMode } = {},
 ): Promise<AgentAppFixture> {
   const sim = o.tpm ? undefined : await startedSim(ALL_HANDLERS);
   const tpm = o.tpm ?? sim!.tpm;
@@ -74,14 +75,21 @@ export async function agentAppFixture(
   const nk = generateKeyPairSync("rsa", { modulusLength: 2048 });
   const nkPem = nk.publicKey.export({ format: "pem", type: "spki" }).toString();
   const quoter = new Quoter(keptAk(tpm, ak), TPM_ALG.SHA256);
-  await quoter.bindNk(nkPem);
+  const binding = o.nkBinding ?? "both";
+  if (binding !== "certify") await quoter.bindNk(nkPem);
   const stored: StoredPayload[] = [];
   const revocations: RevocationBody[] = [];
   const lines: string[] = [];
   const newKeys = (secureDir?: string) => bootstrapKeys(nk.privateKey, (p) => stored.push(p), secureDir);
   const deps: AgentAppDeps = {
     versions: o.versions ?? AGENT_SUPPORTED_VERSIONS,
-    quotes: { quoter, nkPem, ...(o.measurements ? { measurements: o.measurements } : {}) },
+    quotes: {
+      quoter,
+      nkPem,
+      // As an agent without mTLS: the NK is the RSA transport key.
+      identity: { binding, nk: { privateKey: nk.privateKey, pem: nkPem, use: "decrypt" } },
+      ...(o.measurements ? { measurements: o.measurements } : {}),
+    },
     keys: { keys: await newKeys(), nkPem },
     info: { uuid: TEST_UUID, algorithms: quoter.algorithms, akHandle: () => ak.handle },
     notifications: {

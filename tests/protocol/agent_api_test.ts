@@ -34,6 +34,7 @@ describe("routes per version", () => {
     assert.ok(!routeInVersion(agentRoutes.info, "2.1"));
     assert.ok(routeInVersion(agentRoutes.info, "2.2"));
     assert.deepEqual(routesOf("2.1").map((r) => r.name).sort(), [
+      "identityCertify",
       "identityQuote",
       "integrityQuote",
       "pubkey",
@@ -42,7 +43,18 @@ describe("routes per version", () => {
       "verify",
       "vkey",
     ]);
-    for (const v of AGENT_SUPPORTED_VERSIONS.slice(1)) assert.equal(routesOf(v).length, 8, v);
+    for (const v of AGENT_SUPPORTED_VERSIONS.slice(1)) assert.equal(routesOf(v).length, 9, v);
+  });
+
+  test("quotes/identity?binding=certify is its own route, chosen by the binding parameter", () => {
+    assert.equal(
+      agentRoutePath(agentRoutes.identityCertify, "2.6", { nonce: "abc", binding: "certify" }),
+      "/v2.6/quotes/identity?nonce=abc&binding=certify",
+    );
+    assert.deepEqual(agentRoutes.identityCertify.selectedBy, { param: "binding", value: "certify" });
+    assert.equal(agentRoutes.identityCertify.path, agentRoutes.identityQuote.path);
+    assert.throws(() => IdentityQuery.parse({ nonce: "a", binding: "tpm" }), fieldError("binding"));
+    assert.deepEqual(IdentityQuery.parse({ nonce: "a", binding: "pcr16" }), { nonce: "a", binding: "pcr16" });
   });
 
   test("paths: versioned with the query encoded from the shape; unversioned /version", () => {

@@ -4,10 +4,13 @@
  * list from `ima_ml_entry` when the agent has one, and the UEFI event log when PCR 0 is in the mask.
  * Upstream: keylime/rust-keylime keylime-agent/src/quotes_handler.rs.
  */
-import { encAlgName, type QuoteResults } from "../../protocol/agent_api.ts";
+import { agentStatus, encAlgName, type NkBindingMode, type QuoteResults } from "../../protocol/agent_api.ts";
 import type { ApiVersion } from "../../protocol/api_version.ts";
+import { identityNonceBytes } from "../../protocol/nk_certify.ts";
+import type { CertifiedNk } from "../identity.ts";
+import type { NkFields } from "../nk_certification.ts";
 import { maskPcrs, type QuoteAlgorithms } from "../quoter.ts";
-import type { RouteHandlers } from "./handler.ts";
+import { RouteError, type RouteHandlers } from "./handler.ts";
 import { STREAM_PLACEHOLDER, WithStreamedText } from "./streamed_text.ts";
 
 /** The IMA and UEFI logs a quote answer carries. */
@@ -25,22 +28,44 @@ export interface QuoteRouteDeps {
   quoter: {
     readonly algorithms: QuoteAlgorithms;
     quote(nonce: string, pcrs: readonly number[]): Promise<string>;
+    certifyNk(nk: CertifiedNk, qualifyingData: Uint8Array): Promise<NkFields>;
   };
   /** The NK's SubjectPublicKeyInfo PEM, exactly as extended into PCR 16. */
   nkPem: string;
+  /** Which identity proofs the agent gives (nk_binding), and the NK that TPM2_Certify binds. */
+  identity: { binding: NkBindingMode; nk: CertifiedNk };
   measurements?: MeasurementSource;
 }
 
-function base(deps: QuoteRouteDeps, quote: string, version: ApiVersion): QuoteResults {
+function algorithms(deps: QuoteRouteDeps, version: ApiVersion) {
   const a = deps.quoter.algorithms;
-  return { quote, hash_alg: a.hashAlg, enc_alg: encAlgName(a.encKind, a.encSize, version), sign_alg: a.signAlg };
+  return { hash_alg: a.hashAlg, enc_alg: encAlgName(a.encKind, a.encSize, version), sign_alg: a.signAlg };
 }
 
-export function quoteHandlers(deps: QuoteRouteDeps): RouteHandlers<"identityQuote" | "integrityQuote"> {
+function base(deps: QuoteRouteDeps, quote: string, version: ApiVersion): QuoteResults {
+  return { quote, ...algorithms(deps, version) };
+}
+
+/** 400 "identity binding is <mode>" unless the agent's nk_binding gives the proof `by`. */
+function requireBinding(deps: QuoteRouteDeps, by: Exclude<NkBindingMode, "both">): void {
+  const mode = deps.identity.binding;
+  if (mode !== "both" && mode !== by) throw new RouteError(400, agentStatus.identityBindingIs(mode));
+}
+
+export function quoteHandlers(
+  deps: QuoteRouteDeps,
+): RouteHandlers<"identityQuote" | "identityCertify" | "integrityQuote"> {
   return {
     async identityQuote({ version, query }) {
+      requireBinding(deps, "pcr16");
       const quote = await deps.quoter.quote(query.nonce, []);
       return { ...base(deps, quote, version), pubkey: deps.nkPem };
+    },
+    async identityCertify({ version, query }) {
+      requireBinding(deps, "certify");
+      const nk = deps.identity.nk;
+      const fields = await deps.quoter.certifyNk(nk, identityNonceBytes(query.nonce));
+      return { ...fields, ...algorithms(deps, version), pubkey: nk.pem };
     },
     async integrityQuote({ version, query }) {
       const pcrs = maskPcrs(query.mask);
