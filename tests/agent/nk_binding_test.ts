@@ -13,7 +13,6 @@ import { TPM_ALG, TPM_HT } from "../../src/tpm/constants.ts";
 import { getHandles } from "../../src/tpm/capabilities.ts";
 import { pcrExtend, pcrRead, pcrSelection } from "../../src/tpm/pcrs.ts";
 import type { Tpm } from "../../src/tpm/client.ts";
-import { fromBase64 } from "../../src/util/encoding.ts";
 import { type AgentAppFixture, agentAppFixture } from "../helpers/agent_app.ts";
 import { startedSim } from "../helpers/sim.ts";
 import { ALL_HANDLERS } from "../../simulator/handlers/all.ts";
