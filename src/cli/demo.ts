@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { currentPcrs } from "../attest/current_pcrs.ts";
 import type { AttestReport, CheckId } from "../attest/report.ts";
 import { attestAgent } from "../attest/run.ts";
-import { type AttestState, saveState } from "../attest/state.ts";
+import type { AttestState } from "../attest/state.ts";
 import { readTenantTls } from "../attest/tls_dir.ts";
 import { attestPolicyJson, policyFromPcrs } from "../protocol/attest_policy.ts";
 import type { RunningRegistrar } from "../registrar/server.ts";
@@ -57,14 +57,14 @@ function expectFailure(r: AttestReport, check: CheckId): string {
 }
 
 function handCommands(dir: string, registrar: RunningRegistrar): string[] {
+  const peer = `--registrar 127.0.0.1:${registrar.tlsPort} --tls-dir ${dir}/tls --uuid ${DEMO_UUID}`;
   return [
-    `state kept in ${dir}. To go on by hand (the simulator powers on again: PCRs start from zero, so expect`,
-    "the IMA and policy checks to report it):",
+    `state kept in ${dir}. To go on by hand (the machine resumes as the demo left it, PCR 23 included):`,
     `  keylime-ts registrar --db ${dir}/registrar.sqlite --tls-dir ${dir}/tls --tpm-ca-dir ${dir}/tpm-ca ` +
     `--port ${registrar.port} --tls-port ${registrar.tlsPort}`,
     `  KEYLIME_AGENT_CONFIG=${dir}/agent.conf keylime-ts agent run --tpm sim:${dir}/tpm`,
-    `  keylime-ts attest --registrar 127.0.0.1:${registrar.tlsPort} --tls-dir ${dir}/tls --uuid ${DEMO_UUID} ` +
-    `--tpm-ca-dir ${dir}/tpm-ca --policy ${dir}/policy.json --state-dir ${dir}/attest-state`,
+    `  keylime-ts attest ${peer} --tpm-ca-dir ${dir}/tpm-ca --policy ${dir}/policy.json --state-dir ${dir}/attest`,
+    `  keylime-ts attest policy ${peer} --pcrs 0-7,23 > ${dir}/policy.json   # accept PCR 23 as it is now`,
   ];
 }
 
@@ -158,7 +158,6 @@ export function demoCommand(program: Command): void {
           "attest again: the NK binding check fails",
           async () => [undefined, expectFailure(await attest(), "nk-binding")],
         );
-        if (o.keep) await saveStateForHand(dir, state);
       } catch (e) {
         if (!(e instanceof DemoFailure)) throw e;
         process.exitCode = 1;
@@ -178,9 +177,4 @@ export function demoCommand(program: Command): void {
       print(`${ok ? "all steps passed" : "a step FAILED"} in ${(totalMs / 1000).toFixed(1)} s`);
       if (o.keep && registrar) handCommands(dir, registrar).forEach((l) => print(l));
     });
-}
-
-/** The demo's attest state, where the printed attest command looks for it. */
-async function saveStateForHand(dir: string, state: AttestState): Promise<void> {
-  await saveState(join(dir, "attest-state"), DEMO_UUID, state);
 }

@@ -14,7 +14,7 @@ import { type RunningAgent, startAgentService } from "../agent/service.ts";
 import { imaExtendDigest, imaNgLine, parseImaLine } from "../protocol/ima_replay.ts";
 import type { RunningRegistrar } from "../registrar/server.ts";
 import { Tpm } from "../tpm/client.ts";
-import { Startup } from "../tpm/commands.ts";
+import { Shutdown, Startup } from "../tpm/commands.ts";
 import { TPM_ALG, TPM_SU } from "../tpm/constants.ts";
 import { hash } from "../tpm/crypto.ts";
 import { pcrExtend } from "../tpm/pcrs.ts";
@@ -133,7 +133,9 @@ export async function startDemoAgent(dir: string, machine: Machine, registrar: R
   };
 }
 
+/** An orderly power-off (TPM2_Shutdown(STATE)): the next power-on resumes with the PCRs and a safe clock. */
 export async function stopMachine(machine: Machine): Promise<void> {
+  await machine.tpm.execute(Shutdown, { shutdownType: TPM_SU.STATE }).catch(() => {});
   await machine.tpm.close().catch(() => {});
   await machine.sim.engine.close();
 }

@@ -30,7 +30,9 @@ test("keylime-ts demo --json --keep: attest passes, then catches the PCR change 
     assert.deepEqual(failed(changed), ["pcr-policy"]);
     assert.ok(failed(swapped).includes("nk-binding"));
     assert.match(report.steps[8].detail, /^nk-binding: the agent's NK changed/);
-    for (const f of ["policy.json", "agent.conf", "tls/client-cert.crt", "tpm-ca/simulator-ca.pem", "attest-state"]) {
+    for (
+      const f of ["policy.json", "agent.conf", "tls/client-cert.crt", "tpm-ca/simulator-ca.pem", "tpm/tpm-state.json"]
+    ) {
       assert.ok(existsSync(join(report.dir, f)), f);
     }
   } finally {
