@@ -7,21 +7,10 @@
 import { createHash, createPublicKey, type KeyObject } from "node:crypto";
 import { checkNkPcr16 } from "../protocol/nk_pcr16.ts";
 import { verifyQuote } from "../protocol/quote.ts";
-import { binary, object, text } from "../protocol/schema.ts";
 import { identityNonceBytes, verifyNkCertification } from "../protocol/nk_certify.ts";
 import { algByName, sameKey } from "../tpm/crypto.ts";
-import { type AgentPeer, PeerError, type RegistrarRecord, routeResults } from "./peers.ts";
-
-/** The answer of `quotes/identity?binding=certify` (spec/nk-certify.md, Identity proof). */
-export const CertifyResults = object({
-  nk_tpm: binary({ maxBytes: 2048 }),
-  nk_attest: binary({ maxBytes: 4096 }),
-  nk_sign: binary({ maxBytes: 4096 }),
-  hash_alg: text({ max: 32 }),
-  enc_alg: text({ max: 32 }),
-  sign_alg: text({ max: 32 }),
-  pubkey: text({ max: 16 * 1024, expect: "a PEM public key" }),
-});
+import { agentStatus } from "../protocol/agent_api.ts";
+import { type AgentPeer, PeerError, type RegistrarRecord } from "./peers.ts";
 
 export class NkBindingError extends Error {
   readonly code = "ERR_NK_BINDING";
@@ -83,7 +72,7 @@ async function certifyBinding(agent: AgentPeer, record: RegistrarRecord, nonce: 
       expectedKey,
     }).nkKey;
   }
-  const a = routeResults(agent.who, await agent.certifyIdentity(nonce), CertifyResults);
+  const a = await agent.certifyIdentity(nonce);
   const fresh = verifyNkCertification({
     nkTpm: a.nk_tpm,
     nkAttest: a.nk_attest,
@@ -102,29 +91,41 @@ async function certifyBinding(agent: AgentPeer, record: RegistrarRecord, nonce: 
   return { mode: "certify", nk: fingerprint(fresh.nkKey), detail: `TPM2_Certify of ${key} by the AK${stored}` };
 }
 
-/** Prove the binding with `nonce`; `pinned` is the NK fingerprint of the last run, if any. */
+/** An agent's refusal of one proof: its nk_binding gives only the other (spec/nk-certify.md). */
+const refuses = (e: unknown, by: "certify" | "pcr16") =>
+  e instanceof PeerError && e.message.includes(agentStatus.identityBindingIs(by === "certify" ? "pcr16" : "certify"));
+
+/**
+ * Prove the binding with `nonce`: by TPM2_Certify when the registrar holds a certification, else by PCR 16;
+ * the other way when the agent gives only that one. `pinned`: the NK fingerprints of the last run by
+ * binding (with PCR 16 the NK is the payload key, with TPM2_Certify the mTLS or transport key).
+ */
 export async function proveNkBinding(
   agent: AgentPeer,
   record: RegistrarRecord,
   nonce: string,
-  pinned: string | undefined,
+  pinned: NkPins | undefined,
 ): Promise<NkBinding> {
+  const first = record.nk_tpm ? "certify" : "pcr16";
+  const by = (mode: "certify" | "pcr16") =>
+    mode === "certify" ? certifyBinding(agent, record, nonce) : pcr16Binding(agent, record, nonce);
   let b: NkBinding;
-  if (record.nk_tpm) {
-    b = await certifyBinding(agent, record, nonce);
-  } else {
-    try {
-      b = await pcr16Binding(agent, record, nonce);
-    } catch (e) {
-      // An agent with nk_binding = "certify" refuses the PCR 16 quote (spec/nk-certify.md).
-      if (!(e instanceof PeerError && /certify/i.test(e.message))) throw e;
-      b = await certifyBinding(agent, record, nonce);
-    }
+  try {
+    b = await by(first);
+  } catch (e) {
+    if (!refuses(e, first)) throw e;
+    const other = first === "certify" ? "pcr16" : "certify";
+    b = await by(other);
+    b = { ...b, detail: `${b.detail} (the agent gives no ${first} proof)` };
   }
-  if (pinned !== undefined && pinned !== b.nk) {
+  const before = pinned?.[b.mode];
+  if (before !== undefined && before !== b.nk) {
     throw new NkBindingError(
-      `the agent's NK changed: it is sha256:${b.nk.slice(0, 16)}…, the last run saw sha256:${pinned.slice(0, 16)}…`,
+      `the agent's NK changed: it is sha256:${b.nk.slice(0, 16)}…, the last run saw sha256:${before.slice(0, 16)}…`,
     );
   }
-  return { ...b, detail: `${b.detail}; NK sha256:${b.nk.slice(0, 16)}…${pinned ? " (as before)" : " (pinned)"}` };
+  return { ...b, detail: `${b.detail}; NK sha256:${b.nk.slice(0, 16)}…${before ? " (as before)" : " (pinned)"}` };
 }
+
+/** The NK fingerprint (SHA-256 of its SPKI, hex) seen last, per binding. */
+export type NkPins = { readonly [K in NkBinding["mode"]]?: string };

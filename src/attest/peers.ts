@@ -11,7 +11,7 @@ import {
   newestFirst,
   REGISTRAR_SUPPORTED_VERSIONS,
 } from "../protocol/api_version.ts";
-import { agentRoutePath, agentRoutes, QuoteResults } from "../protocol/agent_api.ts";
+import { agentRoutePath, agentRoutes, IdentityCertifyResults, QuoteResults } from "../protocol/agent_api.ts";
 import { parseEnvelope } from "../protocol/envelope.ts";
 import { registrarRoutes, routePath, ShowResults } from "../protocol/registrar_api.ts";
 import { type Infer, ProtocolInputError, type Shape, type ShapeOf } from "../protocol/schema.ts";
@@ -95,10 +95,10 @@ export class AgentPeer {
     return results(this.who, await getJson(this.who, this.base + path, this.#tls), QuoteResults);
   }
 
-  /** `GET /quotes/identity?nonce=N&binding=certify`: the raw answer, parsed by the caller. */
-  async certifyIdentity(nonce: string): Promise<{ status: number; json: unknown }> {
-    const path = agentRoutePath(agentRoutes.identityQuote, this.version, { nonce }) + "&binding=certify";
-    return await getJson(this.who, this.base + path, this.#tls);
+  /** `GET /quotes/identity?nonce=N&binding=certify` (spec/nk-certify.md, Identity proof). */
+  async certifyIdentity(nonce: string): Promise<IdentityCertifyResults> {
+    const path = agentRoutePath(agentRoutes.identityCertify, this.version, { nonce, binding: "certify" });
+    return results(this.who, await getJson(this.who, this.base + path, this.#tls), IdentityCertifyResults);
   }
 
   async integrityQuote(r: IntegrityRequest): Promise<QuoteResults> {
@@ -112,4 +112,4 @@ export class AgentPeer {
   }
 }
 
-export { PeerError, results as routeResults };
+export { PeerError };

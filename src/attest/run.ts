@@ -170,7 +170,7 @@ export async function attestAgent(input: AttestInput): Promise<AttestOutcome> {
     facts.binding = b.mode;
     return [b, b.detail] as [typeof b, string];
   });
-  if (nkBound) state = { ...state, nk: nkBound.nk };
+  if (nkBound) state = { ...state, nk: { ...state.nk, [nkBound.mode]: nkBound.nk } };
 
   const wantUefi = !!input.uefiLog || !!input.policy?.uefiLog;
   const nonce = freshNonce();

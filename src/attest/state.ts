@@ -7,6 +7,7 @@ import { mkdir, readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import type { PreviousClock } from "../protocol/quote.ts";
+import type { NkPins } from "./nk_binding.ts";
 import { writeFileAtomic } from "../util/atomic_file.ts";
 
 export interface ImaState {
@@ -21,8 +22,8 @@ export interface ImaState {
 export interface AttestState {
   readonly time?: string;
   readonly clock?: PreviousClock;
-  /** SHA-256 (hex) of the NK's SubjectPublicKeyInfo. */
-  readonly nk?: string;
+  /** SHA-256 (hex) of the NK's SubjectPublicKeyInfo, per binding (pcr16: the payload key; certify: the mTLS key). */
+  readonly nk?: NkPins;
   readonly ima?: ImaState;
 }
 
@@ -68,10 +69,11 @@ function parseState(file: string, text: string): AttestState {
     out.clock = { clock: BigInt(c.clock), resetCount: c.resetCount, restartCount: c.restartCount };
   }
   if (j.nk !== undefined) {
-    if (typeof j.nk !== "string" || !/^[0-9a-f]{64}$/.test(j.nk)) {
-      throw new StateFileError(file, "nk: not 64 hex digits");
-    }
-    out.nk = j.nk;
+    const pins = j.nk as Record<string, unknown>;
+    const ok = typeof pins === "object" && pins !== null &&
+      Object.entries(pins).every(([k, v]) => (k === "pcr16" || k === "certify") && /^[0-9a-f]{64}$/.test(String(v)));
+    if (!ok) throw new StateFileError(file, `nk: expected {"pcr16"?: 64 hex digits, "certify"?: 64 hex digits}`);
+    out.nk = pins as NkPins;
   }
   if (j.ima !== undefined) {
     const m = j.ima as Record<string, unknown>;

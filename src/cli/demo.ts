@@ -116,9 +116,9 @@ export function demoCommand(program: Command): void {
           const started = await startRegistrarIn(dir, m.tpmCaDir);
           return [started, `agents: http://127.0.0.1:${started.port}, tenants: https://127.0.0.1:${started.tlsPort}`];
         });
-        const a = agent = await run("start the agent: EK, AK, NK, register, mTLS", async () => {
+        const a = agent = await run("start the agent: EK, AK, register, certify the NK", async () => {
           const started = await startDemoAgent(dir, m, r);
-          return [started, `registered and activated as ${DEMO_UUID.slice(0, 8)}…, serving over mTLS`];
+          return [started, `registered and activated as ${DEMO_UUID.slice(0, 8)}…, NK = mTLS key certified by the AK`];
         });
         const tls = await readTenantTls(r.tlsDir);
         const ekTrust = await ekTrustFrom([m.tpmCaDir]);

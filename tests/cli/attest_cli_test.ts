@@ -64,7 +64,14 @@ describe("keylime-ts attest against keylime_agent on swtpm", {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), "attest-cli-"));
-    agent = await startAgentProcess({ uuid: UUID, imaList: IMA_LINES.join("\n") + "\n", registrarClientCa: true });
+    // PCR 16 binding only: attest finds the registrar's certification, the agent refuses certify, PCR 16 it is.
+    // (The demo's test covers the TPM2_Certify binding.)
+    agent = await startAgentProcess({
+      uuid: UUID,
+      imaList: IMA_LINES.join("\n") + "\n",
+      registrarClientCa: true,
+      conf: [`nk_binding = "pcr16"`],
+    });
     tools = { ...process.env, TPM2TOOLS_TCTI: agent.swtpm.tctiForTools };
     for (const [i, line] of IMA_LINES.entries()) extend(10, imaExtendDigest(parseImaLine(line, i), TPM_ALG.SHA256));
     caDir = join(dir, "tpm-ca");
@@ -94,6 +101,7 @@ describe("keylime-ts attest against keylime_agent on swtpm", {
       assert.match(r.stdout, new RegExp(`pass {2}${line}`));
     }
     assert.match(r.stdout, /2 new entries \(2 in all\) replay to PCR 10/);
+    assert.match(r.stdout, /PCR 16 = H\(0 ‖ H\(NK\)\) \(the agent gives no certify proof\)/);
     assert.match(r.stdout, /skip {2}UEFI event log/);
     assert.match(r.stdout, /attestation passed/);
     // The state keeps the clock and the IMA position: the next run asks only for new entries.

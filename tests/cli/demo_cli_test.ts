@@ -27,6 +27,7 @@ test("keylime-ts demo --json --keep: attest passes, then catches the PCR change 
     const [pass, changed, swapped] = report.reports as { ok: boolean; checks: { id: string; status: string }[] }[];
     const failed = (r: typeof pass) => r!.checks.filter((c) => c.status === "fail").map((c) => c.id);
     assert.equal(pass!.ok, true);
+    assert.equal((pass as { binding?: string }).binding, "certify");
     assert.deepEqual(failed(changed), ["pcr-policy"]);
     assert.ok(failed(swapped).includes("nk-binding"));
     assert.match(report.steps[8].detail, /^nk-binding: the agent's NK changed/);
