@@ -10,6 +10,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { currentPcrs } from "../attest/current_pcrs.ts";
+import { fetchRegistrarRecord } from "../attest/peers.ts";
 import type { AttestReport, CheckId } from "../attest/report.ts";
 import { attestAgent } from "../attest/run.ts";
 import type { AttestState } from "../attest/state.ts";
@@ -116,13 +117,17 @@ export function demoCommand(program: Command): void {
           const started = await startRegistrarIn(dir, m.tpmCaDir);
           return [started, `agents: http://127.0.0.1:${started.port}, tenants: https://127.0.0.1:${started.tlsPort}`];
         });
-        const a = agent = await run("start the agent: EK, AK, register, certify the NK", async () => {
-          const started = await startDemoAgent(dir, m, r);
-          return [started, `registered and activated as ${DEMO_UUID.slice(0, 8)}…, NK = mTLS key certified by the AK`];
-        });
         const tls = await readTenantTls(r.tlsDir);
         const ekTrust = await ekTrustFrom([m.tpmCaDir]);
         const peer = { registrar: `127.0.0.1:${r.tlsPort}`, tls, uuid: DEMO_UUID };
+        const a = agent = await run("start the agent: register, certify the NK", async () => {
+          const started = await startDemoAgent(dir, m, r);
+          const { record } = await fetchRegistrarRecord(peer.registrar, tls, DEMO_UUID);
+          const how = record.nk_tpm
+            ? `the registrar verified TPM2_Certify of the NK (the mTLS key) by the AK at ${record.nk_verified_at}`
+            : "classic binding (no NK certification)";
+          return [started, `${DEMO_UUID.slice(0, 8)}… registered and active; ${how}`];
+        });
         const policy = await run("write a policy from the quoted PCRs 0-7,23", async () => {
           const { hashAlg, values } = await currentPcrs({ ...peer, pcrs: POLICY_PCRS });
           const p = policyFromPcrs(hashAlg, values);
