@@ -21,6 +21,8 @@ import { pcrExtend } from "../tpm/pcrs.ts";
 import { stderrServiceLog } from "./agent_log.ts";
 
 export const DEMO_UUID = "d432fbb3-d2f1-4a97-9ef7-75bd81c00000";
+/** The UEFI event log the agent serves, in the demo directory. */
+export const UEFI_LOG_FILE = "binary_bios_measurements";
 
 /** What the demo's "kernel" measured: file paths and contents. */
 const MEASURED: readonly [string, string][] = [
@@ -100,7 +102,8 @@ function agentConfText(dir: string, port: number, registrar: RunningRegistrar): 
     `keylime_dir = "${join(dir, "agent")}"`,
     `trusted_client_ca = "${join(registrar.tlsDir, "cacert.crt")}"`,
     `ima_ml_path = "${join(dir, "ima")}"`,
-    `measuredboot_ml_path = "${join(dir, "no-uefi-log")}"`,
+    // The demo's machine has no firmware log; a test may put one there before the agent starts.
+    `measuredboot_ml_path = "${join(dir, UEFI_LOG_FILE)}"`,
     "",
   ].join("\n");
 }
