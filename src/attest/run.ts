@@ -5,32 +5,23 @@
  * PCR 10 and the UEFI log against PCRs 0-7. Each check is one report line; a check whose input failed is
  * skipped, naming what it needed. Returns the report and the state for the next run.
  */
-import { randomBytes, X509Certificate } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { MAX_NONCE_CHARS } from "../protocol/agent_api.ts";
-import { type AttestPolicy, checkPcrPolicy, policyPcrs, UEFI_PCRS } from "../protocol/attest_policy.ts";
-import { parseEventLog, replayEventLog } from "../protocol/event_log.ts";
-import { IMA_PCR, imaStart, replayIma } from "../protocol/ima_replay.ts";
+import { type AttestPolicy, policyPcrs, UEFI_PCRS } from "../protocol/attest_policy.ts";
+import { IMA_PCR } from "../protocol/ima_replay.ts";
 import { DATA_PCR } from "../protocol/nk_pcr16.ts";
 import { checkClock, type VerifiedQuote, verifyQuote } from "../protocol/quote.ts";
 import type { QuoteResults } from "../protocol/agent_api.ts";
-import { algByName, algName, publicKeyOf, sameKey } from "../tpm/crypto.ts";
-import { decode } from "../tpm/marshal.ts";
-import { TPM2B_PUBLIC } from "../tpm/structures.ts";
-import { fromHex, toHex } from "../util/encoding.ts";
+import { algByName, algName } from "../tpm/crypto.ts";
+import { toHex } from "../util/encoding.ts";
+import { ekCheck, type EkTrust, imaCheck, policyCheck, uefiCheck } from "./evidence_checks.ts";
 import { proveNkBinding } from "./nk_binding.ts";
-import { AgentPeer, fetchRegistrarRecord, type RegistrarRecord } from "./peers.ts";
+import { AgentPeer, fetchRegistrarRecord } from "./peers.ts";
 import { type AttestReport, type CheckId, type CheckResult, CHECKS } from "./report.ts";
 import type { AttestState } from "./state.ts";
 import type { TenantTls } from "./tls_dir.ts";
 
-/** What the EK check needs of a trust store (src/registrar/ek_trust.ts EkTrustStore, built by the caller). */
-export interface EkTrust {
-  check(
-    ek: X509Certificate,
-    intermediates?: readonly X509Certificate[],
-  ): { trusted: true; anchor: string } | { trusted: false; issuer: string };
-  readonly size: number;
-}
+export type { EkTrust };
 
 export interface AttestInput {
   /** host:port of the registrar's TLS (tenant) port. */
@@ -80,39 +71,14 @@ class Steps {
     }
   }
 
+  /** A check that yields only its detail; true when it passed. */
+  async check(id: CheckId, fn: () => Promise<string> | string): Promise<boolean> {
+    return (await this.run(id, async () => [true, await fn()] as [true, string])) ?? false;
+  }
+
   skip(id: CheckId, why: string): void {
     this.results.push({ id, status: "skip", detail: why, ms: 0 });
   }
-}
-
-const short = (b: Uint8Array | undefined) => (b ? `${toHex(b).slice(0, 16)}…` : "absent");
-
-function ekCheck(record: RegistrarRecord, trust: EkTrust): [true, string] {
-  if (!record.ekcert) throw new Error("the registrar has no EK certificate for the agent");
-  let cert: X509Certificate;
-  try {
-    cert = new X509Certificate(record.ekcert);
-  } catch (e) {
-    throw new Error(`the registrar's ekcert is not an X.509 certificate: ${(e as Error).message}`);
-  }
-  if (record.ek_tpm) {
-    let ek;
-    try {
-      ek = decode(TPM2B_PUBLIC, record.ek_tpm);
-    } catch (e) {
-      throw new Error(`the registrar's ek_tpm is not a TPM2B_PUBLIC: ${(e as Error).message}`);
-    }
-    if (!sameKey(publicKeyOf(ek), cert.publicKey)) throw new Error("the EK certificate is for another key than ek_tpm");
-  }
-  const subject = cert.subject.split("\n").join(", ");
-  const v = trust.check(cert);
-  if (!v.trusted) {
-    throw new Error(
-      `"${subject}" is issued by "${v.issuer}", which is not in the TPM CA store (${trust.size} certificates; ` +
-        `add its CA with --tpm-ca-dir)`,
-    );
-  }
-  return [true, `"${subject}" chains to "${v.anchor}"`];
 }
 
 function mask(pcrs: Iterable<number>): number {
@@ -154,14 +120,14 @@ export async function attestAgent(input: AttestInput): Promise<AttestOutcome> {
   if (!reg) return finish();
   const { record } = reg;
 
-  await steps.run("ek-certificate", () => ekCheck(record, input.ekTrust));
+  await steps.check("ek-certificate", () => ekCheck(record, input.ekTrust));
 
   const agent = new AgentPeer(record.ip!, record.port!, record.mtls_cert, input.tls);
   facts.agent = agent.url;
-  const reached = await steps.run("agent-tls", async () => {
+  const reached = await steps.check("agent-tls", async () => {
     const v = await agent.negotiate();
     const how = agent.url.startsWith("https") ? "mTLS, certificate as registered" : "plain HTTP (mtls_cert disabled)";
-    return [true, `${how}; API ${v}`] as [boolean, string];
+    return `${how}; API ${v}`;
   });
   if (!reached) return finish();
 
@@ -205,14 +171,12 @@ export async function attestAgent(input: AttestInput): Promise<AttestOutcome> {
     pcrs: Object.fromEntries([...v.pcrs].filter(([p]) => p !== DATA_PCR).map(([p, x]) => [String(p), toHex(x)])),
   };
 
-  const clockOk = await steps.run("clock", () => {
+  const clockOk = await steps.check("clock", () => {
     const now = v.clock;
     const prev = state.clock;
     if (prev) checkClock(now, prev);
-    const detail = prev
-      ? `clock ${now.clock} > ${prev.clock}, resetCount ${now.resetCount}, restartCount ${now.restartCount}`
-      : `first quote seen: clock ${now.clock}, resetCount ${now.resetCount}, restartCount ${now.restartCount}`;
-    return [true, detail] as [boolean, string];
+    const counts = `resetCount ${now.resetCount}, restartCount ${now.restartCount}`;
+    return prev ? `clock ${now.clock} > ${prev.clock}, ${counts}` : `first quote seen: clock ${now.clock}, ${counts}`;
   });
   if (clockOk) {
     state = {
@@ -221,78 +185,22 @@ export async function attestAgent(input: AttestInput): Promise<AttestOutcome> {
     };
   }
 
-  if (!input.policy) steps.skip("pcr-policy", "no --policy given");
+  const policy = input.policy;
+  if (!policy) steps.skip("pcr-policy", "no --policy given");
   else {
-    const policy = input.policy;
-    await steps.run("pcr-policy", () => {
-      const bad = checkPcrPolicy(policy, hashAlg, v.pcrs);
-      if (bad.length) {
-        throw new Error(
-          bad.map((m) => `PCR ${m.pcr} is ${short(m.quoted)}, allowed ${m.allowed.map(short).join(" or ")}`).join("; "),
-        );
-      }
-      const n = policy.pcrs.get(hashAlg)?.size ?? 0;
-      return [true, `${n} PCR${n === 1 ? "" : "s"} as the policy allows`] as [boolean, string];
-    });
+    await steps.check("pcr-policy", () => policyCheck(policy, hashAlg, v.pcrs));
   }
 
-  await steps.run("ima", () => {
-    const pcr10 = v.pcrs.get(IMA_PCR);
-    if (!pcr10) throw new Error(`the quote has no PCR ${IMA_PCR}`);
-    const saved = state.ima;
-    const entry = q.ima_measurement_list_entry ?? 0;
-    if (saved && saved.resetCount !== v.clock.resetCount && entry > 0) {
-      // A reboot: the list started again, but the agent answered from the old position.
-      state = { ...state, ima: undefined };
-      throw new Error(`the TPM was reset since the last run; the next run replays the IMA list from its start`);
-    }
-    const resume = saved && saved.hashAlg === algName(hashAlg) && saved.resetCount === v.clock.resetCount &&
-      entry === saved.entries;
-    const from = resume ? { entries: saved.entries, pcr10: fromHex(saved.pcr10) } : imaStart(hashAlg);
-    if (q.ima_measurement_list === undefined) {
-      if (toHex(from.pcr10) !== toHex(pcr10)) {
-        throw new Error(`the agent sent no IMA list, but PCR 10 is ${short(pcr10)}`);
-      }
-      return [true, "no IMA list; PCR 10 is as expected without one"] as [boolean, string];
-    }
-    const r = replayIma(q.ima_measurement_list, from, hashAlg, pcr10);
-    state = {
-      ...state,
-      ima: {
-        hashAlg: algName(hashAlg),
-        entries: r.position.entries,
-        pcr10: toHex(r.position.pcr10),
-        resetCount: v.clock.resetCount,
-      },
-    };
-    const pending = r.pending ? `; ${r.pending} measured after the quote, checked next time` : "";
-    return [
-      true,
-      `${r.replayed} new entr${
-        r.replayed === 1 ? "y" : "ies"
-      } (${r.position.entries} in all) replay to PCR 10${pending}`,
-    ] as [
-      boolean,
-      string,
-    ];
+  await steps.check("ima", () => {
+    const r = imaCheck(q, v, hashAlg, state.ima);
+    state = { ...state, ima: r.next };
+    if (r.failure) throw new Error(r.failure);
+    return r.detail;
   });
 
   if (!wantUefi) steps.skip("uefi-log", "not asked (--uefi-log or the policy's uefi_log)");
   else {
-    await steps.run("uefi-log", () => {
-      if (!q.mb_measurement_list) throw new Error("the agent sent no UEFI event log");
-      const replayed = replayEventLog(parseEventLog(q.mb_measurement_list), hashAlg);
-      const bad: string[] = [];
-      for (const pcr of UEFI_PCRS) {
-        const want = v.pcrs.get(pcr);
-        const got = replayed.get(pcr) ?? new Uint8Array(want?.length ?? 0);
-        if (want && toHex(want) !== toHex(got)) {
-          bad.push(`PCR ${pcr}: the log gives ${short(got)}, the quote has ${short(want)}`);
-        }
-      }
-      if (bad.length) throw new Error(bad.join("; "));
-      return [true, `PCRs ${UEFI_PCRS.join(",")} match the log`] as [boolean, string];
-    });
+    await steps.check("uefi-log", () => uefiCheck(q, v, hashAlg));
   }
   return finish();
 }

@@ -193,6 +193,9 @@ describe("keylime-ts attest against keylime_agent on swtpm", {
     const noTls = await cli("attest", "--registrar", "127.0.0.1:1", "--tls-dir", dir, "--uuid", UUID);
     assert.equal(noTls.code, 1);
     assert.match(noTls.stderr, /--tls-dir .*: cannot read cacert\.crt/);
+    const wrongBank = await cli("attest", "policy", ...peer(), "--pcrs", "0", "--bank", "sha1");
+    assert.equal(wrongBank.code, 1);
+    assert.match(wrongBank.stderr, /the agent quotes the sha256 bank, not sha1/);
     const badAddr = await cli("attest", "--registrar", "nohost", "--tls-dir", dir, "--uuid", UUID);
     assert.notEqual(badAddr.code, 0);
     assert.match(badAddr.stderr, /"nohost" is not HOST:PORT/);
