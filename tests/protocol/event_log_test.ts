@@ -7,6 +7,7 @@
  * logs fail naming the offset.
  */
 import { describe, test } from "node:test";
+import fc from "fast-check";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -91,4 +92,24 @@ describe("UEFI event log", () => {
     new DataView(badPcr.buffer).setUint32(first, 99, true);
     assert.throws(() => parseEventLog(badPcr), new RegExp(`byte ${first}: pcrIndex 99 is not a PCR 0-23`));
   });
+});
+
+test("any corruption of the real log parses or fails with EventLogError, never anything else", () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(fc.nat(bytes.length - 1), fc.integer({ min: 0, max: 255 })), { maxLength: 8 }),
+      fc.nat(bytes.length),
+      (flips, cut) => {
+        const b = bytes.slice(0, cut);
+        for (const [at, v] of flips) if (at < b.length) b[at] = v;
+        try {
+          const log = parseEventLog(b);
+          for (const alg of log.banks.keys()) replayEventLog(log, alg);
+        } catch (e) {
+          if (!(e instanceof EventLogError)) throw e;
+        }
+      },
+    ),
+    { numRuns: 300 },
+  );
 });

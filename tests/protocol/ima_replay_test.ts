@@ -4,6 +4,7 @@
  * position, and lines that do not parse or do not replay naming the line.
  */
 import { describe, test } from "node:test";
+import fc from "fast-check";
 import assert from "node:assert/strict";
 import {
   imaExtendDigest,
@@ -144,4 +145,23 @@ describe("replayIma", () => {
       3,
     );
   });
+});
+
+test("any line parses or fails with ImaReplayError naming it, never anything else", () => {
+  const templates = fc.constantFrom("ima", "ima-ng", "ima-sig", "ima-buf", "ima-xyz");
+  const field = fc.stringMatching(/^[ -~]{0,80}$/);
+  fc.assert(
+    fc.property(templates, field, field, (template, a, b) => {
+      for (const line of [`10 ${"ab".repeat(20)} ${template} ${a} ${b}`, `${a} ${b}`, a]) {
+        try {
+          const e = parseImaLine(line, 3);
+          imaExtendDigest(e, SHA256);
+        } catch (err) {
+          if (!(err instanceof ImaReplayError)) throw err;
+          assert.match(err.message, /^IMA list line 3: /);
+        }
+      }
+    }),
+    { numRuns: 500 },
+  );
 });
