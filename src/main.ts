@@ -5,17 +5,36 @@
  */
 import { Command } from "commander";
 import { basename } from "node:path";
-import { agentCommand } from "./cli/agent.ts";
-import { attestCommand } from "./cli/attest.ts";
-import { AGENT_PROGRAM_NAME, ARGV0_ENV } from "./cli/agent_run.ts";
-import { demoCommand } from "./cli/demo.ts";
-import { registrarCommand } from "./cli/registrar.ts";
-import { simulatorCommand } from "./cli/simulator.ts";
-import { tpmCommand } from "./cli/tpm.ts";
 
 export const VERSION = "0.1.0";
+/** The name that makes the executable the agent (a link or copy named so). */
+export const AGENT_PROGRAM_NAME = "keylime_agent";
+/** Launcher scripts pass the name they were run as here (a shell script's $0). */
+export const ARGV0_ENV = "KEYLIME_TS_ARGV0";
 
-export function buildProgram(): Command {
+type Register = (program: Command) => void;
+/**
+ * Each subcommand's module, loaded only when that subcommand runs (or for help): a process evaluates only
+ * what it uses, so the agent's idle memory and every start-up stay small (docs/binary.md).
+ */
+const SUBCOMMANDS: Record<string, () => Promise<Register>> = {
+  tpm: async () => (await import("./cli/tpm.ts")).tpmCommand,
+  agent: async () => (await import("./cli/agent.ts")).agentCommand,
+  attest: async () => (await import("./cli/attest.ts")).attestCommand,
+  demo: async () => (await import("./cli/demo.ts")).demoCommand,
+  simulator: async () => (await import("./cli/simulator.ts")).simulatorCommand,
+  registrar: async () => (await import("./cli/registrar.ts")).registrarCommand,
+};
+
+/** The subcommands `argv` needs: the one it names, none for --version alone, else all (help, errors). */
+function needed(argv: readonly string[]): string[] {
+  const first = argv.find((a) => !a.startsWith("-"));
+  if (first !== undefined && first in SUBCOMMANDS) return [first];
+  if (first === undefined && argv.length > 0 && argv.every((a) => a === "-V" || a === "--version")) return [];
+  return Object.keys(SUBCOMMANDS);
+}
+
+export async function buildProgram(argv: readonly string[] = []): Promise<Command> {
   const program = new Command("keylime-ts")
     .description("Keylime-compatible attestation agent with its own TPM 2.0 stack")
     .version(VERSION)
@@ -23,18 +42,13 @@ export function buildProgram(): Command {
     // `simulator --state` and `simulator ca --state` are different options of different commands.
     .enablePositionalOptions()
     .configureHelp({ sortSubcommands: true });
-  tpmCommand(program);
-  agentCommand(program);
-  attestCommand(program);
-  demoCommand(program);
-  simulatorCommand(program);
-  registrarCommand(program);
+  for (const name of needed(argv)) (await SUBCOMMANDS[name]!())(program);
   return program;
 }
 
 export async function main(argv: string[]): Promise<void> {
   try {
-    await buildProgram().parseAsync(argv, { from: "user" });
+    await (await buildProgram(argv)).parseAsync(argv, { from: "user" });
   } catch (e) {
     // Every error class of this project carries a stable ERR_* code; show it so scripts can match it.
     const errorCode = (e as { code?: unknown })?.code;

@@ -21,7 +21,6 @@ import type { SavedAk } from "../tpm/ak.ts";
 import { TPM_ALG } from "../tpm/constants.ts";
 import { decode, encode } from "../tpm/marshal.ts";
 import { TPM2B_PRIVATE, TPMT_PUBLIC } from "../tpm/structures.ts";
-import { x509lib } from "../tpm/x509.ts";
 import { writeFileAtomic } from "../util/atomic_file.ts";
 import { AgentStateError } from "./errors.ts";
 
@@ -252,6 +251,8 @@ export async function selfSignedCertificate(key: KeyFile, uuid: string, contactI
   const now = Date.now();
   const serial = randomBytes(16);
   serial[0]! &= 0x7f; // a positive INTEGER
+  // Loaded here only: a restart with its certificate in place never loads @peculiar/x509 (idle RSS).
+  const { x509lib } = await import("../tpm/x509.ts");
   const cert = await x509lib.X509CertificateGenerator.createSelfSigned(
     {
       serialNumber: serial.toString("hex"),

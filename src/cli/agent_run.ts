@@ -11,10 +11,6 @@ import { CONFIG_ROOT_ENV } from "./agent.ts";
 import { stderrServiceLog } from "./agent_log.ts";
 import { openTpm } from "./select_tpm.ts";
 
-/** The name that makes the executable the agent (a link or copy named so). */
-export const AGENT_PROGRAM_NAME = "keylime_agent";
-/** Launcher scripts pass the name they were run as here (a shell script's $0). */
-export const ARGV0_ENV = "KEYLIME_TS_ARGV0";
 /** Without a resource manager: ms without a request before the TPM connection is released (default 200). */
 export const TPM_IDLE_ENV = "KEYLIME_TS_TPM_IDLE_MS";
 /** SIGTERM to exit: the whole shutdown stays under this. */

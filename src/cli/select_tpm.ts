@@ -6,7 +6,6 @@
 import { accessSync, constants } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { openSimulator, simulatorTransport } from "../../simulator/index.ts";
 import { Tpm } from "../tpm/client.ts";
 import { Shutdown, Startup } from "../tpm/commands.ts";
 import { TPM_RC, TPM_SU } from "../tpm/constants.ts";
@@ -60,6 +59,8 @@ export interface OpenedTpm {
  * the previous one shut down (Startup(STATE) after Shutdown(STATE)), so PCRs persist like on a running machine.
  */
 async function openEmbedded(dir: string): Promise<OpenedTpm> {
+  // Loaded only when chosen: an agent on a real TPM or swtpm does not carry the simulator.
+  const { openSimulator, simulatorTransport } = await import("../../simulator/index.ts");
   const { engine } = await openSimulator({ stateDir: dir });
   warn(`INSECURE: software TPM (keylime-ts embedded simulator, state in ${dir}); it proves nothing about this machine`);
   const tpm = new Tpm(simulatorTransport(engine));

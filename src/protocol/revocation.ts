@@ -7,9 +7,8 @@
  * keylime/src/list_parser.rs; keylime/keylime keylime/crypto.py (rsa_sign), keylime/cloud_verifier_common.py
  * (prepare_error).
  */
-import { webcrypto } from "node:crypto";
+import { webcrypto, X509Certificate } from "node:crypto";
 import { fromPem } from "../util/encoding.ts";
-import { X509Certificate } from "../tpm/x509.ts";
 
 const subtle = webcrypto.subtle;
 type CryptoKey = webcrypto.CryptoKey;
@@ -46,7 +45,8 @@ export async function revocationKeyFromCert(cert: string | Uint8Array): Promise<
   } else der = cert;
   let spki: Uint8Array;
   try {
-    spki = new Uint8Array(new X509Certificate(der.slice().buffer).publicKey.rawData);
+    // node:crypto's parser: the agent's idle path then loads no @peculiar/x509 (docs/binary.md, idle RSS).
+    spki = new Uint8Array(new X509Certificate(der).publicKey.export({ type: "spki", format: "der" }));
   } catch (e) {
     throw new RevocationCertError(`the revocation certificate does not parse: ${(e as Error).message}`, { cause: e });
   }

@@ -3,7 +3,6 @@
  * existing persistent EK; the policy session that authorizes EK use; the EK certificate and CA chain
  * in NV.
  */
-import { X509Certificate } from "./x509.ts";
 import type { Tpm } from "./client.ts";
 import { DIGEST_SIZE, EK_NV, HANDLE_RANGE, TPM_RC, TPM_RH } from "./constants.ts";
 import { TpmResponseError, TpmUsageError } from "./errors.ts";
@@ -213,6 +212,8 @@ export async function ekReport(tpm: Tpm, alg: EkAlg): Promise<EkReport> {
   const der = await readEkCertificate(tpm, alg);
   let certificate: EkReport["certificate"] = null;
   if (der) {
+    // Loaded here only: the agent reads EK certificates without @peculiar/x509 (its idle memory).
+    const { X509Certificate } = await import("./x509.ts");
     const cert = new X509Certificate(der.slice().buffer);
     certificate = {
       der: new Uint8Array(cert.rawData),

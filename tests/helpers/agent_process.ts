@@ -82,6 +82,8 @@ export async function startAgentProcess(o: {
   env?: Record<string, string>;
   /** Trust the registrar's TLS CA for client certificates (a tenant with one --tls-dir reaches both). */
   registrarClientCa?: boolean;
+  /** The executable linked as keylime_agent (default scripts/keylime-ts: from source under Deno). */
+  exe?: string;
 }): Promise<AgentProcess> {
   const dir = mkdtempSync(join(tmpdir(), "agent-process-"));
   const swtpm = await startSwtpm({ transport: "tcp" });
@@ -122,7 +124,7 @@ export async function startAgentProcess(o: {
     ].join("\n"),
   );
   mkdirSync(join(dir, "bin"));
-  symlinkSync(join(ROOT, "scripts", "keylime-ts"), join(dir, "bin", "keylime_agent"));
+  symlinkSync(o.exe ?? join(ROOT, "scripts", "keylime-ts"), join(dir, "bin", "keylime_agent"));
   const agent: ChildProcess = spawn(join(dir, "bin", "keylime_agent"), [], {
     env: { ...process.env, KEYLIME_AGENT_CONFIG: join(etc, "agent.conf"), TCTI: swtpm.uri, ...o.env },
     stdio: ["ignore", "pipe", "pipe"],
