@@ -6,7 +6,7 @@
  *   deno task bench                 readable tables on stdout, progress on stderr
  *   deno task bench -- --json       a JSON report on stdout instead
  *   options: --quick  --iterations N  --warmup N  --batch N  --codec-ms N
- *            --only codec|latency|flow|simulator|registrar|registration|agent
+ *            --only codec|latency|flow|simulator|registrar|registration|agent|binary
  *
  * Latency on a VM depends on whether the CPUs idle between exchanges (a wake-up from halt costs tens
  * of µs per exchange), so each latency case also reports how much CPU other processes used meanwhile.
@@ -19,6 +19,7 @@ import type { AnyCommand } from "../src/tpm/command.ts";
 import { GetRandom, PCR_Read } from "../src/tpm/commands.ts";
 import { startSwtpm, type StartSwtpmOptions, type SwtpmInstance, swtpmSkipReason } from "../tests/helpers/swtpm.ts";
 import { type AgentBenchResult, agentReport, runAgentBench } from "./agent.ts";
+import { type BinaryBenchResult, binaryReport, runBinaryBench } from "./binary.ts";
 import { type CodecResult, runCodecBench, type ThroughputOptions } from "./codec.ts";
 import { formatRatio, PCRS_0_7, table } from "./common.ts";
 import {
@@ -51,7 +52,7 @@ import {
 } from "./simulator.ts";
 
 /** The parts --only picks; all of them run without it. */
-const PARTS = ["codec", "latency", "flow", "simulator", "registrar", "registration", "agent"] as const;
+const PARTS = ["codec", "latency", "flow", "simulator", "registrar", "registration", "agent", "binary"] as const;
 
 /** A latency result with the CPU other processes used meanwhile (percent of one core). */
 type LatencyRow = LatencyResult & { otherCpuPercent: number };
@@ -325,6 +326,8 @@ async function main(): Promise<void> {
     registration?: RegistrationBenchResult[];
     agent?: AgentBenchResult;
     agentSkipped?: string;
+    binary?: BinaryBenchResult;
+    binarySkipped?: string;
   } = { machine: m, options: o };
   const wanted = (part: Options["only"]) => o.only === undefined || o.only === part;
 
@@ -404,6 +407,11 @@ async function main(): Promise<void> {
       report.agent = await runAgentBench({ quick: o.quick }, progress);
     }
   }
+  if (wanted("binary")) {
+    const skip = swtpmSkipReason();
+    if (skip) report.binarySkipped = skip;
+    else report.binary = await runBinaryBench({ quick: o.quick }, progress);
+  }
   progressDone();
 
   if (o.json) {
@@ -444,6 +452,8 @@ async function main(): Promise<void> {
   if (report.registration) out.push("", registrationReport(report.registration));
   if (report.agent) out.push("", agentReport(report.agent));
   if (report.agentSkipped) out.push("", `Agent: skipped (${report.agentSkipped})`);
+  if (report.binary) out.push("", binaryReport(report.binary));
+  if (report.binarySkipped) out.push("", `Binary: skipped (${report.binarySkipped})`);
   console.log(out.join("\n"));
 }
 

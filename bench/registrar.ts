@@ -33,6 +33,8 @@ export interface RegistrarBenchOptions {
   concurrency: number[];
   /** Runs of each reference. */
   referenceRuns: number;
+  /** The command that runs keylime-ts (default: this Deno on src/main.ts); the binary bench gives the executable. */
+  command?: string[];
 }
 
 export const REGISTRAR_DEFAULTS: RegistrarBenchOptions = {
@@ -68,8 +70,9 @@ export interface RegistrarResult {
 const WARMUP = 20;
 const MAIN = fileURLToPath(new URL("../src/main.ts", import.meta.url));
 
-function startRegistrarProcess(args: string[]) {
-  const child = spawn(process.execPath, ["run", "--allow-all", MAIN, "registrar", ...args]);
+function startRegistrarProcess(command: string[] | undefined, args: string[]) {
+  const [cmd, ...pre] = command ?? [process.execPath, "run", "--allow-all", MAIN];
+  const child = spawn(cmd!, [...pre, "registrar", ...args]);
   let out = "";
   const ready = new Promise<number>((resolve, reject) => {
     const onData = (d: Buffer) => {
@@ -197,7 +200,7 @@ export async function runRegistrarBench(
     let next = WARMUP;
     for (const sync of ["normal", "full"] as const) {
       const levels = sync === "normal" ? o.concurrency : [Math.max(...o.concurrency)];
-      const registrar = startRegistrarProcess([
+      const registrar = startRegistrarProcess(o.command, [
         ...["--port", "0", "--tls-port", "0", "--db", join(dir, `registrar-${sync}.sqlite`)],
         ...["--db-sync", sync, "--tls-dir", join(dir, "tls"), "--tpm-ca-dir", caDir],
       ]);
