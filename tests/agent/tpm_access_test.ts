@@ -84,12 +84,12 @@ describe("the AK on a TPM without a resource manager", { skip }, () => {
   test("the reported AK handle stays the one taken over, while each request's load takes what is free", async () => {
     const loads: number[] = [];
     const reported: number[] = [];
-    await access.use(async (_t, k) => void loads.push(k.handle));
+    await access.use((_t, k) => Promise.resolve(void loads.push(k.handle)));
     reported.push(access.handle);
     // Another program's transient object now occupies the handle that load got.
     const other = await access.useTpm((t) => createEk(t, "rsa"));
     try {
-      await access.use(async (_t, k) => void loads.push(k.handle));
+      await access.use((_t, k) => Promise.resolve(void loads.push(k.handle)));
       reported.push(access.handle);
     } finally {
       await access.useTpm((t) => releaseEk(t, other));
