@@ -33,7 +33,9 @@ export interface AgentProcess {
   exit: Promise<number | string | null>;
   /** The registrar's aik_tpm. */
   aikTpm: Uint8Array;
-  /** A new mTLS client as the verifier is (its own keep-alive connections). */
+  /** The registrar's record of the agent, as a tenant reads it (GET /agents/{uuid}). */
+  registered: Record<string, unknown>;
+  /** A new client as the verifier is (its own keep-alive connections): mTLS, or plain HTTP with mtls false. */
   client(): AgentClient;
   stop(): Promise<void>;
 }
@@ -84,7 +86,10 @@ export async function startAgentProcess(o: {
   registrarClientCa?: boolean;
   /** The executable linked as keylime_agent (default scripts/keylime-ts: from source under Deno). */
   exe?: string;
+  /** false: enable_agent_mtls = false, and the client speaks plain HTTP. */
+  mtls?: boolean;
 }): Promise<AgentProcess> {
+  const mtls = o.mtls ?? true;
   const dir = mkdtempSync(join(tmpdir(), "agent-process-"));
   const swtpm = await startSwtpm({ transport: "tcp" });
   const registrar = await startTestRegistrar(dir);
@@ -119,6 +124,7 @@ export async function startAgentProcess(o: {
       `trusted_client_ca = "${o.registrarClientCa ? join(registrar.tlsDir, "cacert.crt") : "default"}"`,
       `ima_ml_path = "${join(dir, "ima")}"`,
       `measuredboot_ml_path = "${join(dir, "no-mb")}"`,
+      ...(mtls ? [] : ["enable_agent_mtls = false"]),
       ...(o.conf ?? []),
       "",
     ].join("\n"),
@@ -149,6 +155,7 @@ export async function startAgentProcess(o: {
     );
     if (record.status !== 200) throw new Error(`the registrar does not have the agent: ${JSON.stringify(record.json)}`);
     const results = (record.json as { results: { mtls_cert: string; aik_tpm: string } }).results;
+    const url = `${mtls ? "https" : "http"}://127.0.0.1:${port}`;
     return {
       dir,
       uuid: o.uuid,
@@ -159,12 +166,12 @@ export async function startAgentProcess(o: {
       log: () => log,
       exit,
       aikTpm: fromBase64(results.aik_tpm),
+      registered: results,
       client: () =>
-        agentClient(`https://127.0.0.1:${port}`, {
-          agentCert: results.mtls_cert,
-          clientCert: clientCert.toString("pem"),
-          clientKey,
-        }),
+        agentClient(
+          url,
+          mtls ? { agentCert: results.mtls_cert, clientCert: clientCert.toString("pem"), clientKey } : undefined,
+        ),
       stop,
     };
   } catch (e) {
