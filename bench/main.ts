@@ -1,12 +1,13 @@
 /**
  * Benchmarks: codec throughput, per-command latency against swtpm, the Keylime attestation flow
  * step by step (our client vs tpm2-tools), and the embedded simulator against swtpm (same operations
- * through our client), and registrations per second of the reference registrar, each printed as a ratio to a reference measured in the same run (DESIGN.md "Tests").
+ * through our client), registrations per second of the reference registrar, and the NK certify binding against
+ * the classic flow, each printed as a ratio to a reference measured in the same run (DESIGN.md "Tests").
  *
  *   deno task bench                 readable tables on stdout, progress on stderr
  *   deno task bench -- --json       a JSON report on stdout instead
  *   options: --quick  --iterations N  --warmup N  --batch N  --codec-ms N
- *            --only codec|latency|flow|simulator|registrar|registration|agent|binary
+ *            --only codec|latency|flow|simulator|registrar|registration|agent|binary|nk
  *
  * Latency on a VM depends on whether the CPUs idle between exchanges (a wake-up from halt costs tens
  * of µs per exchange), so each latency case also reports how much CPU other processes used meanwhile.
@@ -33,6 +34,7 @@ import {
 } from "./flow.ts";
 import { type LatencyCase, type LatencyOptions, type LatencyResult, runLatency, TARGET_OVERHEAD } from "./latency.ts";
 import { BUSY_PERCENT, startLoadProbe } from "./load.ts";
+import { type NkCertifyBenchResult, nkCertifyReport, runNkCertifyBench } from "./nk_certify.ts";
 import { type RegistrationBenchResult, registrationReport, runRegistrationBench } from "./registration.ts";
 import {
   REGISTRAR_DEFAULTS,
@@ -52,7 +54,7 @@ import {
 } from "./simulator.ts";
 
 /** The parts --only picks; all of them run without it. */
-const PARTS = ["codec", "latency", "flow", "simulator", "registrar", "registration", "agent", "binary"] as const;
+const PARTS = ["codec", "latency", "flow", "simulator", "registrar", "registration", "agent", "binary", "nk"] as const;
 
 /** A latency result with the CPU other processes used meanwhile (percent of one core). */
 type LatencyRow = LatencyResult & { otherCpuPercent: number };
@@ -328,6 +330,8 @@ async function main(): Promise<void> {
     agentSkipped?: string;
     binary?: BinaryBenchResult;
     binarySkipped?: string;
+    nk?: NkCertifyBenchResult;
+    nkSkipped?: string;
   } = { machine: m, options: o };
   const wanted = (part: Options["only"]) => o.only === undefined || o.only === part;
 
@@ -412,6 +416,15 @@ async function main(): Promise<void> {
     if (skip) report.binarySkipped = skip;
     else report.binary = await runBinaryBench({ quick: o.quick }, progress);
   }
+
+  if (wanted("nk")) {
+    const skip = swtpmSkipReason();
+    if (skip) report.nkSkipped = skip;
+    else {
+      progress("the NK certify binding on swtpm: registration and identity proofs against the classic ones");
+      report.nk = await runNkCertifyBench({ quick: o.quick }, progress);
+    }
+  }
   progressDone();
 
   if (o.json) {
@@ -454,6 +467,8 @@ async function main(): Promise<void> {
   if (report.agentSkipped) out.push("", `Agent: skipped (${report.agentSkipped})`);
   if (report.binary) out.push("", binaryReport(report.binary));
   if (report.binarySkipped) out.push("", `Binary: skipped (${report.binarySkipped})`);
+  if (report.nk) out.push("", nkCertifyReport(report.nk));
+  if (report.nkSkipped) out.push("", `NK certify: skipped (${report.nkSkipped})`);
   console.log(out.join("\n"));
 }
 

@@ -21,6 +21,8 @@ export interface RegistrationOptions {
   retry?: RetryPolicy;
   /** Changes the auth_tag before it is sent; only tests use it, to play a broken agent. */
   alterAuthTag?: (tag: string) => string;
+  /** false: register as a classic agent, without nk_certify (benchmarks compare the two flows). */
+  offerNkCertify?: boolean;
 }
 
 export interface RegistrationResult {
@@ -78,7 +80,8 @@ export async function registerAgent(
 ): Promise<RegistrationResult> {
   const client = options.client ?? registrarClient(c, log, options.retry);
   const nk = certifiedNk(id);
-  // The NK certify extension is always offered (spec/nk-certify.md); an upstream registrar ignores it.
+  // The NK certify extension is offered (spec/nk-certify.md); an upstream registrar ignores it.
+  const offer = options.offerNkCertify ?? true;
   const { blob, certify_nonce } = await client.register(id.uuid, {
     aik_tpm: tpmPublicFromBytes(id.akTpm),
     ek_tpm: tpmPublicFromBytes(id.ekTpm),
@@ -86,8 +89,7 @@ export async function registerAgent(
     mtls_cert: id.mtls?.certPem ?? "disabled",
     ip: c.contact_ip,
     port: c.contact_port,
-    nk_certify: NK_CERTIFY_VERSION,
-    ...(id.mtls ? {} : { transport_key: nk.pem }),
+    ...(offer ? { nk_certify: NK_CERTIFY_VERSION, ...(id.mtls ? {} : { transport_key: nk.pem }) } : {}),
   });
   log.info(MSG.registered(id.uuid));
 
