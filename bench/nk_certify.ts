@@ -13,8 +13,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { agentPaths, loadAgentConfig } from "../src/agent/config.ts";
-import type { AgentLog } from "../src/agent/messages.ts";
+import { agentPaths } from "../src/agent/config.ts";
 import { openAndRegister } from "../src/agent/registration.ts";
 import { agentRoutePath, agentRoutes } from "../src/protocol/agent_api.ts";
 import { identityNonceBytes, verifyNkCertification } from "../src/protocol/nk_certify.ts";
@@ -24,6 +23,7 @@ import type { AgentClient } from "../tests/helpers/agent_client.ts";
 import { startAgentProcess, startTestRegistrar } from "../tests/helpers/agent_process.ts";
 import { startSwtpm } from "../tests/helpers/swtpm.ts";
 import { formatMs, formatRatio, table } from "./common.ts";
+import { benchAgentConfig, NO_RETRY, quiet } from "./registration.ts";
 import { connectUntimed, TimedTransport } from "./flow_steps.ts";
 import { type LatencySummary, median, summarize } from "./stats.ts";
 
@@ -39,9 +39,6 @@ export interface NkCertifyBenchResult {
   readonly identity: { quote: Pair; certify: Pair; ratio: number };
 }
 
-const quiet: AgentLog = { info() {}, warn() {}, error() {} };
-const retry = { maxRetries: 0, initialDelayMs: 1, maxDelayMs: 1 };
-
 async function registrationCost(runs: number, progress: (m: string) => void) {
   const dir = mkdtempSync(join(tmpdir(), "bench-nk-registration-"));
   const s = await startSwtpm({ transport: "tcp" });
@@ -49,15 +46,13 @@ async function registrationCost(runs: number, progress: (m: string) => void) {
   const tpm = new Tpm(transport);
   await connectUntimed(tpm);
   const reg = await startTestRegistrar(dir);
-  const c = loadAgentConfig({
-    root: dir,
-    env: { KEYLIME_DIR: join(dir, "agent"), KEYLIME_AGENT_REGISTRAR_PORT: String(reg.port) },
-  }).config;
+  const c = benchAgentConfig(dir, reg.port);
   const samples = { classic: [] as number[], certify: [] as number[] };
   const tpmMs = { classic: [] as number[], certify: [] as number[] };
   const commands = { classic: 0, certify: 0 };
   try {
-    const once = (offerNkCertify: boolean) => openAndRegister(tpm, c, agentPaths(c), quiet, { retry, offerNkCertify });
+    const once = (offerNkCertify: boolean) =>
+      openAndRegister(tpm, c, agentPaths(c), quiet, { retry: NO_RETRY, offerNkCertify });
     await once(true); // warm-up: the AK, the NK and the mTLS files, JIT
     await once(false);
     progress(`registration: ${runs} agent starts with nk_certify and ${runs} without, interleaved`);

@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { openSimulator, simulatorTransport } from "../simulator/index.ts";
-import { agentPaths, loadAgentConfig } from "../src/agent/config.ts";
+import { type AgentConfig, agentPaths, loadAgentConfig } from "../src/agent/config.ts";
 import type { AgentLog } from "../src/agent/messages.ts";
 import { openAndRegister } from "../src/agent/registration.ts";
 import { Tpm } from "../src/tpm/client.ts";
@@ -41,7 +41,16 @@ export interface RegistrationBenchResult {
   readonly outsideTpmMs: number;
 }
 
-const quiet: AgentLog = { info() {}, warn() {}, error() {} };
+export const quiet: AgentLog = { info() {}, warn() {}, error() {} };
+export const NO_RETRY = { maxRetries: 0, initialDelayMs: 1, maxDelayMs: 1 };
+
+/** The default agent configuration with its state under `dir`, registering at the registrar on `port`. */
+export function benchAgentConfig(dir: string, registrarPort: number): AgentConfig {
+  return loadAgentConfig({
+    root: dir,
+    env: { KEYLIME_DIR: join(dir, "agent"), KEYLIME_AGENT_REGISTRAR_PORT: String(registrarPort) },
+  }).config;
+}
 
 async function benchOne(kind: "swtpm" | "sim", runs: number): Promise<RegistrationBenchResult> {
   const dir = mkdtempSync(join(tmpdir(), "bench-registration-"));
@@ -61,12 +70,8 @@ async function benchOne(kind: "swtpm" | "sim", runs: number): Promise<Registrati
   if (kind === "sim") await tpm.execute(Startup, { startupType: TPM_SU.CLEAR });
   await connectUntimed(tpm);
   const reg = await startTestRegistrar(dir);
-  const c = loadAgentConfig({
-    root: dir,
-    env: { KEYLIME_DIR: join(dir, "agent"), KEYLIME_AGENT_REGISTRAR_PORT: String(reg.port) },
-  }).config;
-  const retry = { maxRetries: 0, initialDelayMs: 1, maxDelayMs: 1 };
-  const once = () => openAndRegister(tpm, c, agentPaths(c), quiet, { retry });
+  const c = benchAgentConfig(dir, reg.port);
+  const once = () => openAndRegister(tpm, c, agentPaths(c), quiet, { retry: NO_RETRY });
   const total: number[] = [];
   const wire: number[] = [];
   let commands = 0;
