@@ -55,7 +55,19 @@ test("--help lists the options", async () => {
       (err, out) => err ? reject(err) : resolve(out),
     )
   );
-  for (const opt of ["--port", "--tls-port", "--db", "--tls-dir", "--tpm-ca-dir", "--allow-untrusted-ek", "--config"]) {
+  for (
+    const opt of [
+      "--port",
+      "--tls-port",
+      "--db",
+      "--tls-dir",
+      "--tpm-ca-dir",
+      "--allow-untrusted-ek",
+      "--require-nk-certify",
+      "--certify-nonce-ttl",
+      "--config",
+    ]
+  ) {
     assert.ok(stdout.includes(opt), opt);
   }
 });
@@ -97,6 +109,38 @@ test("a [registrar] config file, overridden by options", async () => {
     assert.match(s.output(), /conf\.sqlite/);
     // An EK certificate from a CA nobody trusts is stored (flagged untrusted).
     assert.equal((await enroll(s.port, await softAgent(), "untrusted")).status, 200);
+  } finally {
+    await stop(s);
+  }
+});
+
+test("--require-nk-certify: a classic registration is refused, naming nk_certify", async () => {
+  const conf = join(dir, "registrar-nk.conf");
+  writeFileSync(
+    conf,
+    `[registrar]
+allow_untrusted_ek = true
+database = "${join(dir, "nk.sqlite")}"
+`,
+  );
+  const s = await startProcess([
+    "--config",
+    conf,
+    "--port",
+    "0",
+    "--tls-port",
+    "0",
+    "--tls-dir",
+    join(dir, "tls3"),
+    "--require-nk-certify",
+    "--certify-nonce-ttl",
+    "60",
+  ]);
+  try {
+    assert.match(s.output(), /NK certification required/);
+    const r = await enroll(s.port, await softAgent(), "classic");
+    assert.equal(r.status, 400);
+    assert.match(r.error!, /^nk_certify: is required/);
   } finally {
     await stop(s);
   }
