@@ -143,7 +143,7 @@ export type IdentityCertifyResults = Infer<typeof IdentityCertifyResults["fields
 /** POST keys/ukey. `auth_tag` is checked as 48 bytes of hex by payload.ts (parseAuthTag). */
 export const UKeyBody = object({
   auth_tag: text({ max: 2 * 48, pattern: /^[0-9a-fA-F]+$/, expect: "96 hex digits" }),
-  /** RSA-OAEP of U: at most a 16384-bit NK's ciphertext. */
+  /** U wrapped to the NK: RSA-OAEP (at most a 16384-bit NK's ciphertext), or ECIES for an EC NK (nk_ecies.ts). */
   encrypted_key: binary({ maxBytes: 2048 }),
   /** iv ‖ ciphertext ‖ tag. */
   payload: optional(binary({ maxBytes: 64 * 1024 * 1024 })),
