@@ -23,7 +23,7 @@ keylime-ts registrar --port 0 --tls-port 0 --db "$work/registrar.sqlite" --tpm-c
   > "$work/registrar.log" 2>&1 &
 echo $! > "$work/registrar.pid"
 port=
-for _ in $(seq 100); do
+for _ in $(seq 300); do   # up to a minute
   port=$(sed -n 's|.*listening on http://[^ ]*:\([0-9]*\) (agents).*|\1|p' "$work/registrar.log")
   [ -n "$port" ] && break
   sleep 0.2

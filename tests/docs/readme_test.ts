@@ -78,7 +78,7 @@ test("docs/ci_swtpm.sh registers an agent with the registrar on swtpm", { skip: 
       (err, stdout, stderr) => resolve({ code: err ? (err as { code?: number }).code ?? 1 : 0, stdout, stderr }),
     )
   );
-  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
   const result = JSON.parse(r.stdout);
   assert.equal(result.active, true);
   assert.match(result.uuid, /^[0-9a-f]{64}$/, "hash_ek: the uuid is the EK's hash");
