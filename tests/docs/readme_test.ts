@@ -44,8 +44,8 @@ function checkCommand(program: Command, line: string): string[] {
   return problems;
 }
 
-test("every keylime-ts line of the README names real subcommands and options", () => {
-  const program = buildProgram();
+test("every keylime-ts line of the README names real subcommands and options", async () => {
+  const program = await buildProgram();
   const lines = shellLines(README).filter((l) => /^([A-Z0-9_]+=\S+\s+)*keylime-ts /.test(l));
   assert.ok(lines.length > 10, `${lines.length} command lines`);
   assert.deepEqual(lines.flatMap((l) => checkCommand(program, l).map((p) => `${l}: ${p}`)), []);
