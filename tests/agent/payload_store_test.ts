@@ -208,10 +208,11 @@ describe("refusals write nothing", () => {
 describe("payload script", () => {
   test("a script that does not end is killed after the timeout", async () => {
     const zip = buildPayloadZip({ "autorun.sh": enc("echo started\nsleep 60\necho never\n") });
-    const stored = await storePayload({ ...opts, scriptTimeoutMs: 300 }, new Uint8Array(32), zip);
+    // Long enough for a shell to start and print on a loaded machine, far shorter than the script's sleep.
+    const stored = await storePayload({ ...opts, scriptTimeoutMs: 2000 }, new Uint8Array(32), zip);
     assert.equal(stored.script?.timedOut, true);
     assert.deepEqual(stored.script?.output, ["started"]);
-    assert.ok(log.lines.some((l) => /WARN .*autorun\.sh failed: timed out after 300 ms/.test(l)));
+    assert.ok(log.lines.some((l) => /WARN .*autorun\.sh failed: timed out after 2000 ms/.test(l)));
   });
 
   test("a failing script is logged with its exit code; no script, no run", async () => {
