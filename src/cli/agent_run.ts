@@ -6,7 +6,7 @@
 import type { Command } from "commander";
 import { loadAgentConfig } from "../agent/config.ts";
 import { MSG } from "../agent/messages.ts";
-import { startAgentService } from "../agent/service.ts";
+import { type ServiceLog, startAgentService } from "../agent/service.ts";
 import { CONFIG_ROOT_ENV } from "./agent.ts";
 import { stderrServiceLog } from "./agent_log.ts";
 import { openTpm } from "./select_tpm.ts";
@@ -29,6 +29,7 @@ export async function runAgent(o: RunOptions = {}): Promise<void> {
     ...(process.env[CONFIG_ROOT_ENV] ? { root: process.env[CONFIG_ROOT_ENV] } : {}),
     warn: (m) => log.warn(m),
   });
+  const shutdown = onSignals(log);
   const opened = await openTpm(o.tpm ? { tpm: o.tpm } : {});
   let agent;
   try {
@@ -41,33 +42,35 @@ export async function runAgent(o: RunOptions = {}): Promise<void> {
     await opened.close().catch(() => {});
     throw e;
   }
-  const running = agent;
-  await new Promise<void>((done) => {
-    let stopping = false;
-    const stop = (signal: string) => {
-      // A second signal while stopping changes nothing: the hard deadline below still holds.
-      if (stopping) return;
-      stopping = true;
+  // A signal while starting (before or just after "Listening on") is handled here once the service is up.
+  await shutdown;
+  await agent.close(SHUTDOWN_MS - 2_000)
+    .then(() => opened.close())
+    .catch((e) => log.error(String(e)));
+  log.info(MSG.stopped);
+  // Whatever a library left open (a keep-alive socket, a timer), the service has stopped.
+  process.exit(0);
+}
+
+/**
+ * SIGTERM/SIGINT handlers, installed before the TPM is opened or the server listens: resolves on the first
+ * signal and from then on bounds the shutdown by SHUTDOWN_MS. A second signal changes nothing.
+ */
+function onSignals(log: ServiceLog): Promise<string> {
+  return new Promise((resolve) => {
+    let received = false;
+    const on = (signal: string) => () => {
+      if (received) return;
+      received = true;
       log.info(MSG.shuttingDown(signal));
-      const hard = setTimeout(() => {
+      setTimeout(() => {
         log.error(MSG.shutdownTimeout(SHUTDOWN_MS));
         process.exit(1);
-      }, SHUTDOWN_MS);
-      void running.close(SHUTDOWN_MS - 2_000)
-        .then(() => opened.close())
-        .catch((e) => log.error(String(e)))
-        .finally(() => {
-          clearTimeout(hard);
-          log.info(MSG.stopped);
-          done();
-          // Whatever a library left open (a keep-alive socket, a timer), the service has stopped.
-          process.exit(0);
-        });
+      }, SHUTDOWN_MS).unref();
+      resolve(signal);
     };
-    const onTerm = () => stop("SIGTERM");
-    const onInt = () => stop("SIGINT");
-    process.on("SIGTERM", onTerm);
-    process.on("SIGINT", onInt);
+    process.on("SIGTERM", on("SIGTERM"));
+    process.on("SIGINT", on("SIGINT"));
   });
 }
 

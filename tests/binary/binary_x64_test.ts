@@ -100,6 +100,16 @@ test("registrar from the executable; agent register on swtpm; keylime_agent is t
     }
     await agent.stop(); // (Deno's child_process reports the signal sent, not the exit status)
     assert.match(agent.output(), new RegExp(`${MSG.shuttingDown("SIGTERM")}[^]*${MSG.stopped}`));
+
+    // SIGTERM while it starts the server, before it listens: the handlers are already in place.
+    const { started: starting } = await startClean(join(dir, "bin", "keylime_agent"), [], {
+      home,
+      env,
+      ready: new RegExp(MSG.startingServer([])),
+    });
+    running.push(starting);
+    await starting.stop();
+    assert.match(starting.output(), new RegExp(`${MSG.shuttingDown("SIGTERM")}[^]*${MSG.stopped}`));
   } finally {
     for (const p of running.reverse()) await p.stop();
     await swtpm.stop();
