@@ -44,6 +44,9 @@ const NODE = {
  * `base`: the Node the executable is made of; it also prepares the SEA blob, which must come from the same
  * version and word size (the blob's lengths are size_t), so armv7's runs under qemu (`runner`).
  * `codeCache`: compiled code in the blob (faster start); Node 20.11 predates the option.
+ * `execArgv`: V8 flags baked into the blob (Node 20.11 predates the option). A 1 MiB young generation and
+ * no GC helper threads: the agent idles at 91 instead of 99 MiB and holds 106 instead of 133 MiB after 1000
+ * identity quotes, with the same quote latency (its heap is small; a quote is TPM-bound).
  */
 const TARGETS = {
   x64: {
@@ -52,6 +55,7 @@ const TARGETS = {
     runner: [],
     esTarget: "node24",
     codeCache: true,
+    execArgv: ["--max-semi-space-size=1", "--single-threaded-gc", "--v8-pool-size=1"],
     strip: ["strip"],
   },
   armv7: {
@@ -183,6 +187,7 @@ async function build(name) {
     disableExperimentalSEAWarning: true,
     useCodeCache: target.codeCache,
     useSnapshot: false,
+    ...(target.execArgv ? { execArgv: target.execArgv } : {}),
   };
   writeFileSync(join(work, "sea-config.json"), JSON.stringify(seaConfig, null, 2));
   const [cmd, ...pre] = [...target.runner, nodeBinary(target.base)];
