@@ -6,6 +6,7 @@
  * A 403 is final (no other version is tried). Upstream: keylime/rust-keylime keylime/src/registrar_client.rs,
  * keylime/src/resilient_client.rs.
  */
+import { request as httpRequest } from "node:http";
 import { isIP } from "node:net";
 import { type ApiVersion, fallbackVersions, negotiateVersion } from "../protocol/api_version.ts";
 import { parseEnvelope } from "../protocol/envelope.ts";
@@ -73,24 +74,40 @@ export class RegistrarClient {
     this.base = `http://${host}:${o.port}`;
   }
 
-  /** One HTTP exchange; no Content-Type without a body (keylime.md §0.5). */
-  async #send(method: string, path: string, body?: unknown): Promise<Answer> {
-    const res = await fetch(this.base + path, {
-      method,
-      ...(body === undefined ? {} : { headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) }),
-      signal: AbortSignal.timeout(this.#o.timeoutMs ?? 5000),
+  /**
+   * One HTTP exchange; no Content-Type without a body (keylime.md §0.5). node:http rather than fetch: fetch's
+   * client (undici, its llhttp WebAssembly) would stay in the agent's memory for two requests at start.
+   */
+  #send(method: string, path: string, body?: unknown): Promise<Answer> {
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    return new Promise((resolve, reject) => {
+      const req = httpRequest(this.base + path, {
+        method,
+        headers: payload === undefined
+          ? {}
+          : { "Content-Type": "application/json", "Content-Length": String(payload.length) },
+        signal: AbortSignal.timeout(this.#o.timeoutMs ?? 5000),
+      }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("error", reject);
+        res.on("end", () => {
+          const text = Buffer.concat(chunks).toString("utf8");
+          let json: unknown = undefined;
+          try {
+            json = text ? JSON.parse(text) : undefined;
+          } catch {
+            // A bare answer (empty or not JSON): the status line says it all.
+          }
+          const status = typeof (json as { status?: unknown })?.status === "string"
+            ? (json as { status: string }).status
+            : res.statusMessage ?? "";
+          resolve({ code: res.statusCode ?? 0, status, json });
+        });
+      });
+      req.on("error", reject);
+      req.end(payload);
     });
-    const text = await res.text();
-    let json: unknown = undefined;
-    try {
-      json = text ? JSON.parse(text) : undefined;
-    } catch {
-      // A bare answer (empty or not JSON): the status line says it all.
-    }
-    const status = typeof (json as { status?: unknown })?.status === "string"
-      ? (json as { status: string }).status
-      : res.statusText;
-    return { code: res.status, status, json };
   }
 
   /**
@@ -209,7 +226,9 @@ export class RegistrarClient {
 /** A fetch failure in one line: ECONNREFUSED, a timeout ... */
 function describeFetchError(e: unknown): string {
   const err = e as { name?: string; message?: string; cause?: { code?: string; message?: string } };
-  if (err?.name === "TimeoutError") return "no answer in time";
+  if (err?.name === "TimeoutError" || (err?.cause as { name?: string })?.name === "TimeoutError") {
+    return "no answer in time";
+  }
   const text = `${err?.cause?.code ?? ""} ${err?.cause?.message ?? ""} ${err?.message ?? String(e)}`;
   // Node names the errno, Deno quotes the OS message: one wording for both.
   if (/ECONNREFUSED|Connection refused/i.test(text)) return "connection refused";

@@ -1,5 +1,7 @@
 /** The registrar client's retry policy, against a port where nothing listens (a registrar that is down). */
 import { strict as assert } from "node:assert";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { describe, it } from "node:test";
 import { backoffDelay, RegistrarClient } from "../../src/agent/registrar_client.ts";
 import { recordingLog } from "../helpers/agent_log.ts";
@@ -32,6 +34,25 @@ describe("registrar client", () => {
     });
     assert.equal(log.lines.filter((l) => /retry \d of 3/.test(l)).length, 3, log.lines.join("\n"));
     assert.ok(log.lines[0]!.startsWith("INFO Requesting registrar API version to http://127.0.0.1:"));
+  });
+
+  it("a registrar that accepts but never answers: no answer in time", async () => {
+    const silent = createServer(() => {}); // holds each connection open, says nothing
+    await new Promise<void>((ok) => silent.listen(0, "127.0.0.1", ok));
+    try {
+      const client = new RegistrarClient({
+        ip: "127.0.0.1",
+        port: (silent.address() as AddressInfo).port,
+        enabledVersions: ["2.6"],
+        retry: { maxRetries: 0, initialDelayMs: 1, maxDelayMs: 1 },
+        log: recordingLog(),
+        timeoutMs: 200,
+      });
+      await assert.rejects(client.negotiate(), /failed after 1 attempt \(no answer in time\)/);
+    } finally {
+      silent.closeAllConnections();
+      await new Promise((ok) => silent.close(ok));
+    }
   });
 
   it("brackets an IPv6 registrar address", () => {
