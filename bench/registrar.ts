@@ -287,8 +287,12 @@ export function registrarReport(r: RegistrarResult): string {
     `  references: MakeCredential ${r.makeCredentialPerSec.toFixed(0)}/s, SQLite write ${
       r.sqliteWritePerSec.toFixed(0)
     }/s;` +
-    ` target >= ${REGISTRAR_TARGET_PER_SEC} reg/s: ` +
-    (Math.max(r.inProcessPerSec, ...r.rows.map((row) => row.perSec)) >= REGISTRAR_TARGET_PER_SEC ? "MET" : "NOT MET") +
-    " (best row)",
+    ` target >= ${REGISTRAR_TARGET_PER_SEC} reg/s: over HTTP (best row) ` +
+    verdict(Math.max(...r.rows.map((row) => row.perSec))) + `, in process ${verdict(r.inProcessPerSec)}`,
   ].join("\n");
+}
+
+/** The HTTP rows and the in-process figure are judged apart: only the former includes the sockets. */
+function verdict(perSec: number): string {
+  return perSec >= REGISTRAR_TARGET_PER_SEC ? "MET" : "NOT MET";
 }
