@@ -24,6 +24,7 @@ import { openSqliteStore } from "../src/registrar/store.ts";
 import { createCa, newKeyPair } from "../src/registrar/tls.ts";
 import { softAgent, softEkKeys, type TestAgent } from "../tests/helpers/registrar_agents.ts";
 import { enroll } from "../tests/helpers/registrar_http.ts";
+import { sampleAgentRecord } from "../tests/helpers/registrar_record.ts";
 import { formatRatio, table } from "./common.ts";
 import { processCpuMs } from "./load.ts";
 
@@ -171,22 +172,7 @@ export async function runRegistrarBench(
     );
     const store = await openSqliteStore(join(dir, "reference.sqlite"));
     let n = 0;
-    const record = {
-      agent_id: "",
-      aik_tpm: sample.akTpm,
-      ek_tpm: sample.ekTpm,
-      ekcert: null,
-      ek_trust: "absent" as const,
-      key: "a".repeat(44),
-      active: false,
-      ip: "127.0.0.1",
-      port: 9002,
-      mtls_cert: "disabled",
-      regcount: 1,
-      transport_key: null,
-      certify_nonce: null,
-      nk_binding: null,
-    };
+    const record = sampleAgentRecord("", { aik_tpm: sample.akTpm, ek_tpm: sample.ekTpm, key: "a".repeat(44) });
     const sqliteWritePerSec = perSec(
       o.referenceRuns,
       () => store.transaction((tx) => tx.put({ ...record, agent_id: `r${n++}` })),

@@ -11,24 +11,9 @@ import {
   SCHEMA_VERSION,
   StoreError,
 } from "../../src/registrar/store.ts";
+import { sampleAgentRecord } from "../helpers/registrar_record.ts";
 
-const record = (id: string, over: Partial<AgentRecord> = {}): AgentRecord => ({
-  agent_id: id,
-  aik_tpm: new Uint8Array([1, 2, 3]),
-  ek_tpm: new Uint8Array([4, 5]),
-  ekcert: null,
-  ek_trust: "absent",
-  key: "a2V5",
-  active: false,
-  ip: "127.0.0.1",
-  port: 9002,
-  mtls_cert: "disabled",
-  regcount: 1,
-  transport_key: null,
-  certify_nonce: null,
-  nk_binding: null,
-  ...over,
-});
+const record = sampleAgentRecord;
 
 /** A record after an activation with a certified NK (the values are only stored, not checked, here). */
 const certified = (id: string): AgentRecord =>
