@@ -6,7 +6,9 @@
  * - latency of 200 sequential identity quotes (median, p99) and its ratio to swtpm's own;
  * - throughput with 1, 4 and 16 concurrent clients (requests per second);
  * - the idle-disconnect cost: a request after the connection was released against a back-to-back one;
- * - the agent's RSS when idle after start and after 1000+ requests.
+ * - the agent's RSS when idle after start and after 1000+ requests (its executable dropped from the page cache
+ *   first: dropFromPageCache).
+ * From source under Deno, or the Node executable given as `exe` (bench/main.ts runs both).
  *
  *   scripts/deno run -A bench/agent.ts [--json] [--quick]     (or bench/main.ts --only agent)
  */
@@ -21,7 +23,8 @@ import { quote } from "../src/tpm/quote.ts";
 import { openTransport } from "../src/tpm/transport/uri.ts";
 import type { AgentClient } from "../tests/helpers/agent_client.ts";
 import { startAgentProcess } from "../tests/helpers/agent_process.ts";
-import { formatMs, formatRatio, table } from "./common.ts";
+import { dropFromPageCache, formatMs, formatRatio, table } from "./common.ts";
+import { basename } from "node:path";
 import { type LatencySummary, summarize } from "./stats.ts";
 
 const IDLE_WAIT_MS = 400;
@@ -44,6 +47,8 @@ async function timedQuote(c: AgentClient): Promise<number> {
 }
 
 export interface AgentBenchResult {
+  /** What ran as keylime_agent. */
+  runtime: string;
   latency: LatencySummary;
   swtpmQuote: LatencySummary;
   ratio: number;
@@ -55,17 +60,20 @@ export interface AgentBenchResult {
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
 export async function runAgentBench(
-  o: { quick: boolean },
+  o: { quick: boolean; exe?: string },
   progress: (m: string) => void,
 ): Promise<AgentBenchResult> {
   const N_LATENCY = o.quick ? 50 : 200;
   const N_THROUGHPUT = o.quick ? 48 : 160;
   const N_IDLE = o.quick ? 5 : 15;
   requests = 0;
-  progress("starting swtpm, the registrar and keylime_agent");
+  const runtime = o.exe ? `${basename(o.exe)}, the Node executable` : `source under Deno ${Deno.version.deno}`;
+  progress(`starting swtpm, the registrar and keylime_agent: ${runtime}`);
+  dropFromPageCache(o.exe ?? process.execPath);
   const agent = await startAgentProcess({
     uuid: "be0c0000-d2f1-4a97-9ef7-75bd81c00000",
     env: { KEYLIME_TS_LOG: "warn" },
+    ...(o.exe ? { exe: o.exe } : {}),
   });
   try {
     await sleep(500);
@@ -123,6 +131,7 @@ export async function runAgentBench(
     const swtpm = summarize(own);
 
     return {
+      runtime,
       latency,
       swtpmQuote: swtpm,
       ratio: latency.median / swtpm.median,
@@ -141,7 +150,7 @@ export function agentReport(report: AgentBenchResult): string {
   const { idle: idleRss, after: busyRss, requests } = report.rssMiB;
   const ms = (s: LatencySummary) => [formatMs(s.median), formatMs(s.p99)];
   return [
-    "identity quote over mTLS (keylime_agent on swtpm), ms",
+    `identity quote over mTLS (keylime_agent on swtpm: ${report.runtime}), ms`,
     table(["case", "median", "p99", "vs swtpm quote"], [
       ["agent, 1 client sequential", ...ms(latency), formatRatio(report.ratio)],
       ["swtpm quote (our client, same TPM work)", ...ms(swtpm), "1.00x"],

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { startAgentProcess } from "../tests/helpers/agent_process.ts";
 import { buildBinary, qemuArmSkipReason } from "../tests/helpers/binary.ts";
 import { ROOT } from "../tests/helpers/agent_process.ts";
-import { table } from "./common.ts";
+import { dropFromPageCache, table } from "./common.ts";
 import { REGISTRAR_DEFAULTS, REGISTRAR_QUICK, runRegistrarBench } from "./registrar.ts";
 import { median } from "./stats.ts";
 
@@ -54,6 +54,7 @@ function startupMs(command: string[]): number {
 }
 
 async function idleRssMiB(exe: string | undefined): Promise<number> {
+  dropFromPageCache(exe ?? process.execPath);
   const agent = await startAgentProcess({ uuid: crypto.randomUUID(), ...(exe ? { exe } : {}) });
   try {
     await new Promise((ok) => setTimeout(ok, IDLE_MS));

@@ -20,6 +20,7 @@ import type { AnyCommand } from "../src/tpm/command.ts";
 import { GetRandom, PCR_Read } from "../src/tpm/commands.ts";
 import { startSwtpm, type StartSwtpmOptions, type SwtpmInstance, swtpmSkipReason } from "../tests/helpers/swtpm.ts";
 import { type AgentBenchResult, agentReport, runAgentBench } from "./agent.ts";
+import { buildBinary } from "../tests/helpers/binary.ts";
 import { type BinaryBenchResult, binaryReport, runBinaryBench } from "./binary.ts";
 import { type CodecResult, runCodecBench, type ThroughputOptions } from "./codec.ts";
 import { formatRatio, PCRS_0_7, table } from "./common.ts";
@@ -327,6 +328,8 @@ async function main(): Promise<void> {
     registrar?: RegistrarResult;
     registration?: RegistrationBenchResult[];
     agent?: AgentBenchResult;
+    /** The same with the Node executable (dist/keylime-ts) as keylime_agent. */
+    agentBinary?: AgentBenchResult;
     agentSkipped?: string;
     binary?: BinaryBenchResult;
     binarySkipped?: string;
@@ -409,6 +412,8 @@ async function main(): Promise<void> {
     else {
       progress("keylime_agent on swtpm: identity quotes over mTLS");
       report.agent = await runAgentBench({ quick: o.quick }, progress);
+      progress("building dist/keylime-ts");
+      report.agentBinary = await runAgentBench({ quick: o.quick, exe: await buildBinary("x64") }, progress);
     }
   }
   if (wanted("binary")) {
@@ -464,6 +469,7 @@ async function main(): Promise<void> {
   if (report.registrar) out.push("", registrarReport(report.registrar));
   if (report.registration) out.push("", registrationReport(report.registration));
   if (report.agent) out.push("", agentReport(report.agent));
+  if (report.agentBinary) out.push("", agentReport(report.agentBinary));
   if (report.agentSkipped) out.push("", `Agent: skipped (${report.agentSkipped})`);
   if (report.binary) out.push("", binaryReport(report.binary));
   if (report.binarySkipped) out.push("", `Binary: skipped (${report.binarySkipped})`);

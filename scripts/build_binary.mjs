@@ -46,7 +46,10 @@ const NODE = {
  * `codeCache`: compiled code in the blob (faster start); Node 20.11 predates the option.
  * `execArgv`: V8 flags baked into the blob (Node 20.11 predates the option). A 1 MiB young generation and
  * no GC helper threads: the agent idles at 91 instead of 99 MiB and holds 106 instead of 133 MiB after 1000
- * identity quotes, with the same quote latency (its heap is small; a quote is TPM-bound).
+ * identity quotes, with the same quote latency (its heap is small; a quote is TPM-bound). No TurboFan
+ * (--no-opt; Maglev still optimizes hot code): its code is about 4 MiB of the executable the agent never
+ * touches, and the quote latency stays the same (docs/binary.md). The blob is prepared with the same flags,
+ * else V8 may refuse its code cache.
  */
 const TARGETS = {
   x64: {
@@ -55,7 +58,7 @@ const TARGETS = {
     runner: [],
     esTarget: "node24",
     codeCache: true,
-    execArgv: ["--max-semi-space-size=1", "--single-threaded-gc", "--v8-pool-size=1"],
+    execArgv: ["--max-semi-space-size=1", "--single-threaded-gc", "--v8-pool-size=1", "--no-opt"],
     strip: ["strip"],
   },
   armv7: {
@@ -191,7 +194,9 @@ async function build(name) {
   };
   writeFileSync(join(work, "sea-config.json"), JSON.stringify(seaConfig, null, 2));
   const [cmd, ...pre] = [...target.runner, nodeBinary(target.base)];
-  run(cmd, [...pre, "--experimental-sea-config", join(work, "sea-config.json")], { cwd: work });
+  run(cmd, [...pre, ...(target.execArgv ?? []), "--experimental-sea-config", join(work, "sea-config.json")], {
+    cwd: work,
+  });
 
   const exe = join(work, "keylime-ts");
   copyFileSync(nodeBinary(target.base), exe);

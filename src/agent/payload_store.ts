@@ -11,7 +11,7 @@ import { chmod, lstat, mkdir, readFile, rm, stat } from "node:fs/promises";
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import { promisify } from "node:util";
 import { decryptPayload, type DerivedKey } from "../protocol/payload.ts";
-import { isZip, planZipExtraction, type ZipEntryPlan, type ZipLimits } from "../protocol/payload_zip.ts";
+import type { ZipEntryPlan, ZipLimits } from "../protocol/payload_zip.ts";
 import { writeFileAtomic } from "../util/atomic_file.ts";
 import { type AgentLog, MSG } from "./messages.ts";
 import { describeEnd, outputLines, runScript } from "./run_script.ts";
@@ -169,6 +169,8 @@ export async function storePayload(
   const payloadPath = inside(unzipped, o.decPayloadFile, "dec_payload_file");
   let plan: ZipEntryPlan[] = [];
   if (o.extractPayloadZip) {
+    // Loaded when a payload arrives: fflate (and the worker_threads it loads) stays out of an idle agent.
+    const { isZip, planZipExtraction } = await import("../protocol/payload_zip.ts");
     if (isZip(plaintext)) plan = planZipExtraction(plaintext, o.zipLimits);
     else o.log.warn(MSG.payloadNotZip(o.decPayloadFile));
   }

@@ -1,12 +1,14 @@
 /**
  * The agent's only socket: the app served over node:https (mTLS, tls.ts) or, with enable_agent_mtls off, plain
- * node:http, through @hono/node-server. close() stops accepting, lets requests in flight finish within a
- * grace period, then drops what is left.
+ * node:http, through fetch_listener.ts (not @hono/node-server, which loads node:http2 and Node's fetch classes:
+ * memory the agent does not need, docs/binary.md). close() stops accepting, lets requests in flight finish
+ * within a grace period, then drops what is left.
  */
-import { createAdaptorServer } from "@hono/node-server";
 import { createServer as createHttpServer, type Server } from "node:http";
 import { createServer as createHttpsServer, type ServerOptions } from "node:https";
 import type { AddressInfo, Socket } from "node:net";
+import { type FetchHandler, fetchListener } from "../util/fetch_listener.ts";
+import { MAX_BODY_BYTES } from "./app.ts";
 
 export interface AgentServerOptions {
   ip: string;
@@ -16,6 +18,10 @@ export interface AgentServerOptions {
   tls?: ServerOptions;
   /** Connections that send nothing for this long are closed. */
   idleTimeoutMs?: number;
+  /** The largest request body read (the app refuses larger ones); default the app's MAX_BODY_BYTES. */
+  maxBodyBytes?: number;
+  /** A failure the app did not answer (default: written to stderr). */
+  onError?(e: unknown): void;
 }
 
 export interface RunningAgentServer {
@@ -25,13 +31,12 @@ export interface RunningAgentServer {
   close(graceMs?: number): Promise<void>;
 }
 
-type Fetch = (request: Request, env?: unknown) => Response | Promise<Response>;
-
-export async function startAgentServer(fetch: Fetch, o: AgentServerOptions): Promise<RunningAgentServer> {
-  const server =
-    (o.tls
-      ? createAdaptorServer({ fetch, createServer: createHttpsServer, serverOptions: o.tls })
-      : createAdaptorServer({ fetch, createServer: createHttpServer })) as Server;
+export async function startAgentServer(fetch: FetchHandler, o: AgentServerOptions): Promise<RunningAgentServer> {
+  const listener = fetchListener(fetch, {
+    maxBodyBytes: o.maxBodyBytes ?? MAX_BODY_BYTES,
+    onError: o.onError ?? ((e) => process.stderr.write(`agent server: ${e instanceof Error ? e.stack : e}\n`)),
+  });
+  const server: Server = o.tls ? createHttpsServer(o.tls, listener) : createHttpServer(listener);
   // Raw sockets, including TLS handshakes that never became HTTP connections (closeAllConnections misses those).
   const sockets = new Set<Socket>();
   server.on("connection", (s: Socket) => {

@@ -95,6 +95,13 @@ test("registrar from the executable; agent register on swtpm; keylime_agent is t
     });
     try {
       assert.equal((await client.request("/version")).status, 200);
+      // Served by fetch_listener with fetch_subset.ts's classes (Node): a quote, a refused body, an unknown version.
+      const quote = await client.request("/v2.2/quotes/identity?nonce=binary0123");
+      assert.equal(quote.status, 200, JSON.stringify(quote.json));
+      assert.match(String(quote.json.results.quote), /^r/);
+      const refused = await client.request("/v2.2/keys/ukey", { method: "POST", body: "not json" });
+      assert.equal(refused.status, 400, JSON.stringify(refused.json));
+      assert.equal((await client.request("/v9.9/agent/info")).json.status, "API version not supported: v9.9");
     } finally {
       client.close();
     }
