@@ -46,10 +46,9 @@ const NODE = {
  * `codeCache`: compiled code in the blob (faster start); Node 20.11 predates the option.
  * `execArgv`: V8 flags baked into the blob (Node 20.11 predates the option). A 1 MiB young generation and
  * no GC helper threads: the agent idles at 91 instead of 99 MiB and holds 106 instead of 133 MiB after 1000
- * identity quotes, with the same quote latency (its heap is small; a quote is TPM-bound). No TurboFan
- * (--no-opt; Maglev still optimizes hot code): its code is about 4 MiB of the executable the agent never
- * touches, and the quote latency stays the same (docs/binary.md). The blob is prepared with the same flags,
- * else V8 may refuse its code cache.
+ * identity quotes, with the same quote latency (its heap is small; a quote is TPM-bound). The blob is
+ * prepared with the same flags, else V8 may refuse its code cache. Left out: --no-opt (no TurboFan: 4 MiB
+ * less resident, 0.3-1.3 ms more CPU per identity quote; docs/binary.md).
  */
 const TARGETS = {
   x64: {
@@ -58,7 +57,7 @@ const TARGETS = {
     runner: [],
     esTarget: "node24",
     codeCache: true,
-    execArgv: ["--max-semi-space-size=1", "--single-threaded-gc", "--v8-pool-size=1", "--no-opt"],
+    execArgv: ["--max-semi-space-size=1", "--single-threaded-gc", "--v8-pool-size=1"],
     strip: ["strip"],
   },
   armv7: {
