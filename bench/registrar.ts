@@ -13,6 +13,7 @@
  * per change) at the highest concurrency.
  */
 import { spawn } from "node:child_process";
+import process from "node:process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -24,6 +25,9 @@ import { openSqliteStore } from "../src/registrar/store.ts";
 import { createCa, newKeyPair } from "../src/registrar/tls.ts";
 import { softAgent, softEkKeys, type TestAgent } from "../tests/helpers/registrar_agents.ts";
 import { enroll } from "../tests/helpers/registrar_http.ts";
+import { objectName } from "../src/tpm/crypto.ts";
+import { toBase64 } from "../src/util/encoding.ts";
+import type { ClientsJob, ClientsResult } from "./registrar_clients.ts";
 import { sampleAgentRecord } from "../tests/helpers/registrar_record.ts";
 import { formatRatio, table } from "./common.ts";
 import { processCpuMs } from "./load.ts";
@@ -55,6 +59,8 @@ export interface RegistrarRow {
   /** Registrations per CPU-second of the registrar process. */
   perRegistrarCpuSec: number;
   registrarCpuMsPerRegistration: number;
+  /** CPU time of the clients' process (HTTP, recovering the credential) per registration. */
+  clientsCpuMsPerRegistration: number;
 }
 
 export interface RegistrarResult {
@@ -69,7 +75,57 @@ export interface RegistrarResult {
 
 /** Registrations before timing: the registrar's first requests compile its code paths. */
 const WARMUP = 20;
+/** EK key pairs the agents share (RSA key generation is slow); each agent still has its own certificate. */
+const EK_KEYS = 16;
 const MAIN = fileURLToPath(new URL("../src/main.ts", import.meta.url));
+const CLIENTS = fileURLToPath(new URL("./registrar_clients.ts", import.meta.url));
+/** The Node that runs the clients (bench/registrar_clients.ts). */
+const NODE = process.env.KEYLIME_BENCH_NODE ?? "node";
+
+/** bench/registrar_clients.ts as one ES module file for Node. */
+async function bundleClients(dir: string): Promise<string> {
+  const esbuild = await import("esbuild");
+  const outfile = join(dir, "registrar_clients.mjs");
+  try {
+    await esbuild.build({
+      entryPoints: [CLIENTS],
+      outfile,
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      define: { "import.meta.main": "true" },
+      logLevel: "error",
+    });
+  } finally {
+    await esbuild.stop();
+  }
+  return outfile;
+}
+
+/** Run one job in a Node process of its own; its figures, or an error naming the first failure. */
+async function runClients(bundle: string, job: ClientsJob, dir: string): Promise<ClientsResult> {
+  const jobFile = join(dir, "clients-job.json");
+  writeFileSync(jobFile, JSON.stringify(job), { mode: 0o600 });
+  const child = spawn(NODE, [bundle, jobFile], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout.on("data", (d) => (out += d));
+  child.stderr.on("data", (d) => (out += d));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once(
+      "error",
+      (e) => reject(new Error(`cannot run the bench's clients with ${NODE} (KEYLIME_BENCH_NODE): ${e.message}`)),
+    );
+    child.once("exit", resolve);
+  });
+  let result: ClientsResult;
+  try {
+    result = JSON.parse(out.trim().split("\n").at(-1)!);
+  } catch {
+    throw new Error(`the bench's clients exited with ${code}: ${out}`);
+  }
+  if (result.failure) throw new Error(`registrar bench: ${result.failure}`);
+  return result;
+}
 
 function startRegistrarProcess(command: string[] | undefined, args: string[]) {
   const [cmd, ...pre] = command ?? [process.execPath, "run", "--allow-all", MAIN];
@@ -159,9 +215,11 @@ export async function runRegistrarBench(
     writeFileSync(join(caDir, "bench-ca.pem"), ca.cert.toString("pem"));
     const total = o.registrations * (o.concurrency.length + 1) + WARMUP;
     progress(`making ${total} software agents (EK certificate, AK)`);
-    const ekKeys = Array.from({ length: 16 }, () => softEkKeys("rsa"));
+    const ekKeys = Array.from({ length: EK_KEYS }, () => softEkKeys("rsa"));
+    const ekPems = ekKeys.map((k) => k.privateKey.export({ format: "pem", type: "pkcs8" }).toString());
     const agents: TestAgent[] = [];
-    for (let i = 0; i < total; i++) agents.push(await softAgent({ ek: "rsa", ekKeys: ekKeys[i % 16]!, ca }));
+    for (let i = 0; i < total; i++) agents.push(await softAgent({ ek: "rsa", ekKeys: ekKeys[i % EK_KEYS]!, ca }));
+    const clients = await bundleClients(dir);
 
     progress("references: MakeCredential alone, one SQLite write alone");
     const sample = agents[0]!;
@@ -196,28 +254,32 @@ export async function runRegistrarBench(
         for (let i = 0; i < WARMUP; i++) await enroll(port, agents[i]!, `warmup-${i}`);
         for (const concurrency of levels) {
           progress(`${o.registrations} registrations, ${concurrency} at a time, --db-sync ${sync}`);
-          const batch = agents.slice(next, next + o.registrations);
-          const ids = batch.map((_, i) => `c${concurrency}-${next + i}`);
+          const first = next;
+          const batch = agents.slice(first, first + o.registrations);
           next += o.registrations;
-          let cursor = 0;
+          const job: ClientsJob = {
+            port,
+            concurrency,
+            ekKeys: ekPems,
+            agents: batch.map((a, i) => ({
+              id: `c${concurrency}-${first + i}`,
+              body: JSON.stringify(a.body()),
+              ek: (first + i) % EK_KEYS,
+              ekTpm: toBase64(a.ekTpm),
+              akName: toBase64(objectName(a.akPublic)),
+            })),
+          };
           const cpu0 = processCpuMs(registrar.pid);
-          const t0 = performance.now();
-          await Promise.all(Array.from({ length: concurrency }, async () => {
-            while (cursor < batch.length) {
-              const i = cursor++;
-              const r = await enroll(port, batch[i]!, ids[i]!);
-              if (r.status !== 200) throw new Error(`registration ${ids[i]} failed: ${r.status} ${r.error ?? ""}`);
-            }
-          }));
-          const seconds = (performance.now() - t0) / 1000;
+          const r = await runClients(clients, job, dir);
           const cpuMs = processCpuMs(registrar.pid) - cpu0;
           rows.push({
             sync,
             concurrency,
             registrations: batch.length,
-            perSec: batch.length / seconds,
+            perSec: batch.length / r.seconds,
             perRegistrarCpuSec: cpuMs > 0 ? batch.length / (cpuMs / 1000) : 0,
             registrarCpuMsPerRegistration: cpuMs / batch.length,
+            clientsCpuMsPerRegistration: r.cpuMs / batch.length,
           });
         }
       } finally {
@@ -252,6 +314,7 @@ export function registrarReport(r: RegistrarResult): string {
         "reg/s (wall)",
         "reg/s per registrar CPU-s",
         "registrar CPU ms/reg",
+        "clients CPU ms/reg",
         "x MakeCred",
         "x SQLite",
       ],
@@ -262,6 +325,7 @@ export function registrarReport(r: RegistrarResult): string {
         row.perSec.toFixed(0),
         row.perRegistrarCpuSec.toFixed(0),
         row.registrarCpuMsPerRegistration.toFixed(2),
+        row.clientsCpuMsPerRegistration.toFixed(2),
         ratio(row.perSec, r.makeCredentialPerSec),
         ratio(row.perSec, r.sqliteWritePerSec),
       ]),

@@ -100,6 +100,19 @@ export interface SoftAgentOptions {
   ekKeys?: SoftKeyPair;
 }
 
+/** A software EK's auth_tag for a registrar's blob: TPM2_ActivateCredential done in software. */
+export function softAuthTag(
+  ekPrivate: KeyObject,
+  ekPublic: TPMT_PUBLIC,
+  akName: Uint8Array,
+  blob: Uint8Array,
+  uuid: string,
+): string {
+  const { credentialBlob, secret } = decodeKeylimeBlob(blob);
+  const seed = recoverSeed(ekPrivate, ekPublic, secret);
+  return authTag(unwrapCredential(ekPublic, seed, akName, credentialBlob), uuid);
+}
+
 export async function softAgent(o: SoftAgentOptions = {}): Promise<TestAgent> {
   const ek = softEk(o.ek ?? "ecc", o.ekKeys);
   const akPublic = o.akPublic ?? softKey("ecc").pub;
@@ -119,11 +132,7 @@ export async function softAgent(o: SoftAgentOptions = {}): Promise<TestAgent> {
     akPublic,
     ekcert,
     body: bodyOf(ekTpm, akTpm, ekcert),
-    answer: (blob, uuid) => {
-      const { credentialBlob, secret } = decodeKeylimeBlob(blob);
-      const seed = recoverSeed(ek.priv, ek.pub, secret);
-      return Promise.resolve(authTag(unwrapCredential(ek.pub, seed, objectName(akPublic), credentialBlob), uuid));
-    },
+    answer: (blob, uuid) => Promise.resolve(softAuthTag(ek.priv, ek.pub, objectName(akPublic), blob, uuid)),
     close: () => Promise.resolve(),
   };
 }
