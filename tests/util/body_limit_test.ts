@@ -2,6 +2,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Hono } from "hono";
+import { createAdaptorServer } from "@hono/node-server";
+import { request, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { limitBody } from "../../src/util/body_limit.ts";
 
 class TooLarge extends Error {}
@@ -35,4 +38,38 @@ test("a streamed body without Content-Length is counted while read", async () =>
   });
   const r = await app(10).request("/", { method: "POST", body, duplex: "half" } as RequestInit);
   assert.deepEqual([r.status, await r.text()], [413, "over 10"]);
+});
+
+/** POST `chunks` to `app` served by @hono/node-server on a free port; Content-Length unless `chunked`. */
+async function postOverHttp(a: Hono, chunks: string[], chunked: boolean): Promise<[number, string]> {
+  const server = createAdaptorServer({ fetch: a.fetch }) as Server;
+  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+  try {
+    const { port } = server.address() as AddressInfo;
+    const total = chunks.reduce((n, c) => n + c.length, 0);
+    return await new Promise((resolve, reject) => {
+      const headers = chunked ? {} : { "Content-Length": String(total) };
+      const req = request({ host: "127.0.0.1", port, method: "POST", path: "/", headers, agent: false }, (res) => {
+        let text = "";
+        res.on("data", (d) => (text += d));
+        res.on("end", () => resolve([res.statusCode!, text]));
+      });
+      req.on("error", reject);
+      for (const c of chunks) req.write(c);
+      req.end();
+    });
+  } finally {
+    server.closeAllConnections();
+    await new Promise((ok) => server.close(ok));
+  }
+}
+
+test("over node:http: Content-Length at the limit is read, one more byte refused before the body is read", async () => {
+  assert.deepEqual(await postOverHttp(app(10), ["x".repeat(10)], false), [200, "read 10"]);
+  assert.deepEqual(await postOverHttp(app(10), ["x".repeat(11)], false), [413, "over 10"]);
+});
+
+test("over node:http: a chunked body is counted while read", async () => {
+  assert.deepEqual(await postOverHttp(app(10), ["x".repeat(5), "x".repeat(5)], true), [200, "read 10"]);
+  assert.deepEqual(await postOverHttp(app(10), ["x".repeat(6), "x".repeat(6)], true), [413, "over 10"]);
 });
