@@ -6,10 +6,9 @@
  * tpm2-software/tpm2-tools tools/tpm2_makecredential.c (write_cred_and_secret).
  */
 import { randomBytes } from "node:crypto";
-import { hmac } from "@noble/hashes/hmac";
-import { sha384 } from "@noble/hashes/sha2";
 import { makeCredential, type MakeCredentialOptions } from "../tpm/credential.ts";
-import { concat, hash } from "../tpm/crypto.ts";
+import { concat, hash, hmacOf } from "../tpm/crypto.ts";
+import { TPM_ALG } from "../tpm/constants.ts";
 import { MarshalError } from "../tpm/errors.ts";
 import { decode, decodeNamed, describeValue, Reader, Writer } from "../tpm/marshal.ts";
 import { TPM2B_DIGEST, TPM2B_ENCRYPTED_SECRET, TPM2B_ID_OBJECT, TPM2B_PUBLIC } from "../tpm/structures.ts";
@@ -92,7 +91,7 @@ const encoder = new TextEncoder();
 
 /** lowercase hex HMAC-SHA384(key = ASCII(key), msg = UTF-8(uuid)): the registrar's side of auth_tag. */
 export function authTagForKey(key: string, uuid: string): string {
-  return toHex(hmac(sha384, encoder.encode(key), encoder.encode(uuid)));
+  return toHex(hmacOf(TPM_ALG.SHA384, encoder.encode(key), encoder.encode(uuid)));
 }
 
 /**

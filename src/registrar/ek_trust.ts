@@ -10,7 +10,7 @@
  * registration path it costs a fraction of @peculiar/x509's JavaScript ASN.1 parse (bench/registrar.ts), and
  * it needs no DER of ours either. @peculiar/x509 still makes certificates (tls.ts).
  */
-import { createHash, X509Certificate } from "node:crypto";
+import { createHash, type KeyObject, X509Certificate } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fromBase64, fromPem } from "../util/encoding.ts";
@@ -65,11 +65,11 @@ export type ChainVerdict =
   /** `issuer`: the issuer of the last certificate reached, which nothing in the store (or chain) signed. */
   | { trusted: false; issuer: string };
 
-/** Issuer name and signature, nothing else (no validity dates, as upstream). */
-function signedBy(cert: X509Certificate, issuer: X509Certificate): boolean {
+/** Issuer name and signature, nothing else (no validity dates, as upstream). `key`: the issuer's, when known. */
+function signedBy(cert: X509Certificate, issuer: X509Certificate, key?: KeyObject): boolean {
   if (issuer.subject !== cert.issuer) return false;
   try {
-    return cert.verify(issuer.publicKey);
+    return cert.verify(key ?? issuer.publicKey);
   } catch {
     return false; // a key or algorithm the crypto library does not know verifies nothing
   }
@@ -103,6 +103,8 @@ export async function readCaFiles(dirs: readonly string[]): Promise<CaFile[]> {
 
 export class EkTrustStore {
   private readonly bySubject = new Map<string, X509Certificate[]>();
+  /** The store certificates' keys, made once: X509Certificate.publicKey makes a new KeyObject per read. */
+  private readonly keys = new Map<X509Certificate, KeyObject>();
   /** Verdicts by SHA-256 of the chain's DER: agents re-register with the same certificates. */
   private readonly verdicts = new Map<string, ChainVerdict>();
 
@@ -150,12 +152,27 @@ export class EkTrustStore {
     return verdict;
   }
 
+  private keyOf(anchor: X509Certificate): KeyObject | undefined {
+    let key = this.keys.get(anchor);
+    if (!key) {
+      try {
+        key = anchor.publicKey;
+      } catch {
+        return undefined; // a key node:crypto cannot load: signedBy tries again and verifies nothing
+      }
+      this.keys.set(anchor, key);
+    }
+    return key;
+  }
+
   private walk(ek: X509Certificate, intermediates: readonly X509Certificate[]): ChainVerdict {
     let current = ek;
     const used = new Set<X509Certificate>();
     for (let depth = 0; depth < MAX_DEPTH; depth++) {
       for (const anchor of this.bySubject.get(current.issuer) ?? []) {
-        if (signedBy(current, anchor)) return { trusted: true, anchor: oneLineName(anchor.subject) };
+        if (signedBy(current, anchor, this.keyOf(anchor))) {
+          return { trusted: true, anchor: oneLineName(anchor.subject) };
+        }
       }
       let next: X509Certificate | undefined;
       for (const c of intermediates) {

@@ -15,9 +15,8 @@
  *   credentialBlob (TPM2B_ID_OBJECT buffer) = TPM2B_DIGEST(integrity) ‖ encId
  */
 import { createECDH, createPublicKey, type KeyObject } from "node:crypto";
-import { hmac } from "@noble/hashes/hmac";
 import { DIGEST_SIZE, hex, TPM_ALG, TPM_ECC_CURVE, TPM_RC } from "./constants.ts";
-import { algName, concat, hashFor, publicKeyOf, sameKey } from "./crypto.ts";
+import { algName, concat, hmacOf, NODE_HASH, publicKeyOf, sameKey } from "./crypto.ts";
 import { MarshalError, TpmLibraryError } from "./errors.ts";
 import { aesCfbDecrypt, aesCfbEncrypt, kdfa } from "./kdf.ts";
 import { secretDecrypt, secretEncrypt, SecretError } from "./secret.ts";
@@ -74,14 +73,6 @@ export interface MadeCredential {
 const LABEL_IDENTITY = "IDENTITY";
 const EMPTY = new Uint8Array(0);
 const AES_BLOCK = 16;
-
-/** node:crypto names of the hashes a protector's nameAlg may be. */
-const NODE_HASH: Readonly<Record<number, string>> = {
-  [TPM_ALG.SHA1]: "sha1",
-  [TPM_ALG.SHA256]: "sha256",
-  [TPM_ALG.SHA384]: "sha384",
-  [TPM_ALG.SHA512]: "sha512",
-};
 
 /** node:crypto ECDH curve names and field sizes. */
 const CURVES: Readonly<Record<number, { name: string; jwk: string; bytes: number; label: string }>> = {
@@ -233,7 +224,7 @@ export function wrapCredential(
 
 function outerIntegrity(p: Protector, seed: Uint8Array, encIdentity: Uint8Array, name: Uint8Array): Uint8Array {
   const hmacKey = kdfa(p.nameAlg, seed, "INTEGRITY", EMPTY, EMPTY, p.digestSize * 8);
-  return hmac(hashFor(p.nameAlg), hmacKey, concat(encIdentity, name));
+  return hmacOf(p.nameAlg, hmacKey, encIdentity, name);
 }
 
 /**

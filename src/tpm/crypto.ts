@@ -3,7 +3,7 @@
  * conversion of a TPMT_PUBLIC key to standard key formats. Sessions, KDFs and credential protection
  * join this file as they are needed.
  */
-import { createPublicKey, type KeyObject } from "node:crypto";
+import { createHmac, createPublicKey, type KeyObject } from "node:crypto";
 import { sha1 } from "@noble/hashes/sha1";
 import { sha256, sha384, sha512 } from "@noble/hashes/sha2";
 import type { CHash } from "@noble/hashes/utils";
@@ -33,6 +33,28 @@ export function algName(alg: number): string {
 /** The algorithm ID for a name such as "sha256" or "SHA256". */
 export function algByName(name: string): number | undefined {
   return (TPM_ALG as Record<string, number>)[name.toUpperCase().replace(/-/g, "_")];
+}
+
+/** node:crypto's names of the same hashes (OAEP, signatures, HMAC). */
+export const NODE_HASH: Readonly<Record<number, string>> = {
+  [TPM_ALG.SHA1]: "sha1",
+  [TPM_ALG.SHA256]: "sha256",
+  [TPM_ALG.SHA384]: "sha384",
+  [TPM_ALG.SHA512]: "sha512",
+};
+
+/**
+ * HMAC with the TPM hash `alg` over the concatenation of `parts`. node:crypto rather than @noble/hashes:
+ * it is just as synchronous (codecs and KDFs need that), runs on every runtime the program does (Node 20+,
+ * Deno), and a call costs about 7 instead of 44 µs, which the registrar pays four times per registration.
+ */
+export function hmacOf(alg: number, key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
+  const name = NODE_HASH[alg];
+  if (!name) throw new MarshalError(`hash algorithm ${algName(alg)} is not supported`, "value");
+  const mac = createHmac(name, key);
+  for (const p of parts) mac.update(p);
+  const out = mac.digest();
+  return new Uint8Array(out.buffer, out.byteOffset, out.length);
 }
 
 export function hashFor(alg: number): HashFn {
@@ -100,9 +122,10 @@ export function publicKeyPem(pub: Public): string {
   return publicKeyOf(pub).export({ format: "pem", type: "spki" }).toString();
 }
 
-/** True when two keys are the same public key (compared as JWK members, not as DER spellings). */
+/**
+ * True when two keys are the same key: type, values and parameters, not DER spellings (KeyObject.equals,
+ * 1 µs where comparing JWK exports took 60).
+ */
 export function sameKey(a: KeyObject, b: KeyObject): boolean {
-  const ja = a.export({ format: "jwk" });
-  const jb = b.export({ format: "jwk" });
-  return ja.kty === jb.kty && ja.n === jb.n && ja.e === jb.e && ja.crv === jb.crv && ja.x === jb.x && ja.y === jb.y;
+  return a.equals(b);
 }

@@ -3,9 +3,8 @@
  * and KDFe (SP 800-56A concatenation KDF), and the AES-CFB mode the TPM uses for parameter
  * encryption, credential and private-area protection (Part 1 §11.4.6; WebCrypto has no CFB).
  */
-import { hmac } from "@noble/hashes/hmac";
 import { cfb } from "@noble/ciphers/aes";
-import { concat, hashFor } from "./crypto.ts";
+import { concat, hashFor, hmacOf } from "./crypto.ts";
 import { DIGEST_SIZE } from "./constants.ts";
 import { MarshalError } from "./errors.ts";
 import { u32be } from "./bytes.ts";
@@ -52,9 +51,8 @@ export function kdfa(
   contextV: Uint8Array,
   bits: number,
 ): Uint8Array {
-  const hash = hashFor(hashAlg);
   const fixed = concat(labelBytes(label), contextU, contextV, u32be(bits));
-  return counterKdf(hashAlg, bits, (i) => hmac(hash, key, concat(i, fixed)));
+  return counterKdf(hashAlg, bits, (i) => hmacOf(hashAlg, key, i, fixed));
 }
 
 /**

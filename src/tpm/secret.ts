@@ -8,7 +8,7 @@
  */
 import { constants, createECDH, type KeyObject, privateDecrypt, publicEncrypt, randomBytes } from "node:crypto";
 import { DIGEST_SIZE, TPM_ALG, TPM_ECC_CURVE, TPM_RC } from "./constants.ts";
-import { algName, publicKeyOf } from "./crypto.ts";
+import { algName, NODE_HASH, publicKeyOf } from "./crypto.ts";
 import { MarshalError, TpmLibraryError } from "./errors.ts";
 import { kdfe } from "./kdf.ts";
 import { decode, encode } from "./marshal.ts";
@@ -37,13 +37,6 @@ export interface SharedSecret {
   readonly encryptedSecret: Uint8Array;
 }
 
-const hashNames: Readonly<Record<number, string>> = {
-  [TPM_ALG.SHA1]: "sha1",
-  [TPM_ALG.SHA256]: "sha256",
-  [TPM_ALG.SHA384]: "sha384",
-  [TPM_ALG.SHA512]: "sha512",
-};
-
 /** Encrypt a fresh seed to `key` with `label`. `ephemeralPrivate` (ECC) and `seed` (RSA) are for known-answer tests. */
 export function secretEncrypt(
   key: TPMT_PUBLIC,
@@ -51,7 +44,7 @@ export function secretEncrypt(
   fixed: { seed?: Uint8Array; ephemeralPrivate?: Uint8Array } = {},
 ): SharedSecret {
   const digestSize = DIGEST_SIZE[key.nameAlg];
-  const oaepHash = hashNames[key.nameAlg];
+  const oaepHash = NODE_HASH[key.nameAlg];
   if (!digestSize || !oaepHash) {
     throw new MarshalError(`key nameAlg ${algName(key.nameAlg)} cannot protect a secret`, "value");
   }
@@ -108,7 +101,7 @@ export function secretDecrypt(
   encryptedSecret: Uint8Array,
 ): Uint8Array {
   const digestSize = DIGEST_SIZE[key.nameAlg];
-  const oaepHash = hashNames[key.nameAlg];
+  const oaepHash = NODE_HASH[key.nameAlg];
   if (!digestSize || !oaepHash) throw new SecretError(`nameAlg ${algName(key.nameAlg)} is not supported`, TPM_RC.HASH);
   if (key.type === TPM_ALG.RSA) {
     const modulus = uniqueRsa(key).length;

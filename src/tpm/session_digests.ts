@@ -4,9 +4,8 @@
  * digests. The client (sessions.ts, session_start.ts, ek.ts) and the simulator import them from here,
  * so neither side needs the other's code.
  */
-import { hmac } from "@noble/hashes/hmac";
 import { DIGEST_SIZE, TPM_ALG, TPM_CC } from "./constants.ts";
-import { concat, hash, hashFor } from "./crypto.ts";
+import { concat, hash, hmacOf } from "./crypto.ts";
 import { aesCfbDecrypt, aesCfbEncrypt, kdfa } from "./kdf.ts";
 import { symKeyBits, type TPMT_SYM_DEF } from "./structures.ts";
 import { sameSecret, u32be } from "./bytes.ts";
@@ -59,7 +58,7 @@ export function sessionHmac(
   attributes: number,
   extraNonces: readonly Uint8Array[] = [],
 ): Uint8Array {
-  return hmac(hashFor(alg), key, concat(pHash, nonceNewer, nonceOlder, ...extraNonces, Uint8Array.of(attributes)));
+  return hmacOf(alg, key, pHash, nonceNewer, nonceOlder, ...extraNonces, Uint8Array.of(attributes));
 }
 
 /**

@@ -7,7 +7,7 @@
  */
 import { constants, type KeyObject, verify } from "node:crypto";
 import { DIGEST_SIZE, hex, TPM_ALG, TPM_ECC_CURVE } from "./constants.ts";
-import { algName, publicKeyOf } from "./crypto.ts";
+import { algName, NODE_HASH, publicKeyOf } from "./crypto.ts";
 import { TpmLibraryError } from "./errors.ts";
 import {
   publicAsym,
@@ -48,14 +48,6 @@ export class SignatureError extends TpmLibraryError {
     this.reason = reason;
   }
 }
-
-/** node:crypto digest names for the TPM hash algorithms it can verify with. */
-const NODE_HASH: Readonly<Record<number, string>> = {
-  [TPM_ALG.SHA1]: "sha1",
-  [TPM_ALG.SHA256]: "sha256",
-  [TPM_ALG.SHA384]: "sha384",
-  [TPM_ALG.SHA512]: "sha512",
-};
 
 /** Byte size of the field (and so of r and s) for the curves publicKeyOf supports. */
 const CURVE_BYTES: Readonly<Record<number, number>> = {
