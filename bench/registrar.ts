@@ -14,7 +14,7 @@
  */
 import { spawn } from "node:child_process";
 import process from "node:process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -127,19 +127,28 @@ async function runClients(bundle: string, job: ClientsJob, dir: string): Promise
   return result;
 }
 
-function startRegistrarProcess(command: string[] | undefined, args: string[]) {
+/**
+ * The registrar as its own process, its log (a line per registration and activation) in `logFile`: a file
+ * as under a service manager, not a pipe this process would have to keep reading while it measures.
+ */
+function startRegistrarProcess(command: string[] | undefined, args: string[], logFile: string) {
   const [cmd, ...pre] = command ?? [process.execPath, "run", "--allow-all", MAIN];
-  const child = spawn(cmd!, [...pre, "registrar", ...args]);
-  let out = "";
+  const fd = openSync(logFile, "w", 0o600);
+  const child = spawn(cmd!, [...pre, "registrar", ...args], { stdio: ["ignore", fd, fd] });
+  closeSync(fd);
+  const log = () => readFileSync(logFile, "utf8");
   const ready = new Promise<number>((resolve, reject) => {
-    const onData = (d: Buffer) => {
-      out += d;
-      const m = /listening on http:\/\/[^:]+:(\d+) \(agents\)/.exec(out);
-      if (m) resolve(Number(m[1]));
-    };
-    child.stdout.on("data", onData);
-    child.stderr.on("data", onData);
-    child.once("exit", (code) => reject(new Error(`registrar exited with ${code}: ${out}`)));
+    const poll = setInterval(() => {
+      const m = /listening on http:\/\/[^:]+:(\d+) \(agents\)/.exec(log());
+      if (m) {
+        clearInterval(poll);
+        resolve(Number(m[1]));
+      }
+    }, 20);
+    child.once("exit", (code) => {
+      clearInterval(poll);
+      reject(new Error(`registrar exited with ${code}: ${log().slice(-4096)}`));
+    });
   });
   const stop = () =>
     new Promise<void>((r) => {
@@ -247,7 +256,7 @@ export async function runRegistrarBench(
       const registrar = startRegistrarProcess(o.command, [
         ...["--port", "0", "--tls-port", "0", "--db", join(dir, `registrar-${sync}.sqlite`)],
         ...["--db-sync", sync, "--tls-dir", join(dir, "tls"), "--tpm-ca-dir", caDir],
-      ]);
+      ], join(dir, `registrar-${sync}.log`));
       try {
         const port = await registrar.ready;
         // Warm-up: the registrar's first requests compile its code paths.
