@@ -181,8 +181,9 @@ function encryptSeed(
       TPM_RC.SIZE,
     );
   }
+  let publicKey;
   try {
-    publicKeyOf(ek); // node:crypto refuses an empty modulus or a point off the curve
+    publicKey = publicKeyOf(ek); // node:crypto refuses an empty modulus or a point off the curve
   } catch (e) {
     const what = ecc ? `EK public point is not on ${curveOf(ek).label}` : "EK public key is not a usable RSA key";
     throw new CredentialError(what, ecc ? TPM_RC.ECC_POINT : TPM_RC.KEY, { cause: e });
@@ -201,7 +202,7 @@ function encryptSeed(
     ...(opts.seed ? { seed: opts.seed } : {}),
     ...(opts.ephemeralPrivate ? { ephemeralPrivate: opts.ephemeralPrivate } : {}),
   };
-  const { seed, encryptedSecret } = secretEncrypt(ek, LABEL_IDENTITY, fixed);
+  const { seed, encryptedSecret } = secretEncrypt(ek, LABEL_IDENTITY, fixed, publicKey);
   return { seed, secret: encryptedSecret };
 }
 

@@ -37,11 +37,15 @@ export interface SharedSecret {
   readonly encryptedSecret: Uint8Array;
 }
 
-/** Encrypt a fresh seed to `key` with `label`. `ephemeralPrivate` (ECC) and `seed` (RSA) are for known-answer tests. */
+/**
+ * Encrypt a fresh seed to `key` with `label`. `ephemeralPrivate` (ECC) and `seed` (RSA) are for known-answer
+ * tests; `publicKey`: publicKeyOf(key) when the caller made it already (it is not cheap).
+ */
 export function secretEncrypt(
   key: TPMT_PUBLIC,
   label: string,
   fixed: { seed?: Uint8Array; ephemeralPrivate?: Uint8Array } = {},
+  publicKey?: KeyObject,
 ): SharedSecret {
   const digestSize = DIGEST_SIZE[key.nameAlg];
   const oaepHash = NODE_HASH[key.nameAlg];
@@ -52,7 +56,7 @@ export function secretEncrypt(
     const seed = fixed.seed ?? new Uint8Array(randomBytes(digestSize));
     const encryptedSecret = publicEncrypt(
       {
-        key: publicKeyOf(key),
+        key: publicKey ?? publicKeyOf(key),
         padding: constants.RSA_PKCS1_OAEP_PADDING,
         oaepHash,
         oaepLabel: Buffer.from(label + "\0", "ascii"),
