@@ -87,7 +87,11 @@ export function ekAlgOf(c: AgentConfig): EkAlg {
 
 /** tpm_ownerpassword as bytes: `hex:` and hex digits, else the text's UTF-8 (rust-keylime keylime-agent main.rs). */
 export function ownerPasswordOf(c: AgentConfig): Uint8Array {
-  const v = c.tpm_ownerpassword;
+  return ownerPasswordBytes(c.tpm_ownerpassword);
+}
+
+/** A tpm_ownerpassword value as bytes (also the CLI's --owner-password); ConfigError naming the key. */
+export function ownerPasswordBytes(v: string): Uint8Array {
   const hex = v.startsWith("hex:") ? v.slice(4) : undefined;
   if (hex !== undefined && !/^(?:[0-9a-fA-F]{2})*$/.test(hex)) {
     throw new ConfigError("tpm_ownerpassword: after hex: an even number of hex digits is expected");

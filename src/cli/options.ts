@@ -1,6 +1,10 @@
 /** Options and argument parsers shared by the CLI's subcommands. */
-import { type Command, InvalidArgumentError } from "commander";
+import { type Command, InvalidArgumentError, Option } from "commander";
+import { envName } from "../agent/config_keys.ts";
+import { ownerPasswordBytes } from "../agent/identity.ts";
+import { TPM_RC } from "../tpm/constants.ts";
 import { algByName } from "../tpm/crypto.ts";
+import { TpmResponseError, TpmUsageError } from "../tpm/errors.ts";
 
 export interface CommonOptions {
   tpm?: string;
@@ -24,6 +28,42 @@ export function common(cmd: Command): Command {
     )
     .option("--json", "print the result as JSON")
     .option("--timeout <ms>", "give up when the TPM does not answer within this many ms", positiveInt("--timeout"));
+}
+
+/**
+ * --owner-password: the endorsement hierarchy's password, as the agent's tpm_ownerpassword (text, or hex: and
+ * hex digits), from the agent's environment variable when not given (a command line shows in ps).
+ */
+export function ownerPasswordOption(): Option {
+  return new Option(
+    "--owner-password <password>",
+    "endorsement hierarchy password (tpm_ownerpassword; hex: for hex bytes)",
+  )
+    .env(envName("tpm_ownerpassword"))
+    .argParser((v) => {
+      try {
+        return ownerPasswordBytes(v);
+      } catch (e) {
+        throw new InvalidArgumentError((e as Error).message);
+      }
+    });
+}
+
+/** EkOptions from --owner-password. */
+export const endorsementAuthOf = (o: { ownerPassword?: Uint8Array }) =>
+  o.ownerPassword?.length ? { endorsementAuth: o.ownerPassword } : {};
+
+/** The EK's creation refused for its authorization: say what to give (or that what was given is wrong). */
+export async function explainEndorsementAuth<T>(o: { ownerPassword?: Uint8Array }, work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (e) {
+    if (!(e instanceof TpmResponseError && (e.is(TPM_RC.BAD_AUTH) || e.is(TPM_RC.AUTH_FAIL)))) throw e;
+    const what = o.ownerPassword?.length
+      ? "the owner password given is not the endorsement hierarchy's password"
+      : `the endorsement hierarchy has a password: give it with --owner-password or ${envName("tpm_ownerpassword")}`;
+    throw new TpmUsageError(`${e.message}: ${what}`, { cause: e });
+  }
 }
 
 export const selection = (o: CommonOptions) => ({

@@ -10,7 +10,17 @@ import { EK_ALGS, type EkAlg } from "../tpm/templates.ts";
 import { pcrRead, pcrSelection } from "../tpm/pcrs.ts";
 import { handleHex, hex, print, printJson, progress } from "./output.ts";
 import { withTpm } from "./select_tpm.ts";
-import { common, type CommonOptions, parseBanks, parsePcrList, positiveInt, selection } from "./options.ts";
+import {
+  common,
+  type CommonOptions,
+  endorsementAuthOf,
+  explainEndorsementAuth,
+  ownerPasswordOption,
+  parseBanks,
+  parsePcrList,
+  positiveInt,
+  selection,
+} from "./options.ts";
 import { tpmAkCommand, tpmQuoteCommand } from "./tpm_keys.ts";
 import { toPem } from "../util/encoding.ts";
 
@@ -66,9 +76,10 @@ export function tpmCommand(program: Command): void {
         .choices([...EK_ALGS])
         .default("rsa"),
     )
-    .action(async (o: CommonOptions & { alg: EkAlg }) => {
+    .addOption(ownerPasswordOption())
+    .action(async (o: CommonOptions & { alg: EkAlg; ownerPassword?: Uint8Array }) => {
       progress(`Creating the ${o.alg.toUpperCase()} EK from its template (seconds on a hardware TPM)...`);
-      const r = await withTpm(selection(o), (t) => ekReport(t, o.alg));
+      const r = await withTpm(selection(o), (t) => explainEndorsementAuth(o, ekReport(t, o.alg, endorsementAuthOf(o))));
       if (o.json) {
         return printJson({
           alg: r.alg,

@@ -15,7 +15,15 @@ import { flush, type LoadedKey } from "../tpm/objects.ts";
 import { quote } from "../tpm/quote.ts";
 import { TPM2B_PUBLIC } from "../tpm/structures.ts";
 import { writeQuoteFiles } from "../tpm/tpm2_tools_files.ts";
-import { common, type CommonOptions, parsePcrList, selection } from "./options.ts";
+import {
+  common,
+  type CommonOptions,
+  endorsementAuthOf,
+  explainEndorsementAuth,
+  ownerPasswordOption,
+  parsePcrList,
+  selection,
+} from "./options.ts";
 import { hex, print, printJson, progress, warn } from "./output.ts";
 import { withTpm } from "./select_tpm.ts";
 import { toBase64 } from "../util/encoding.ts";
@@ -27,6 +35,7 @@ interface AkOptions extends CommonOptions {
   hash: number;
   sign?: number;
   akFile?: string;
+  ownerPassword?: Uint8Array;
 }
 
 const SIGN_SCHEMES: Record<string, number> = {
@@ -68,7 +77,8 @@ function akOptions(cmd: Command): Command {
     .option(
       "--ak-file <file>",
       "agent_data.json (rust-keylime's format) to load the AK from, or to create it and save it in (mode 0600)",
-    );
+    )
+    .addOption(ownerPasswordOption());
 }
 
 interface OpenedAk {
@@ -83,7 +93,11 @@ interface OpenedAk {
  */
 async function openAk(tpm: Tpm, o: AkOptions): Promise<OpenedAk> {
   progress(o.ekHandle ? `Using the EK at 0x${o.ekHandle.toString(16)}...` : `Creating the ${o.ekAlg} EK...`);
-  const ek = o.ekHandle !== undefined ? await persistentEk(tpm, o.ekHandle) : await createEk(tpm, o.ekAlg);
+  const auth = endorsementAuthOf(o);
+  const ek = await explainEndorsementAuth(
+    o,
+    o.ekHandle !== undefined ? persistentEk(tpm, o.ekHandle, auth) : createEk(tpm, o.ekAlg, auth),
+  );
   try {
     const key = parseAkKey(o.key);
     const algs: Required<AkAlgorithms> = {

@@ -127,8 +127,12 @@ export async function withEkPolicy<T>(
 }
 
 /** The EK public area of a template, created and flushed again. */
-export async function readEkPublic(tpm: Tpm, alg: EkAlg): Promise<LoadedKey> {
-  return await withTransient(tpm, createPrimary(tpm, TPM_RH.ENDORSEMENT, EK_TEMPLATES[alg]), (k) => k);
+export async function readEkPublic(tpm: Tpm, alg: EkAlg, o: EkOptions = {}): Promise<LoadedKey> {
+  // With an endorsement password, through createEk's session (it carries the password's HMAC).
+  const made = o.endorsementAuth?.length
+    ? createEk(tpm, alg, o)
+    : createPrimary(tpm, TPM_RH.ENDORSEMENT, EK_TEMPLATES[alg]);
+  return await withTransient(tpm, made, (k) => k);
 }
 
 /** NV_Read answers through a session that encrypts the data (its first response parameter). */
@@ -207,8 +211,8 @@ export interface EkReport {
 }
 
 /** Everything `keylime-ts tpm ek` shows: the EK public key, its certificate, and whether they match. */
-export async function ekReport(tpm: Tpm, alg: EkAlg): Promise<EkReport> {
-  const ek = await readEkPublic(tpm, alg);
+export async function ekReport(tpm: Tpm, alg: EkAlg, o: EkOptions = {}): Promise<EkReport> {
+  const ek = await readEkPublic(tpm, alg, o);
   const der = await readEkCertificate(tpm, alg);
   let certificate: EkReport["certificate"] = null;
   if (der) {

@@ -106,4 +106,3 @@ export function aesCfbEncrypt(key: Uint8Array, iv: Uint8Array, data: Uint8Array)
 export function aesCfbDecrypt(key: Uint8Array, iv: Uint8Array, data: Uint8Array): Uint8Array {
   return viaNode(key, iv) ? nodeCfb(false, key, iv, data) : cfb(key, iv).decrypt(data);
 }
-
