@@ -25,7 +25,8 @@ const IDLE_MS = 3_000;
 interface Figures {
   startupMs: number;
   idleRssMiB: number;
-  registrationsPerSec: { clients: number; perSec: number }[];
+  /** Per client count: registrations/s, and the registrar's and the clients' CPU ms per registration. */
+  registrationsPerSec: { clients: number; perSec: number; registrarCpuMs: number; clientsCpuMs: number }[];
 }
 
 export interface BinaryBenchResult {
@@ -80,7 +81,12 @@ async function figures(
   return {
     startupMs: start,
     idleRssMiB: rss,
-    registrationsPerSec: rows.map((row) => ({ clients: row.concurrency, perSec: row.perSec })),
+    registrationsPerSec: rows.map((row) => ({
+      clients: row.concurrency,
+      perSec: row.perSec,
+      registrarCpuMs: row.registrarCpuMsPerRegistration,
+      clientsCpuMs: row.clientsCpuMsPerRegistration,
+    })),
   };
 }
 
@@ -105,6 +111,10 @@ export function binaryReport(r: BinaryBenchResult): string {
   const verdict = (ok: boolean) => (ok ? "MET" : "NOT MET");
   const perSec = (f: Figures, clients: number) =>
     f.registrationsPerSec.find((x) => x.clients === clients)?.perSec.toFixed(0) ?? "-";
+  const cpu = (f: Figures, clients: number) => {
+    const x = f.registrationsPerSec.find((x) => x.clients === clients);
+    return x ? `${x.registrarCpuMs.toFixed(2)} + ${x.clientsCpuMs.toFixed(2)}` : "-";
+  };
   const clients = r.binary.registrationsPerSec.map((x) => x.clients);
   const best = Math.max(...r.binary.registrationsPerSec.map((x) => x.perSec));
   const armv7 = r.sizes.find((s) => s.file.endsWith("armv7"));
@@ -122,7 +132,12 @@ export function binaryReport(r: BinaryBenchResult): string {
         perSec(r.source, c),
         `>= ${t.registrationsPerSec}`,
       ]),
+      ...clients.map((
+        c,
+      ) => [`CPU ms/registration, ${c} client${c > 1 ? "s" : ""}`, cpu(r.binary, c), cpu(r.source, c), ""]),
     ]),
+    "  CPU ms/registration: the registrar's + the clients' (bench/registrar_clients.ts, a Node process), both on",
+    "  the same cores, so registrations/s is at most min(cores, clients) * 1000 / their sum.",
     "",
     table(["file", "MiB", "xz MiB"], r.sizes.map((s) => [s.file, s.rawMiB.toFixed(1), s.xzMiB.toFixed(1)])),
     ...(r.armv7Skipped ? [`  armv7: skipped (${r.armv7Skipped})`] : []),
