@@ -13,7 +13,7 @@ import { MAX_BODY_BYTES, REGISTRAR_ERROR_HEADER, registrarStatus } from "../../s
 import { TPMA_OBJECT } from "../../src/tpm/structures.ts";
 import { softAgent, softEkCa, type TestAgent } from "../helpers/registrar_agents.ts";
 import { softKey } from "../helpers/soft_key.ts";
-import { fromBase64, toBase64 } from "../../src/util/encoding.ts";
+import { fromBase64, fromPem, toBase64, toPem } from "../../src/util/encoding.ts";
 
 const JSON_TYPE = { "Content-Type": "application/json" };
 const b64 = (b: Uint8Array) => toBase64(b);
@@ -316,6 +316,44 @@ describe("EK certificate chains", () => {
     // Without the intermediate, the EK certificate's issuer is named.
     const alone = await softAgent({ ca: intermediate });
     const r = await call(agentApp, "POST", "/v2.6/agents/alone", alone.body());
+    assert.equal(r.status, 400);
+    assert.match(r.error!, /^ekcert: issued by 'CN=Intermediate TPM CA'/);
+  });
+});
+
+/** The PEM chain with the first certificate's last signature byte flipped (it still parses). */
+function forgedLeaf(pem: string): string {
+  const [leaf, ...rest] = fromPem(pem, "CERTIFICATE");
+  const der = leaf!.slice();
+  der[der.length - 1]! ^= 0x01;
+  return [der, ...rest].map((d) => toPem("CERTIFICATE", d)).join("");
+}
+
+describe("EK certificate signatures are checked per certificate", () => {
+  test("after a good certificate from the same CA, one whose own signature is wrong is refused", async () => {
+    await setup();
+    await registerAndActivate(await softAgent());
+    const forged = await softAgent();
+    const r = await call(agentApp, "POST", "/v2.6/agents/forged", forged.body({ ekcert: forgedLeaf(forged.ekcert!) }));
+    assert.equal(r.status, 400);
+    assert.match(r.error!, /^ekcert: issued by 'CN=keylime-ts test TPM CA'/);
+    assert.equal(svc.store.get("forged"), undefined);
+  });
+
+  test("after a good chain through an intermediate, a leaf from it with a wrong signature is refused", async () => {
+    const root = await createCa("CN=Root TPM CA");
+    const keys = await newKeyPair();
+    const cert = await issueCertificate(root, {
+      subject: "CN=Intermediate TPM CA",
+      publicKey: keys.publicKey,
+      ca: true,
+    });
+    await setup();
+    svc.ekTrust = EkTrustStore.fromPem(root.cert.toString("pem"));
+    const chain = { ca: { cert, ...keys }, chain: [cert.toString("pem")] };
+    await registerAndActivate(await softAgent(chain));
+    const forged = await softAgent(chain);
+    const r = await call(agentApp, "POST", "/v2.6/agents/forged", forged.body({ ekcert: forgedLeaf(forged.ekcert!) }));
     assert.equal(r.status, 400);
     assert.match(r.error!, /^ekcert: issued by 'CN=Intermediate TPM CA'/);
   });
