@@ -8,12 +8,14 @@
  * time per registration is reported: the registrar's read from /proc, the clients' (HTTP, recovering the
  * credential: an RSA-2048 private decrypt) from their own process.
  *
- * On the 2-core development VM (Node 24, other work on the machine, load 1-2): the executable 320 reg/s
- * with 1 client and 550 with 8, its registrar 1.6 ms CPU per registration at 8 (was 105 / 154-174 reg/s
- * and 4.7 ms before the clients left the bench's Deno and the registrar's per-request JavaScript shrank);
- * from source under Deno 220 / 430 reg/s, 2.0 ms (was 3.0 ms; Deno's RSA-OAEP encryption alone takes
- * 0.37 ms). The clients take 1.5-1.9 ms per registration, so 8 clients keep both cores busy: at about
- * 600 reg/s the two processes together are CPU-bound, and more registrar processes would not help here.
+ * On the 2-core development VM, shared with other work (runs an hour apart differ by a third in CPU per
+ * registration): the executable 220-320 reg/s with 1 client and 370-550 with 8 (Node 24 on its bundle: up
+ * to 600), its registrar 1.4-2.0 ms CPU per registration at 8 (was 105 / 154-174 reg/s and 4.7 ms before
+ * the clients left the bench's Deno and the registrar's per-request JavaScript shrank); from source under
+ * Deno 180-220 / 240-430 reg/s, 2.0-2.9 ms (was 3.0 ms; Deno's RSA public-key operations alone take 0.6 ms
+ * of it: 0.3 ms each for the OAEP encryption and the certificate's signature check, against 0.1 and 0.05 in
+ * Node). The clients take 1.5-2.3 ms per registration, so 8 clients keep both cores busy: the two processes
+ * together are CPU-bound near 600 reg/s at best, and more registrar processes would only split the same CPU.
  *
  * References measured in the same run, in this process: MakeCredential alone (makeKeylimeChallenge, the
  * registrar's crypto) and one SQLite write alone (a transaction with one upsert, WAL, synchronous as the
