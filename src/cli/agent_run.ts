@@ -24,7 +24,8 @@ export interface RunOptions {
 
 /** Run the agent until a signal; resolves when it has shut down. */
 export async function runAgent(o: RunOptions = {}): Promise<void> {
-  // This process serves and never fetches: Node's own fetch classes would cost it about 5 MiB.
+  // This process serves and never fetches: Node's own fetch classes would cost it about 5 MiB, and the
+  // runtime's Response is written through a stream (fetch_subset.ts).
   installFetchSubset();
   const log = stderrServiceLog();
   const { config } = loadAgentConfig({

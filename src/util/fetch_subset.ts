@@ -1,8 +1,8 @@
 /**
- * Headers, Request and Response: the part of the fetch API a Hono app and fetch_listener.ts use, for a Node
+ * Headers, Request and Response: the part of the fetch API a Hono app and fetch_listener.ts use, for a
  * process that serves HTTP and never fetches. Node builds its own classes from undici the first time one of
  * these globals is read, which costs an agent about 5 MiB of resident memory (docs/binary.md); the agent
- * process installs these instead (installFetchSubset). Deno's classes are native and are kept.
+ * process installs these instead (installFetchSubset).
  *
  * Bodies are kept as given (text, bytes or a ReadableStream), so fetch_listener.ts writes them without a
  * stream in between (bodyInitOf). Not here: FormData, Blob bodies, clone(), signals, redirects.
@@ -231,15 +231,14 @@ export function bodyInitOf(response: unknown): SubsetBody | null | undefined {
 }
 
 /**
- * Make these the process's Headers, Request and Response, on Node only (Deno's are native). For a process
- * that only serves: anything that fetches must not run in it. Returns whether they were installed.
+ * Make these the process's Headers, Request and Response. For a process that only serves: anything that
+ * fetches must not run in it. On Node this keeps undici unloaded; on Deno too it saves each request a stream
+ * (the runtime's Response is written through its body stream, these are written as given).
  */
-export function installFetchSubset(): boolean {
-  if ((process.versions as { deno?: string }).deno !== undefined) return false;
+export function installFetchSubset(): void {
   // Assigned, not Object.defineProperty: Node's globals are lazy, and redefining one first loads what it replaces.
   const globals = globalThis as Record<string, unknown>;
   globals.Headers = SubsetHeaders;
   globals.Request = SubsetRequest;
   globals.Response = SubsetResponse;
-  return true;
 }
