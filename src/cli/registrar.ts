@@ -61,6 +61,8 @@ export function registrarCommand(program: Command): void {
         ...(o.certifyNonceTtl !== undefined ? { certify_nonce_ttl: Number(o.certifyNonceTtl) } : {}),
       });
       const log = (line: string) => process.stdout.write(`${new Date().toISOString()} registrar: ${line}\n`);
+      // This process serves and never fetches (fetch_subset.ts: less memory, no stream per answer).
+      (await import("../util/fetch_subset.ts")).installFetchSubset();
       const running = await startRegistrar(config, { log });
       await new Promise<void>((done) => {
         const stop = () => {

@@ -24,7 +24,7 @@ import { AgentNotFoundError, AuthTagMismatchError, IdentityChangedError } from "
 import type { RegistrarService } from "./registration.ts";
 import { BareResponse, type Params, registrarHandlers } from "./routes.ts";
 
-/** What @hono/node-server passes as the environment; absent under app.request. */
+/** What fetch_listener.ts passes as the environment; absent under app.request. */
 type Env = { Bindings: { outgoing?: ServerResponse }; Variables: { route: RegistrarRouteName } };
 
 /** Upstream's test for a JSON body (Controller.JSON_MEDIA_TYPE_REGEX). */

@@ -1,9 +1,8 @@
 /**
  * The registrar as a process: the store, the EK trust store, and two listeners over one service, as
  * upstream runs it: plain HTTP (`port`) for agents, HTTPS (`tls_port`) requiring a client certificate
- * from the TLS directory's CA for tenants. node:http/node:https through @hono/node-server.
+ * from the TLS directory's CA for tenants. node:http/node:https through fetch_listener.ts.
  */
-import { createAdaptorServer } from "@hono/node-server";
 import { createServer as createHttpServer, type Server } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
@@ -15,6 +14,8 @@ import { EkTrustStore, readCaFiles } from "./ek_trust.ts";
 import type { RegistrarService } from "./registration.ts";
 import { openSqliteStore, type RegistrarStore } from "./store.ts";
 import { ensureTlsDir } from "./tls.ts";
+import { MAX_BODY_BYTES } from "../protocol/registrar_api.ts";
+import { fetchListener } from "../util/fetch_listener.ts";
 
 export interface RunningRegistrar {
   port: number;
@@ -62,15 +63,16 @@ export async function startRegistrar(config: RegistrarConfig, opts: StartOptions
     nkCertify: { require: config.require_nk_certify, nonceTtl: config.certify_nonce_ttl },
   };
 
-  const http = createAdaptorServer({
-    fetch: createRegistrarApp(service, { tls: false }).fetch,
-    createServer: createHttpServer,
-  }) as Server;
-  const https = createAdaptorServer({
-    fetch: createRegistrarApp(service, { tls: true }).fetch,
-    createServer: createHttpsServer,
-    serverOptions: { key: tls.key, cert: tls.cert, ca: tls.ca, requestCert: true, rejectUnauthorized: true },
-  }) as Server;
+  const serve = (tls: boolean) =>
+    fetchListener(createRegistrarApp(service, { tls }).fetch, {
+      maxBodyBytes: MAX_BODY_BYTES,
+      onError: (e) => opts.log(`unanswered request: ${e instanceof Error ? e.stack ?? e.message : String(e)}`),
+    });
+  const http = createHttpServer(serve(false));
+  const https: Server = createHttpsServer(
+    { key: tls.key, cert: tls.cert, ca: tls.ca, requestCert: true, rejectUnauthorized: true },
+    serve(true),
+  );
   let port: number, tlsPort: number;
   try {
     port = await listen(http, config.port, config.ip);

@@ -3,10 +3,10 @@
  * when there is none) are refused through `tooLarge`, which throws the caller's own error so the app's
  * error funnel answers. Knows nothing of the project's errors or texts.
  *
- * A Content-Length alone is judged from the header, before Hono's bodyLimit looks at the body: under
- * @hono/node-server, touching `c.req.raw.body` turns the request into a full web Request with a stream over
- * the socket (about a quarter of the registrar's CPU per request), while the handler's `c.req.text()` reads
- * node's request directly. node:http frames the body by that Content-Length, so nothing longer gets through.
+ * A Content-Length alone is judged from the header, before Hono's bodyLimit looks at the body: touching
+ * `c.req.raw.body` makes the body a stream (under @hono/node-server it cost about a quarter of the
+ * registrar's CPU per request), while the handler's `c.req.text()` takes the bytes as they are. node:http
+ * frames the body by that Content-Length, so nothing longer gets through.
  */
 import type { MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";

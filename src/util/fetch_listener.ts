@@ -10,7 +10,13 @@ import type { TLSSocket } from "node:tls";
 import { Buffer } from "node:buffer";
 import { bodyInitOf, type SubsetBody } from "./fetch_subset.ts";
 
-export type FetchHandler = (request: Request) => Response | Promise<Response>;
+/** Beside the request (Hono's c.env): the Node request and response, named as @hono/node-server names them. */
+export interface NodeBindings {
+  incoming: IncomingMessage;
+  outgoing: ServerResponse;
+}
+
+export type FetchHandler = (request: Request, env: NodeBindings) => Response | Promise<Response>;
 
 export interface FetchListenerOptions {
   /** The largest body read; see above for what happens past it. */
@@ -56,7 +62,7 @@ async function serve(handler: FetchHandler, o: FetchListenerOptions, req: Incomi
     headers.set("content-length", String(unread ? Math.max(read.declared ?? 0, o.maxBodyBytes + 1) : body.length));
   }
   const request = new Request(`${tls ? "https" : "http"}://${host}${target}`, { method, headers, body });
-  const response = await handler(request);
+  const response = await handler(request, { incoming: req, outgoing: res });
   if (unread) res.setHeader("connection", "close");
   await writeResponse(response, method === "HEAD", res);
 }

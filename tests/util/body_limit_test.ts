@@ -2,10 +2,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Hono } from "hono";
-import { createAdaptorServer } from "@hono/node-server";
-import { request, type Server } from "node:http";
+import { createServer, request } from "node:http";
 import type { AddressInfo } from "node:net";
 import { limitBody } from "../../src/util/body_limit.ts";
+import { fetchListener } from "../../src/util/fetch_listener.ts";
 
 class TooLarge extends Error {}
 
@@ -40,9 +40,12 @@ test("a streamed body without Content-Length is counted while read", async () =>
   assert.deepEqual([r.status, await r.text()], [413, "over 10"]);
 });
 
-/** POST `chunks` to `app` served by @hono/node-server on a free port; Content-Length unless `chunked`. */
-async function postOverHttp(a: Hono, chunks: string[], chunked: boolean): Promise<[number, string]> {
-  const server = createAdaptorServer({ fetch: a.fetch }) as Server;
+/**
+ * POST `chunks` to `app` served as the agent and registrar serve (fetch_listener.ts, reading up to `maxBytes`)
+ * on a free port; Content-Length unless `chunked`.
+ */
+async function postOverHttp(a: Hono, chunks: string[], chunked: boolean, maxBytes: number): Promise<[number, string]> {
+  const server = createServer(fetchListener(a.fetch, { maxBodyBytes: maxBytes, onError: (e) => console.error(e) }));
   await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
   try {
     const { port } = server.address() as AddressInfo;
@@ -65,11 +68,11 @@ async function postOverHttp(a: Hono, chunks: string[], chunked: boolean): Promis
 }
 
 test("over node:http: Content-Length at the limit is read, one more byte refused before the body is read", async () => {
-  assert.deepEqual(await postOverHttp(app(10), ["x".repeat(10)], false), [200, "read 10"]);
-  assert.deepEqual(await postOverHttp(app(10), ["x".repeat(11)], false), [413, "over 10"]);
+  assert.deepEqual(await postOverHttp(app(10), ["x".repeat(10)], false, 10), [200, "read 10"]);
+  assert.deepEqual(await postOverHttp(app(10), ["x".repeat(11)], false, 10), [413, "over 10"]);
 });
 
 test("over node:http: a chunked body is counted while read", async () => {
-  assert.deepEqual(await postOverHttp(app(10), ["x".repeat(5), "x".repeat(5)], true), [200, "read 10"]);
-  assert.deepEqual(await postOverHttp(app(10), ["x".repeat(6), "x".repeat(6)], true), [413, "over 10"]);
+  assert.deepEqual(await postOverHttp(app(10), ["x".repeat(5), "x".repeat(5)], true, 10), [200, "read 10"]);
+  assert.deepEqual(await postOverHttp(app(10), ["x".repeat(6), "x".repeat(6)], true, 10), [413, "over 10"]);
 });
