@@ -4,7 +4,6 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { createPublicKey } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -17,25 +16,13 @@ import { TPM2B_PUBLIC } from "../../src/tpm/structures.ts";
 import { X509Certificate } from "../../src/tpm/x509.ts";
 import { requireTools, startSwtpm, type SwtpmInstance, swtpmSkipReason } from "../helpers/swtpm.ts";
 import { fromBase64, toHex } from "../../src/util/encoding.ts";
+import { type Run, runProcess } from "../helpers/run_process.ts";
 
 const MAIN = fileURLToPath(new URL("../../src/main.ts", import.meta.url));
 const skip = swtpmSkipReason() ??
   requireTools("tpm2_createek", "tpm2_pcrread", "tpm2_nvread", "tpm2_flushcontext", "tpm2_checkquote");
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function run(file: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(file, args, { env, timeout: 60_000 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
-}
+const run = runProcess;
 
 /** The CLI as a user runs it: a separate process. */
 const cli = (...args: string[]) => run(process.execPath, ["run", "--allow-all", MAIN, ...args]);

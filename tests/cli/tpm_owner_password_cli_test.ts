@@ -5,33 +5,20 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { envName } from "../../src/agent/config_keys.ts";
 import { requireTools, startSwtpm, type SwtpmInstance, swtpmSkipReason } from "../helpers/swtpm.ts";
+import { runProcess } from "../helpers/run_process.ts";
 
 const MAIN = fileURLToPath(new URL("../../src/main.ts", import.meta.url));
 const skip = swtpmSkipReason() ?? requireTools("tpm2_changeauth", "tpm2_createek", "tpm2_flushcontext");
 const PASSWORD = "endorse-pw";
 const ENV = envName("tpm_ownerpassword");
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function run(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(file, args, { env, timeout: 60_000 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
-}
+const run = runProcess;
 
 describe("tpm subcommands with an endorsement hierarchy password", { skip }, () => {
   let swtpm: SwtpmInstance;

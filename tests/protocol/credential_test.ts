@@ -6,7 +6,6 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { createHmac, generateKeyPairSync, type KeyObject } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -36,6 +35,7 @@ import {
 import { requireTools, startSwtpm, type SwtpmInstance, swtpmSkipReason } from "../helpers/swtpm.ts";
 import { fromHex, rawHex, toHex } from "../helpers/vectors.ts";
 import { fromBase64, fromBase64url, toBase64 } from "../../src/util/encoding.ts";
+import { type Run, runProcess } from "../helpers/run_process.ts";
 
 const ascii = (s: string) => new TextEncoder().encode(s);
 const b64 = (b: Uint8Array) => toBase64(b);
@@ -255,20 +255,8 @@ describe("makeKeylimeChallenge (the registrar's registration step)", () => {
 
 // ---- interop with tpm2-tools -----------------------------------------------------------------------
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function run(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(file, args, { env, timeout: 120_000 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
-}
+const run = (file: string, args: string[], env: NodeJS.ProcessEnv = process.env) =>
+  runProcess(file, args, env, 120_000);
 
 /**
  * The encrypted secret's shape: an RSA-2048 OAEP block, or a P-256 point. tpm2-tools writes the point's
