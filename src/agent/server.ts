@@ -21,7 +21,7 @@ export interface AgentServerOptions {
   /** The largest request body read (the app refuses larger ones); default the app's MAX_BODY_BYTES. */
   maxBodyBytes?: number;
   /** A failure the app did not answer (default: written to stderr). */
-  onError?(e: unknown): void;
+  onError?(line: string): void;
 }
 
 export interface RunningAgentServer {
@@ -34,7 +34,7 @@ export interface RunningAgentServer {
 export async function startAgentServer(fetch: FetchHandler, o: AgentServerOptions): Promise<RunningAgentServer> {
   const listener = fetchListener(fetch, {
     maxBodyBytes: o.maxBodyBytes ?? MAX_BODY_BYTES,
-    onError: o.onError ?? ((e) => process.stderr.write(`agent server: ${e instanceof Error ? e.stack : e}\n`)),
+    onError: o.onError ?? ((line) => process.stderr.write(`agent server: ${line}\n`)),
   });
   const server: Server = o.tls ? createHttpsServer(o.tls, listener) : createHttpServer(listener);
   // Raw sockets, including TLS handshakes that never became HTTP connections (closeAllConnections misses those).

@@ -186,7 +186,7 @@ export async function startAgentService(tpm: Tpm, o: AgentServiceOptions): Promi
     const server = await startAgentServer(app.fetch, {
       ip: c.ip,
       port: c.port,
-      onError: (e) => log.error(`unanswered request: ${e instanceof Error ? e.stack ?? e.message : String(e)}`),
+      onError: (line) => log.error(line),
       ...(c.enable_agent_mtls
         ? {
           tls: agentTlsOptions({

@@ -49,9 +49,9 @@ export function ownerPasswordOption(): Option {
     });
 }
 
-/** EkOptions from --owner-password. */
+/** EkOptions from --owner-password (an empty one is no password: ek.ts). */
 export const endorsementAuthOf = (o: { ownerPassword?: Uint8Array }) =>
-  o.ownerPassword?.length ? { endorsementAuth: o.ownerPassword } : {};
+  o.ownerPassword ? { endorsementAuth: o.ownerPassword } : {};
 
 /** The EK's creation refused for its authorization: say what to give (or that what was given is wrong). */
 export async function explainEndorsementAuth<T>(o: { ownerPassword?: Uint8Array }, work: Promise<T>): Promise<T> {

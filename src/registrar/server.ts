@@ -66,7 +66,7 @@ export async function startRegistrar(config: RegistrarConfig, opts: StartOptions
   const serve = (tls: boolean) =>
     fetchListener(createRegistrarApp(service, { tls }).fetch, {
       maxBodyBytes: MAX_BODY_BYTES,
-      onError: (e) => opts.log(`unanswered request: ${e instanceof Error ? e.stack ?? e.message : String(e)}`),
+      onError: opts.log,
     });
   const http = createHttpServer(serve(false));
   const https: Server = createHttpsServer(

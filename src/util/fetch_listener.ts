@@ -21,8 +21,8 @@ export type FetchHandler = (request: Request, env: NodeBindings) => Response | P
 export interface FetchListenerOptions {
   /** The largest body read; see above for what happens past it. */
   maxBodyBytes: number;
-  /** A handler that throws (the app's own funnel should not let it): logged here, answered 500. */
-  onError(e: unknown): void;
+  /** A handler that throws (the app's own funnel should not let it) is answered 500 and logged here, one line. */
+  onError(line: string): void;
 }
 
 /** What a Host header may hold; anything else (a path, userinfo, spaces) is not used to build the URL. */
@@ -32,7 +32,7 @@ const NO_BODY = new Set(["GET", "HEAD"]);
 export function fetchListener(handler: FetchHandler, o: FetchListenerOptions) {
   return (req: IncomingMessage, res: ServerResponse): void => {
     void serve(handler, o, req, res).catch((e) => {
-      o.onError(e);
+      o.onError(`unanswered request: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
       if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain" }).end("Internal Server Error");
       else res.destroy();
     });

@@ -45,7 +45,9 @@ test("a streamed body without Content-Length is counted while read", async () =>
  * on a free port; Content-Length unless `chunked`.
  */
 async function postOverHttp(a: Hono, chunks: string[], chunked: boolean, maxBytes: number): Promise<[number, string]> {
-  const server = createServer(fetchListener(a.fetch, { maxBodyBytes: maxBytes, onError: (e) => console.error(e) }));
+  const server = createServer(
+    fetchListener(a.fetch, { maxBodyBytes: maxBytes, onError: (line) => console.error(line) }),
+  );
   await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
   try {
     const { port } = server.address() as AddressInfo;

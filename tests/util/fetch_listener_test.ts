@@ -76,7 +76,7 @@ function send(port: number, o: { method?: string; path: string; body?: string; h
 
 async function serving(errors: unknown[]): Promise<{ server: Server; port: number }> {
   const server = createServer(
-    fetchListener(app().fetch, { maxBodyBytes: LIMIT, onError: (e) => errors.push(e) }),
+    fetchListener(app().fetch, { maxBodyBytes: LIMIT, onError: (line) => errors.push(line) }),
   );
   await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
   return { server, port: (server.address() as AddressInfo).port };
