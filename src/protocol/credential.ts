@@ -14,6 +14,7 @@ import { decode, decodeNamed, describeValue, Reader, Writer } from "../tpm/marsh
 import { TPM2B_DIGEST, TPM2B_ENCRYPTED_SECRET, TPM2B_ID_OBJECT, TPM2B_PUBLIC } from "../tpm/structures.ts";
 import { toBase64, toHex } from "../util/encoding.ts";
 import { sameSecret } from "../tpm/bytes.ts";
+import type { TpmPublicBytes } from "./registrar_api.ts";
 
 /** tpm2-tools' file header magic (tpm2-tools lib/files.c MAGIC) and the version of the credential file. */
 export const KEYLIME_BLOB_MAGIC = 0xbadcc0de;
@@ -136,9 +137,13 @@ export interface KeylimeChallengeOptions extends MakeCredentialOptions {
   challenge?: string;
 }
 
-function parsePublic(field: string, bytes: Uint8Array) {
+/** A TPM2B_PUBLIC as sent (size prefix included), or those bytes already decoded (the registrar's body). */
+export type SentPublic = Uint8Array | TpmPublicBytes;
+
+function parsePublic(field: string, sent: SentPublic): TpmPublicBytes {
+  if (!(sent instanceof Uint8Array)) return sent;
   try {
-    return decode(TPM2B_PUBLIC, bytes);
+    return { bytes: sent, public: decode(TPM2B_PUBLIC, sent) };
   } catch (e) {
     throw MarshalError.wrap(e).at(field);
   }
@@ -146,26 +151,27 @@ function parsePublic(field: string, bytes: Uint8Array) {
 
 /**
  * What the registrar does on registration (keylime.md §1.4): bind a fresh challenge to the AK Name
- * with the EK. `ekTpm`/`aikTpm` are the TPM2B_PUBLIC bytes, size prefix included.
+ * with the EK. `ekTpm`/`aikTpm` are the TPM2B_PUBLIC bytes, size prefix included (or decoded already).
  */
 export async function makeKeylimeChallenge(
-  ekTpm: Uint8Array,
-  aikTpm: Uint8Array,
+  ekTpm: SentPublic,
+  aikTpm: SentPublic,
   opts: KeylimeChallengeOptions = {},
 ): Promise<KeylimeChallenge> {
-  const ek = parsePublic("ek_tpm", ekTpm);
-  const ak = parsePublic("aik_tpm", aikTpm);
+  const ek = parsePublic("ek_tpm", ekTpm).public;
+  const { bytes: akBytes, public: ak } = parsePublic("aik_tpm", aikTpm);
   // Keylime hashes the bytes it was sent, not a re-encoding: nameAlg ‖ H(aik_tpm minus its size).
-  const name = concat(Uint8Array.of(ak.nameAlg >>> 8, ak.nameAlg & 0xff), hash(ak.nameAlg, aikTpm.subarray(2)));
+  const name = concat(Uint8Array.of(ak.nameAlg >>> 8, ak.nameAlg & 0xff), hash(ak.nameAlg, akBytes.subarray(2)));
   const challenge = opts.challenge ?? randomChallenge();
   if (!/^[A-Za-z0-9]{32}$/.test(challenge)) {
     throw new MarshalError("challenge must be 32 characters from [A-Za-z0-9]", "value").at("challenge");
   }
   const ascii = encoder.encode(challenge);
-  const { seed, ephemeralPrivate } = opts;
+  const { seed, ephemeralPrivate, ekKey } = opts;
   const made = await makeCredential(ek, name, ascii, {
     ...(seed ? { seed } : {}),
     ...(ephemeralPrivate ? { ephemeralPrivate } : {}),
+    ...(ekKey ? { ekKey } : {}),
   });
   return {
     blob: toBase64(encodeKeylimeBlob(made)),

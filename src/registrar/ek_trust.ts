@@ -10,7 +10,7 @@
  * registration path it costs a fraction of @peculiar/x509's JavaScript ASN.1 parse (bench/registrar.ts), and
  * it needs no DER of ours either. @peculiar/x509 still makes certificates (tls.ts).
  */
-import { createHash, type KeyObject, X509Certificate } from "node:crypto";
+import { type KeyObject, X509Certificate } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fromBase64, fromPem } from "../util/encoding.ts";
@@ -105,8 +105,6 @@ export class EkTrustStore {
   private readonly bySubject = new Map<string, X509Certificate[]>();
   /** The store certificates' keys, made once: X509Certificate.publicKey makes a new KeyObject per read. */
   private readonly keys = new Map<X509Certificate, KeyObject>();
-  /** Verdicts by SHA-256 of the chain's DER: agents re-register with the same certificates. */
-  private readonly verdicts = new Map<string, ChainVerdict>();
 
   constructor(readonly certificates: readonly X509Certificate[]) {
     for (const c of certificates) {
@@ -139,33 +137,12 @@ export class EkTrustStore {
     return this.certificates.length;
   }
 
-  /** Does `ek` chain to the store, directly or through `intermediates`? */
+  /**
+   * Does `ek` chain to the store, directly or through `intermediates`? Checked afresh each time: a verdict
+   * remembered by the chain's digest would cost the common case (a new agent) more than the signature
+   * checks it saves a re-registration.
+   */
   check(ek: X509Certificate, intermediates: readonly X509Certificate[] = []): ChainVerdict {
-    const digest = createHash("sha256");
-    for (const c of [ek, ...intermediates]) digest.update(c.raw);
-    const id = digest.digest("hex");
-    const known = this.verdicts.get(id);
-    if (known) return known;
-    const verdict = this.walk(ek, intermediates);
-    if (this.verdicts.size >= 10_000) this.verdicts.clear();
-    this.verdicts.set(id, verdict);
-    return verdict;
-  }
-
-  private keyOf(anchor: X509Certificate): KeyObject | undefined {
-    let key = this.keys.get(anchor);
-    if (!key) {
-      try {
-        key = anchor.publicKey;
-      } catch {
-        return undefined; // a key node:crypto cannot load: signedBy tries again and verifies nothing
-      }
-      this.keys.set(anchor, key);
-    }
-    return key;
-  }
-
-  private walk(ek: X509Certificate, intermediates: readonly X509Certificate[]): ChainVerdict {
     let current = ek;
     const used = new Set<X509Certificate>();
     for (let depth = 0; depth < MAX_DEPTH; depth++) {
@@ -186,5 +163,18 @@ export class EkTrustStore {
       current = next;
     }
     return { trusted: false, issuer: oneLineName(current.issuer) };
+  }
+
+  private keyOf(anchor: X509Certificate): KeyObject | undefined {
+    let key = this.keys.get(anchor);
+    if (!key) {
+      try {
+        key = anchor.publicKey;
+      } catch {
+        return undefined; // a key node:crypto cannot load: signedBy tries again and verifies nothing
+      }
+      this.keys.set(anchor, key);
+    }
+    return key;
   }
 }

@@ -4,7 +4,7 @@
  * keylime/web/registrar/agents_controller.py. Beyond upstream: the AK must be a restricted signing key,
  * and the EK certificate must chain to the trust store (unless allowUntrustedEk).
  */
-import { createPublicKey, randomBytes } from "node:crypto";
+import { createPublicKey, type KeyObject, randomBytes } from "node:crypto";
 import { checkAuthTag, makeKeylimeChallenge } from "../protocol/credential.ts";
 import { NkCertifyError, verifyNkCertification } from "../protocol/nk_certify.ts";
 import {
@@ -72,6 +72,8 @@ export function checkAk(ak: TpmPublicBytes): void {
 }
 
 interface CheckedEk {
+  /** The EK's public key, made once: the challenge is encrypted to it. */
+  ekKey: KeyObject;
   ekcert: X509Certificate | null;
   trust: EkTrust;
 }
@@ -81,7 +83,7 @@ function checkEk(svc: RegistrarService, agentId: string, body: RegisterBody): Ch
   const ek = body.ek_tpm;
   // Without the EK there is nothing to encrypt the challenge to (upstream: produce_ak_challenge fails).
   if (!ek) throw refuse("ek_tpm", "is required: the challenge is encrypted to the EK");
-  let ekKey;
+  let ekKey: KeyObject;
   try {
     if (ek.public.type !== TPM_ALG.RSA && ek.public.type !== TPM_ALG.ECC) throw new Error("not RSA or ECC");
     ekKey = publicKeyOf(ek.public);
@@ -91,7 +93,7 @@ function checkEk(svc: RegistrarService, agentId: string, body: RegisterBody): Ch
   if (!body.ekcert) {
     // Upstream's registrar registers an agent without an EK certificate; its tenant decides (require_ek_cert).
     svc.log(`agent ${agentId}: no EK certificate sent; registered with ek_trust=absent`);
-    return { ekcert: null, trust: "absent" };
+    return { ekKey, ekcert: null, trust: "absent" };
   }
   let chain: X509Certificate[];
   try {
@@ -102,7 +104,7 @@ function checkEk(svc: RegistrarService, agentId: string, body: RegisterBody): Ch
   const [cert, ...intermediates] = chain as [X509Certificate, ...X509Certificate[]];
   if (!sameKey(ekKey, cert.publicKey)) throw refuse("ek_tpm", "must contain the same public key found in ekcert");
   const verdict = svc.ekTrust.check(cert, intermediates);
-  if (verdict.trusted) return { ekcert: cert, trust: "trusted" };
+  if (verdict.trusted) return { ekKey, ekcert: cert, trust: "trusted" };
   if (!svc.allowUntrustedEk) {
     throw refuse(
       "ekcert",
@@ -114,7 +116,7 @@ function checkEk(svc: RegistrarService, agentId: string, body: RegisterBody): Ch
     `agent ${agentId}: EK certificate issued by '${verdict.issuer}' does not chain to the trust store; ` +
       `stored as untrusted (--allow-untrusted-ek)`,
   );
-  return { ekcert: cert, trust: "untrusted" };
+  return { ekKey, ekcert: cert, trust: "untrusted" };
 }
 
 function checkMtlsCert(text: string | undefined): string | null {
@@ -191,7 +193,7 @@ export async function registerAgent(
   checkAk(body.aik_tpm);
   const mtls = checkMtlsCert(body.mtls_cert);
   const nk = nkRequest(svc, body, mtls);
-  const { ekcert, trust } = checkEk(svc, agentId, body);
+  const { ekKey, ekcert, trust } = checkEk(svc, agentId, body);
   const ek = body.ek_tpm!.bytes;
   const aik = body.aik_tpm.bytes;
   const ekcertDer = ekcert ? new Uint8Array(ekcert.raw) : null;
@@ -204,7 +206,7 @@ export async function registerAgent(
 
   let challenge;
   try {
-    challenge = await makeKeylimeChallenge(ek, aik);
+    challenge = await makeKeylimeChallenge(body.ek_tpm!, body.aik_tpm, { ekKey });
   } catch (e) {
     throw refuse("ek_tpm", `cannot make a credential for this EK and AK: ${(e as Error).message}`);
   }
@@ -252,7 +254,7 @@ export function activateAgent(svc: RegistrarService, agentId: string, body: Acti
     if (!rec) throw new AgentNotFoundError(agentId);
     const fail = checkActivation(svc, rec, body, now);
     if (fail) tx.delete(agentId);
-    else tx.put(activated(rec, body, now));
+    else tx.update(rec, activated(rec, body, now));
     return fail;
   });
   if (failure instanceof NkCertifyError) {

@@ -4,6 +4,7 @@
  * on the agent's path needs a Node with node:sqlite). Every change runs in one transaction; node:sqlite is
  * synchronous, so a transaction is also atomic with respect to other requests of this process.
  */
+import { sameBytes } from "../tpm/bytes.ts";
 
 /** How the EK certificate stands against the trust store when it was registered. */
 export type EkTrust = "trusted" | "untrusted" | "absent";
@@ -56,6 +57,8 @@ export interface NkBinding {
 export interface StoreTx {
   get(agentId: string): AgentRecord | undefined;
   put(record: AgentRecord): void;
+  /** Write `after` over `before`, the record as this transaction read it: only what changed is written. */
+  update(before: AgentRecord, after: AgentRecord): void;
   delete(agentId: string): boolean;
 }
 
@@ -87,6 +90,7 @@ export function memoryStore(): RegistrarStore {
           return r && copy(r);
         },
         put: (r) => void staged.set(r.agent_id, copy(r)),
+        update: (_before, after) => tx.put(after),
         delete: (id) => {
           const had = tx.get(id) !== undefined;
           staged.set(id, null);
@@ -196,7 +200,12 @@ function fromRow(r: Row): AgentRecord {
   };
 }
 
-function toRow(r: AgentRecord): (string | number | Uint8Array | null)[] {
+type Value = string | number | Uint8Array | null;
+
+const sameValue = (a: Value, b: Value) =>
+  a instanceof Uint8Array && b instanceof Uint8Array ? sameBytes(a, b) : a === b;
+
+function toRow(r: AgentRecord): Value[] {
   return [
     r.agent_id,
     r.aik_tpm,
@@ -284,6 +293,10 @@ export async function openSqliteStore(path: string, sync: StoreSync = "normal"):
   );
   const remove = db.prepare("DELETE FROM registrarmain WHERE agent_id = ?");
   const ids = db.prepare("SELECT agent_id FROM registrarmain ORDER BY agent_id");
+  // Prepared once: db.exec would parse them again for every transaction.
+  const [begin, commit, rollback] = ["BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"].map((sql) => db.prepare(sql));
+  /** UPDATE statements by the columns they set (an activation sets the same few each time). */
+  const updates = new Map<string, ReturnType<typeof db.prepare>>();
   const get = (id: string) => {
     const r = select.get(id) as Row | undefined;
     return r && fromRow(r);
@@ -291,6 +304,23 @@ export async function openSqliteStore(path: string, sync: StoreSync = "normal"):
   const tx: StoreTx = {
     get,
     put: (r) => void upsert.run(...toRow(r)),
+    update: (before, after) => {
+      if (before.agent_id !== after.agent_id) throw new StoreError("an update cannot change agent_id");
+      // An UPDATE of the changed columns rewrites the row in place; INSERT OR REPLACE deletes and
+      // reinserts it, its index entry too.
+      const [old, row] = [toRow(before), toRow(after)];
+      const changed = COLUMNS.flatMap((_, i) => sameValue(old[i]!, row[i]!) ? [] : [i]);
+      if (!changed.length) return;
+      const key = changed.join(",");
+      let statement = updates.get(key);
+      if (!statement) {
+        const set = changed.map((i) => `${COLUMNS[i]} = ?`).join(", ");
+        statement = db.prepare(`UPDATE registrarmain SET ${set} WHERE agent_id = ?`);
+        updates.set(key, statement);
+      }
+      const done = statement.run(...changed.map((i) => row[i]!), after.agent_id);
+      if (Number(done.changes) !== 1) throw new StoreError(`agent ${after.agent_id} is not stored: nothing to update`);
+    },
     delete: (id) => Number(remove.run(id).changes) > 0,
   };
   let depth = 0;
@@ -298,14 +328,14 @@ export async function openSqliteStore(path: string, sync: StoreSync = "normal"):
     transaction<T>(fn: (tx: StoreTx) => T): T {
       if (depth > 0) throw new StoreError("transactions do not nest");
       depth++;
-      db.exec("BEGIN IMMEDIATE");
+      begin!.run();
       try {
         const out = fn(tx);
         if (out instanceof Promise) throw new StoreError("a transaction must not await: it would commit early");
-        db.exec("COMMIT");
+        commit!.run();
         return out;
       } catch (e) {
-        db.exec("ROLLBACK");
+        rollback!.run();
         throw e;
       } finally {
         depth--;

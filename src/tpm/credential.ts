@@ -61,6 +61,8 @@ export interface MakeCredentialOptions {
   seed?: Uint8Array;
   /** ECC EK only: the ephemeral private scalar (big-endian), for known-answer tests. */
   ephemeralPrivate?: Uint8Array;
+  /** publicKeyOf(ekPublic), when the caller made it already: it is not cheap (the registrar checks it first). */
+  ekKey?: KeyObject;
 }
 
 export interface MadeCredential {
@@ -183,7 +185,7 @@ function encryptSeed(
   }
   let publicKey;
   try {
-    publicKey = publicKeyOf(ek); // node:crypto refuses an empty modulus or a point off the curve
+    publicKey = opts.ekKey ?? publicKeyOf(ek); // node:crypto refuses an empty modulus or a point off the curve
   } catch (e) {
     const what = ecc ? `EK public point is not on ${curveOf(ek).label}` : "EK public key is not a usable RSA key";
     throw new CredentialError(what, ecc ? TPM_RC.ECC_POINT : TPM_RC.KEY, { cause: e });

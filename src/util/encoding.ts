@@ -7,7 +7,9 @@
 import { bytesToHex } from "@noble/hashes/utils";
 
 const HEX = /^(?:[0-9a-fA-F]{2})*$/;
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+/** With a length that is a multiple of 4, this is padded base64 (a flat class runs twice as fast as groups of 4). */
+const BASE64_CHARS = /^[A-Za-z0-9+/]*={0,2}$/;
+const isBase64 = (s: string) => s.length % 4 === 0 && BASE64_CHARS.test(s);
 const BASE64URL = /^[A-Za-z0-9_-]*$/;
 
 /** A Buffer over the same memory, for Node's encoders (no copy). */
@@ -35,7 +37,7 @@ export function toBase64(b: Uint8Array): string {
  * b64decode and PEM readers do, for input from peers.
  */
 export function fromBase64(s: string, options: { canonical?: boolean } = {}): Uint8Array {
-  if (typeof s !== "string" || !BASE64.test(s)) {
+  if (typeof s !== "string" || !isBase64(s)) {
     throw new RangeError(`${describe(s)} is not standard base64 with padding`);
   }
   const bytes = Buffer.from(s, "base64");

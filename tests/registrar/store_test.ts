@@ -150,3 +150,31 @@ test(
     store.close();
   }),
 );
+
+test(
+  "update writes what changed over the record read, as put would, and nothing for another or a missing agent",
+  withDir(async (dir) => {
+    for (const store of [await openSqliteStore(join(dir, "r.sqlite")), memoryStore()]) {
+      store.transaction((tx) => {
+        tx.put(record("a", { certify_nonce: { nonce: new Uint8Array(32).fill(7), issued_at: 1, used: false } }));
+        tx.put(record("b"));
+      });
+      const after = { ...certified("a"), regcount: 5 };
+      store.transaction((tx) => tx.update(tx.get("a")!, after));
+      assert.deepEqual(store.get("a"), after);
+      assert.deepEqual(store.get("b"), record("b"));
+      // Nothing changed: nothing to write, and no error.
+      store.transaction((tx) => tx.update(tx.get("a")!, after));
+      assert.deepEqual(store.get("a"), after);
+      store.close();
+    }
+    const sqlite = await openSqliteStore(join(dir, "r.sqlite"));
+    assert.throws(() => sqlite.transaction((tx) => tx.update(tx.get("a")!, record("b"))), /cannot change agent_id/);
+    assert.throws(
+      () => sqlite.transaction((tx) => tx.update(record("gone"), record("gone", { active: true }))),
+      /agent gone is not stored/,
+    );
+    assert.deepEqual(sqlite.get("b"), record("b"));
+    sqlite.close();
+  }),
+);
