@@ -34,7 +34,6 @@ import { EkTrustStore } from "../src/registrar/ek_trust.ts";
 import { openSqliteStore } from "../src/registrar/store.ts";
 import { createCa, newKeyPair } from "../src/registrar/tls.ts";
 import { softAgent, softEkKeys, type TestAgent } from "../tests/helpers/registrar_agents.ts";
-import { enroll } from "../tests/helpers/registrar_http.ts";
 import { objectName } from "../src/tpm/crypto.ts";
 import { toBase64 } from "../src/util/encoding.ts";
 import type { ClientsJob, ClientsResult } from "./registrar_clients.ts";
@@ -83,8 +82,14 @@ export interface RegistrarResult {
   sqliteWritePerSec: number;
 }
 
-/** Registrations before timing: the registrar's first requests compile its code paths. */
-const WARMUP = 20;
+/**
+ * Registrations before a registrar process is timed, by the clients at the highest concurrency, so the figures
+ * are its steady state: V8 keeps compiling the hot paths (Maglev, then TurboFan, on a worker thread counted
+ * in the process's CPU) over the first few hundred registrations, a fifth of its CPU over the first 300.
+ * WARMUP_AGENTS agents are made for it and register under fresh ids.
+ */
+const WARMUP = 300;
+const WARMUP_AGENTS = 20;
 /** EK key pairs the agents share (RSA key generation is slow); each agent still has its own certificate. */
 const EK_KEYS = 16;
 const MAIN = fileURLToPath(new URL("../src/main.ts", import.meta.url));
@@ -232,7 +237,7 @@ export async function runRegistrarBench(
     mkdirSync(caDir);
     const ca = await createCa("CN=keylime-ts bench TPM CA", 3650, await newKeyPair("rsa"));
     writeFileSync(join(caDir, "bench-ca.pem"), ca.cert.toString("pem"));
-    const total = o.registrations * (o.concurrency.length + 1) + WARMUP;
+    const total = o.registrations * (o.concurrency.length + 1) + WARMUP_AGENTS;
     progress(`making ${total} software agents (EK certificate, AK)`);
     const ekKeys = Array.from({ length: EK_KEYS }, () => softEkKeys("rsa"));
     const ekPems = ekKeys.map((k) => k.privateKey.export({ format: "pem", type: "pkcs8" }).toString());
@@ -260,7 +265,22 @@ export async function runRegistrarBench(
     const own = await inProcess(agents.slice(0, o.registrations), ca.cert.toString("pem"), dir);
 
     const rows: RegistrarRow[] = [];
-    let next = WARMUP;
+    let next = WARMUP_AGENTS;
+    /** Agent `index` (made with EK key index % EK_KEYS) registering as `id`. */
+    const jobAgent = (index: number, id: string) => ({
+      id,
+      body: JSON.stringify(agents[index]!.body()),
+      ek: index % EK_KEYS,
+      ekTpm: toBase64(agents[index]!.ekTpm),
+      akName: toBase64(objectName(agents[index]!.akPublic)),
+    });
+    let warmups = 0;
+    const warmupJob = (port: number): ClientsJob => ({
+      port,
+      concurrency: Math.max(...o.concurrency),
+      ekKeys: ekPems,
+      agents: Array.from({ length: WARMUP }, (_, i) => jobAgent(i % WARMUP_AGENTS, `warmup-${warmups++}`)),
+    });
     for (const sync of ["normal", "full"] as const) {
       const levels = sync === "normal" ? o.concurrency : [Math.max(...o.concurrency)];
       const registrar = startRegistrarProcess(o.command, [
@@ -269,8 +289,7 @@ export async function runRegistrarBench(
       ], join(dir, `registrar-${sync}.log`));
       try {
         const port = await registrar.ready;
-        // Warm-up: the registrar's first requests compile its code paths.
-        for (let i = 0; i < WARMUP; i++) await enroll(port, agents[i]!, `warmup-${i}`);
+        await runClients(clients, warmupJob(port), dir);
         for (const concurrency of levels) {
           progress(`${o.registrations} registrations, ${concurrency} at a time, --db-sync ${sync}`);
           const first = next;
@@ -280,13 +299,7 @@ export async function runRegistrarBench(
             port,
             concurrency,
             ekKeys: ekPems,
-            agents: batch.map((a, i) => ({
-              id: `c${concurrency}-${first + i}`,
-              body: JSON.stringify(a.body()),
-              ek: (first + i) % EK_KEYS,
-              ekTpm: toBase64(a.ekTpm),
-              akName: toBase64(objectName(a.akPublic)),
-            })),
+            agents: batch.map((_, i) => jobAgent(first + i, `c${concurrency}-${first + i}`)),
           };
           const cpu0 = processCpuMs(registrar.pid);
           const r = await runClients(clients, job, dir);
