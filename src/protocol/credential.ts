@@ -116,8 +116,10 @@ const ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 export function randomChallenge(length = 32): string {
   let out = "";
   while (out.length < length) {
-    for (const b of randomBytes(length * 2)) {
-      if (b < 248 && out.length < length) out += ALNUM[b % 62];
+    const bytes = randomBytes(length * 2);
+    // An index, not for-of: a Buffer's iterator costs more than the rest of the loop.
+    for (let i = 0; i < bytes.length && out.length < length; i++) {
+      if (bytes[i]! < 248) out += ALNUM[bytes[i]! % 62];
     }
   }
   return out;

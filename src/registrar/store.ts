@@ -256,14 +256,21 @@ export async function loadSqlite(): Promise<typeof import("node:sqlite")> {
   }
 }
 
-/** Open (or create) the SQLite file (WAL journal). */
+/**
+ * Open (or create) the SQLite file (WAL journal). The registrar owns its file: exclusive locking, set before
+ * WAL mode, keeps the WAL index in this process's memory and the file locked while it is open, so a
+ * transaction takes no file locks of its own (seven fcntl calls fewer each), and a second registrar on the
+ * same file is refused instead of sharing it.
+ */
 export async function openSqliteStore(path: string, sync: StoreSync = "normal"): Promise<RegistrarStore> {
   const sqlite = await loadSqlite();
   let db: InstanceType<typeof sqlite.DatabaseSync>;
   try {
     db = new sqlite.DatabaseSync(path);
+    db.exec("PRAGMA busy_timeout = 5000; PRAGMA locking_mode = EXCLUSIVE;");
     db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${sync === "full" ? "FULL" : "NORMAL"};`);
-    db.exec("PRAGMA busy_timeout = 5000;");
+    // Takes the lock now: a file another process holds is refused here, with the path.
+    db.exec("BEGIN IMMEDIATE; COMMIT;");
   } catch (e) {
     throw new StoreError(`cannot open the registrar database ${path}: ${(e as Error).message}`, { cause: e });
   }

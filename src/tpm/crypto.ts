@@ -3,7 +3,7 @@
  * conversion of a TPMT_PUBLIC key to standard key formats. Sessions, KDFs and credential protection
  * join this file as they are needed.
  */
-import { createHmac, createPublicKey, type KeyObject } from "node:crypto";
+import { createHash, createHmac, createPublicKey, type KeyObject } from "node:crypto";
 import { sha1 } from "@noble/hashes/sha1";
 import { sha256, sha384, sha512 } from "@noble/hashes/sha2";
 import type { CHash } from "@noble/hashes/utils";
@@ -63,8 +63,14 @@ export function hashFor(alg: number): HashFn {
   return h;
 }
 
+/** The TPM hash `alg` of the concatenation of `parts`; node:crypto, as hmacOf and for the same reason. */
 export function hash(alg: number, ...parts: Uint8Array[]): Uint8Array {
-  return hashFor(alg)(concat(...parts));
+  const name = NODE_HASH[alg];
+  if (!name) throw new MarshalError(`hash algorithm ${algName(alg)} is not supported`, "value");
+  const h = createHash(name);
+  for (const p of parts) h.update(p);
+  const out = h.digest();
+  return new Uint8Array(out.buffer, out.byteOffset, out.length);
 }
 
 export function concat(...parts: Uint8Array[]): Uint8Array {

@@ -178,3 +178,22 @@ test(
     sqlite.close();
   }),
 );
+
+test(
+  "the file is the open store's own: a second store on it is refused, naming the file, until the first closes",
+  withDir(async (dir) => {
+    const file = join(dir, "r.sqlite");
+    const first = await openSqliteStore(file);
+    first.transaction((tx) => tx.put(record("a")));
+    await assert.rejects(openSqliteStore(file), (e: Error) => {
+      assert.ok(e instanceof StoreError);
+      assert.match(e.message, /cannot open the registrar database .*r\.sqlite: database is locked/);
+      return true;
+    });
+    assert.deepEqual(first.get("a"), record("a"));
+    first.close();
+    const second = await openSqliteStore(file);
+    assert.deepEqual(second.get("a"), record("a"));
+    second.close();
+  }),
+);
