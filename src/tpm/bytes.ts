@@ -23,9 +23,14 @@ export function leftPad(b: Uint8Array, n: number): Uint8Array {
   return out;
 }
 
-/** Byte equality for public values (Names, digests); use sameSecret for secrets. */
+/**
+ * Byte equality for public values (Names, digests, stored keys and certificates); use sameSecret for secrets.
+ * A plain loop: every() calls back once per byte, which the registrar feels on kilobyte certificates.
+ */
 export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** Constant-time byte equality, for secrets (authValues, HMACs, integrity values); only the length leaks. */

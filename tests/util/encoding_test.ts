@@ -11,6 +11,7 @@ import {
   toHex,
   toPem,
 } from "../../src/util/encoding.ts";
+import { sameBytes } from "../../src/tpm/bytes.ts";
 
 const bytes = Uint8Array.of(0x00, 0x01, 0xfe, 0xff, 0x7f);
 
@@ -33,6 +34,11 @@ test("decoders refuse what is not exactly their encoding, without echoing it", (
   assert.throws(() => fromBase64("AAH+/38"), /a 7-character string is not standard base64 with padding/);
   assert.throws(() => fromBase64("QR=="), /is not canonical base64 \(non-zero spare bits\)/);
   assert.deepEqual(fromBase64("QR==", { canonical: false }), Uint8Array.of(0x41));
+  // What Node's decoder would skip or take (base64url, whitespace, missing or stray padding) is refused both ways.
+  for (const text of ["AAH-_38=", "AAH+ /38=", "AAH+/38", "AA==AAAA", "A===", "AAH+/38=\n"]) {
+    assert.throws(() => fromBase64(text), /is not standard base64 with padding/, text);
+    assert.throws(() => fromBase64(text, { canonical: false }), /is not standard base64 with padding/, text);
+  }
   assert.throws(() => fromBase64url("AA+/"), /is not base64url/);
   assert.throws(() => fromHex(undefined as unknown as string), {
     message: "undefined is not an even number of hex digits",
@@ -51,4 +57,15 @@ test("PEM: lines of 64, several blocks, and the label must match", () => {
   assert.throws(() => fromPem("-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----", "CERTIFICATE"), {
     message: "PEM CERTIFICATE block 1: a 1-character string is not standard base64 with padding",
   });
+});
+
+test("sameBytes: equal lengths and every byte, views compared by their contents", () => {
+  const long = new Uint8Array(1000).map((_, i) => i);
+  const copy = new Uint8Array(Uint8Array.of(7, ...long).buffer, 1);
+  assert.equal(sameBytes(long, copy), true);
+  assert.equal(sameBytes(long, long.subarray(1)), false);
+  const last = long.slice();
+  last[999] = 0;
+  assert.equal(sameBytes(long, last), false);
+  assert.equal(sameBytes(new Uint8Array(0), new Uint8Array(0)), true);
 });
