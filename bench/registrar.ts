@@ -4,18 +4,19 @@
  * of its own (bench/registrar_clients.ts) plays 1 or 8 agents at a time, each registering (POST) and
  * activating (PUT) over plain HTTP on a keep-alive connection, with a software RSA-2048 EK (the Keylime
  * default; keys from a pool of 16, each agent with its own certificate from an RSA test CA given with
- * --tpm-ca-dir, so no chain verdict is cached) and AK. Both share the machine's cores, so each one's CPU
- * time per registration is reported: the registrar's read from /proc, the clients' (HTTP, recovering the
- * credential: an RSA-2048 private decrypt) from their own process.
+ * --tpm-ca-dir) and AK. Both share the machine's cores, so each one's CPU time per registration is reported:
+ * the registrar's read from /proc, the clients' (raw HTTP/1.1, recovering the credential: an RSA-2048 private
+ * decrypt) from their own process. Each registrar process is warmed up first (WARMUP).
  *
- * On the 2-core development VM, shared with other work (runs an hour apart differ by a third in CPU per
- * registration): the executable 220-320 reg/s with 1 client and 370-550 with 8 (Node 24 on its bundle: up
- * to 600), its registrar 1.4-2.0 ms CPU per registration at 8 (was 105 / 154-174 reg/s and 4.7 ms before
- * the clients left the bench's Deno and the registrar's per-request JavaScript shrank); from source under
- * Deno 180-220 / 240-430 reg/s, 2.0-2.9 ms (was 3.0 ms; Deno's RSA public-key operations alone take 0.6 ms
- * of it: 0.3 ms each for the OAEP encryption and the certificate's signature check, against 0.1 and 0.05 in
- * Node). The clients take 1.5-2.3 ms per registration, so 8 clients keep both cores busy: the two processes
- * together are CPU-bound near 600 reg/s at best, and more registrar processes would only split the same CPU.
+ * On the 2-core development VM, shared with other work (CPU per registration swings by a third or more with
+ * the others' load; compare builds only interleaved in the same period): the executable 480-580 reg/s with
+ * 8 clients, its registrar 1.65-2.1 ms CPU per registration and the clients 1.35-1.45 ms (with the
+ * registrar at 2.3-2.6 and the clients, then on node:http, at 2.3-2.7 ms, it made 270-400 reg/s measured
+ * beside it); with 1 client about 220 reg/s, each registration waiting for the last. About a quarter of
+ * the registrar's CPU is the kernel's loopback TCP in its response writes (one per response), a quarter
+ * OpenSSL (RSA-OAEP, the EK certificate's parse and signature check, HMACs, AES), a sixth SQLite. From
+ * source under Deno 400 reg/s at 8 (2.35 + 1.45 ms; Deno's RSA public-key operations take 0.6 ms of it: 0.3 ms
+ * each for the OAEP encryption and the certificate's signature check, against 0.1 and 0.05 in Node).
  *
  * References measured in the same run, in this process: MakeCredential alone (makeKeylimeChallenge, the
  * registrar's crypto) and one SQLite write alone (a transaction with one upsert, WAL, synchronous as the
