@@ -3,7 +3,7 @@
  * conversion of a TPMT_PUBLIC key to standard key formats. Sessions, KDFs and credential protection
  * join this file as they are needed.
  */
-import { createHash, createHmac, createPublicKey, type KeyObject } from "node:crypto";
+import { createHash, createHmac, createPublicKey, type Hash, type Hmac, type KeyObject } from "node:crypto";
 import { sha1 } from "@noble/hashes/sha1";
 import { sha256, sha384, sha512 } from "@noble/hashes/sha2";
 import type { CHash } from "@noble/hashes/utils";
@@ -49,12 +49,7 @@ export const NODE_HASH: Readonly<Record<number, string>> = {
  * Deno), and a call costs about 7 instead of 44 µs, which the registrar pays four times per registration.
  */
 export function hmacOf(alg: number, key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
-  const name = NODE_HASH[alg];
-  if (!name) throw new MarshalError(`hash algorithm ${algName(alg)} is not supported`, "value");
-  const mac = createHmac(name, key);
-  for (const p of parts) mac.update(p);
-  const out = mac.digest();
-  return new Uint8Array(out.buffer, out.byteOffset, out.length);
+  return digestOf(createHmac(nodeHash(alg), key), parts);
 }
 
 export function hashFor(alg: number): HashFn {
@@ -65,9 +60,17 @@ export function hashFor(alg: number): HashFn {
 
 /** The TPM hash `alg` of the concatenation of `parts`; node:crypto, as hmacOf and for the same reason. */
 export function hash(alg: number, ...parts: Uint8Array[]): Uint8Array {
+  return digestOf(createHash(nodeHash(alg)), parts);
+}
+
+function nodeHash(alg: number): string {
   const name = NODE_HASH[alg];
   if (!name) throw new MarshalError(`hash algorithm ${algName(alg)} is not supported`, "value");
-  const h = createHash(name);
+  return name;
+}
+
+/** The digest of a node:crypto Hash or Hmac over `parts`, as a Uint8Array over the same memory. */
+function digestOf(h: Hash | Hmac, parts: readonly Uint8Array[]): Uint8Array {
   for (const p of parts) h.update(p);
   const out = h.digest();
   return new Uint8Array(out.buffer, out.byteOffset, out.length);

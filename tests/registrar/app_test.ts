@@ -292,19 +292,20 @@ describe("bad input: 400 naming the field, nothing stored", () => {
   });
 });
 
+/** A root TPM CA and an intermediate CA it issued, as a manufacturer's chain is. */
+async function rootAndIntermediate() {
+  const root = await createCa("CN=Root TPM CA");
+  const keys = await newKeyPair();
+  const cert = await issueCertificate(root, { subject: "CN=Intermediate TPM CA", publicKey: keys.publicKey, ca: true });
+  return { root, intermediate: { cert, ...keys } };
+}
+
 describe("EK certificate chains", () => {
   test("an intermediate the agent sends links its EK certificate to a root in the store", async () => {
-    const root = await createCa("CN=Root TPM CA");
-    const intermediateKeys = await newKeyPair();
-    const intermediateCert = await issueCertificate(root, {
-      subject: "CN=Intermediate TPM CA",
-      publicKey: intermediateKeys.publicKey,
-      ca: true,
-    });
-    const intermediate = { cert: intermediateCert, ...intermediateKeys };
+    const { root, intermediate } = await rootAndIntermediate();
     await setup();
     svc.ekTrust = EkTrustStore.fromPem(root.cert.toString("pem"));
-    const chained = await softAgent({ ca: intermediate, chain: [intermediateCert.toString("pem")] });
+    const chained = await softAgent({ ca: intermediate, chain: [intermediate.cert.toString("pem")] });
     await registerAndActivate(chained);
     assert.equal(svc.store.get(UUID)!.ek_trust, "trusted");
     // Only the EK certificate is kept, as upstream keeps the first certificate.
@@ -341,16 +342,10 @@ describe("EK certificate signatures are checked per certificate", () => {
   });
 
   test("after a good chain through an intermediate, a leaf from it with a wrong signature is refused", async () => {
-    const root = await createCa("CN=Root TPM CA");
-    const keys = await newKeyPair();
-    const cert = await issueCertificate(root, {
-      subject: "CN=Intermediate TPM CA",
-      publicKey: keys.publicKey,
-      ca: true,
-    });
+    const { root, intermediate } = await rootAndIntermediate();
     await setup();
     svc.ekTrust = EkTrustStore.fromPem(root.cert.toString("pem"));
-    const chain = { ca: { cert, ...keys }, chain: [cert.toString("pem")] };
+    const chain = { ca: intermediate, chain: [intermediate.cert.toString("pem")] };
     await registerAndActivate(await softAgent(chain));
     const forged = await softAgent(chain);
     const r = await call(agentApp, "POST", "/v2.6/agents/forged", forged.body({ ekcert: forgedLeaf(forged.ekcert!) }));
