@@ -117,7 +117,7 @@ export function createAgentApp(deps: AgentAppDeps): Hono<Env> {
     const start = performance.now();
     await next();
     deps.log.debug(
-      `${c.req.method} ${new URL(c.req.url).pathname} ${c.res.status} ${(performance.now() - start).toFixed(1)} ms`,
+      `${c.req.method} ${c.req.path} ${c.res.status} ${(performance.now() - start).toFixed(1)} ms`,
     );
   });
   app.use("*", limitBody(MAX_BODY_BYTES, bodyTooLarge));

@@ -14,6 +14,7 @@ import { algName, hash } from "../tpm/crypto.ts";
 import type { LoadedKey } from "../tpm/objects.ts";
 import { pcrExtend, pcrReset } from "../tpm/pcrs.ts";
 import { quote } from "../tpm/quote.ts";
+import { EMPTY_PASSWORD } from "../tpm/sessions.ts";
 import { publicAsym, publicEcc, publicRsa, type TPMT_PUBLIC } from "../tpm/structures.ts";
 import type { CertifiedNk } from "./identity.ts";
 import { certifyNk, type NkFields } from "./nk_certification.ts";
@@ -92,7 +93,14 @@ export class Quoter {
     );
   }
 
-  /** The quote string over `pcrs` ∪ {16} with the nonce's ASCII as qualifyingData. */
+  /**
+   * The quote string over `pcrs` ∪ {16} with the nonce's ASCII as qualifyingData.
+   * The AK is authorized with the empty password, as tpm2_quote does. rust-keylime instead starts an
+   * unsalted, unbound HMAC session with parameter encryption for each quote (tss-esapi's
+   * execute_with_nullauth_session); such a session's HMAC and AES keys derive from the empty AK auth and
+   * the nonces on the wire alone, so they hide and protect nothing, and they cost two TPM commands
+   * (StartAuthSession, FlushContext) per quote. The verifier receives the same quote either way.
+   */
   quote(nonce: string, pcrs: readonly number[]): Promise<string> {
     const selected = [...new Set([...pcrs, DATA_PCR])].sort((a, b) => a - b);
     return this.#lock.run(() =>
@@ -101,6 +109,7 @@ export class Quoter {
           nonce: new TextEncoder().encode(nonce),
           pcrs: selected,
           hashAlg: this.hashAlg,
+          session: EMPTY_PASSWORD,
         });
         const pcrBlob = encodePcrBlob([q.selection], [[...q.pcrs.values()]]);
         return encodeQuote({ attest: q.attest, signature: q.signature, pcrBlob });

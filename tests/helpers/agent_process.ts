@@ -13,7 +13,7 @@ import { loadRegistrarConfig } from "../../src/registrar/config.ts";
 import { type RunningRegistrar, startRegistrar } from "../../src/registrar/server.ts";
 import { createCa, issueCertificate, newKeyPair, privateKeyPem } from "../../src/registrar/tls.ts";
 import { fromBase64 } from "../../src/util/encoding.ts";
-import { type AgentClient, agentClient } from "./agent_client.ts";
+import { type AgentClient, agentClient, type AgentClientTls } from "./agent_client.ts";
 import { freePort } from "./free_port.ts";
 import { tenantCert, tenantRequest } from "./registrar_http.ts";
 import { startSwtpm, type SwtpmInstance } from "./swtpm.ts";
@@ -35,6 +35,8 @@ export interface AgentProcess {
   aikTpm: Uint8Array;
   /** The registrar's record of the agent, as a tenant reads it (GET /agents/{uuid}). */
   registered: Record<string, unknown>;
+  /** What a verifier holds to reach the agent over mTLS (undefined with mtls false). */
+  tls: AgentClientTls | undefined;
   /** A new client as the verifier is (its own keep-alive connections): mTLS, or plain HTTP with mtls false. */
   client(): AgentClient;
   stop(): Promise<void>;
@@ -156,6 +158,7 @@ export async function startAgentProcess(o: {
     if (record.status !== 200) throw new Error(`the registrar does not have the agent: ${JSON.stringify(record.json)}`);
     const results = (record.json as { results: { mtls_cert: string; aik_tpm: string } }).results;
     const url = `${mtls ? "https" : "http"}://127.0.0.1:${port}`;
+    const tls = mtls ? { agentCert: results.mtls_cert, clientCert: clientCert.toString("pem"), clientKey } : undefined;
     return {
       dir,
       uuid: o.uuid,
@@ -167,11 +170,8 @@ export async function startAgentProcess(o: {
       exit,
       aikTpm: fromBase64(results.aik_tpm),
       registered: results,
-      client: () =>
-        agentClient(
-          url,
-          mtls ? { agentCert: results.mtls_cert, clientCert: clientCert.toString("pem"), clientKey } : undefined,
-        ),
+      tls,
+      client: () => agentClient(url, tls),
       stop,
     };
   } catch (e) {
