@@ -9,6 +9,7 @@ import { encodeCommandFrame, encodeParameters } from "../src/tpm/frame.ts";
 import { pcrSelection } from "../src/tpm/pcrs.ts";
 import type { LatencySummary } from "./stats.ts";
 import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 
 // ---- taking turns --------------------------------------------------------------------------------
 
@@ -104,3 +105,16 @@ export function commandList(names: readonly string[]): string {
 export function dropFromPageCache(file: string): void {
   execFileSync("dd", [`if=${file}`, "iflag=nocache", "count=0", "status=none"]);
 }
+
+/** VmRSS of a process, MiB. */
+export function rssMiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  if (!m) throw new Error(`no VmRSS for process ${pid}`);
+  return Number(m[1]) / 1024;
+}
+
+/**
+ * How long after it listens an idle agent has settled: it collects start-up's garbage once (v8_memory.ts),
+ * and V8's memory reducer hands the freed pages back in the next ten seconds or so.
+ */
+export const SETTLE_MS = 20_000;

@@ -5,6 +5,7 @@
  */
 import { Command } from "commander";
 import { basename } from "node:path";
+import { leaveOutOptimizingTiers } from "./util/v8_memory.ts";
 
 export const VERSION = "0.1.0";
 /** The name that makes the executable the agent (a link or copy named so). */
@@ -71,7 +72,8 @@ export function isAgentProgram(): boolean {
 
 // No top-level await: the single-executable bundle loads this module as CommonJS.
 if ((import.meta as { main?: boolean }).main) {
-  const agentProgram = isAgentProgram();
+  const args = isAgentProgram() ? ["agent", "run"] : process.argv.slice(2);
+  if (args[0] === "agent" && args[1] === "run") leaveOutOptimizingTiers();
   delete process.env[ARGV0_ENV];
-  void main(agentProgram ? ["agent", "run"] : process.argv.slice(2));
+  void main(args);
 }

@@ -27,6 +27,7 @@ import { type AgentLog, MSG } from "./messages.ts";
 import {
   type AgentData,
   agentDataFits,
+  type CertificateMaker,
   type KeyFile,
   loadAgentData,
   loadOrCreateMtls,
@@ -252,6 +253,7 @@ export async function openIdentity(
   c: AgentConfig,
   paths: AgentPaths,
   log: AgentLog,
+  o: { makeCertificate?: CertificateMaker } = {},
 ): Promise<AgentIdentity> {
   const persistent = c.ek_handle !== "" && c.ek_handle !== "generate";
   const ekAlg = persistent ? undefined : ekAlgOf(c);
@@ -278,6 +280,7 @@ export async function openIdentity(
         uuid,
         contactIp: c.contact_ip,
         warn: (m) => log.warn(m),
+        ...(o.makeCertificate ? { makeCertificate: o.makeCertificate } : {}),
       })
       : Promise.resolve(null);
     mtlsFiles.catch(() => {});

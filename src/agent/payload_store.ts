@@ -169,7 +169,7 @@ export async function storePayload(
   const payloadPath = inside(unzipped, o.decPayloadFile, "dec_payload_file");
   let plan: ZipEntryPlan[] = [];
   if (o.extractPayloadZip) {
-    // Loaded when a payload arrives: fflate (and the worker_threads it loads) stays out of an idle agent.
+    // Loaded when a payload arrives: the zip reader (and node:zlib) stays out of an idle agent.
     const { isZip, planZipExtraction } = await import("../protocol/payload_zip.ts");
     if (isZip(plaintext)) plan = planZipExtraction(plaintext, o.zipLimits);
     else o.log.warn(MSG.payloadNotZip(o.decPayloadFile));

@@ -16,7 +16,7 @@ import { fromBase64 } from "../util/encoding.ts";
 import { createAgentApp } from "./app.ts";
 import { type AgentConfig, agentPaths, enabledApiVersions, resolvePath } from "./config.ts";
 import { certifiedNk, closeIdentity, openEk, openIdentity } from "./identity.ts";
-import { loadAgentData } from "./state.ts";
+import { type CertificateMaker, loadAgentData } from "./state.ts";
 import { sharedAk } from "./tpm_access.ts";
 import { loadAk } from "../tpm/ak.ts";
 import { releaseEk } from "../tpm/ek.ts";
@@ -49,6 +49,8 @@ export interface AgentServiceOptions {
   registration?: RegistrationOptions;
   /** Without a resource manager: release the TPM connection after this many ms without a request. */
   tpmIdleMs?: number;
+  /** Makes the mTLS certificate on a first start (default: in this process, selfSignedCertificate). */
+  makeCertificate?: CertificateMaker;
   /** Mount a tmpfs on the secure directory when it is not one (default: as root); the demo never does. */
   mountSecureDir?: boolean;
 }
@@ -126,7 +128,7 @@ export async function startAgentService(tpm: Tpm, o: AgentServiceOptions): Promi
   // The registrar's /version is asked while the TPM makes the EK and loads the AK (as openAndRegister does).
   const client = o.registration?.client ?? registrarClient(c, log, o.registration?.retry);
   client.negotiate().catch(() => {}); // its error, if any, comes again from register()
-  const id = await openIdentity(tpm, c, paths, log);
+  const id = await openIdentity(tpm, c, paths, log, o.makeCertificate ? { makeCertificate: o.makeCertificate } : {});
   try {
     await registerAgent(tpm, id, c, log, { ...o.registration, client });
     const nkPem = id.nk.publicKey.export({ format: "pem", type: "spki" }).toString();

@@ -268,6 +268,9 @@ export async function selfSignedCertificate(key: KeyFile, uuid: string, contactI
   return cert.toString("pem") + "\n";
 }
 
+/** Makes the self-signed certificate for a key: selfSignedCertificate, or the same in another process. */
+export type CertificateMaker = (key: KeyFile, uuid: string, contactIp: string) => Promise<string>;
+
 export interface MtlsIdentity {
   readonly key: KeyFile;
   readonly certPem: string;
@@ -281,7 +284,13 @@ export interface MtlsIdentity {
 export async function loadOrCreateMtls(
   keyPath: string,
   certPath: string,
-  opts: { password?: string; uuid: string; contactIp: string; warn?: (m: string) => void },
+  opts: {
+    password?: string;
+    uuid: string;
+    contactIp: string;
+    warn?: (m: string) => void;
+    makeCertificate?: CertificateMaker;
+  },
 ): Promise<MtlsIdentity> {
   const key = await loadOrCreateMtlsKey(keyPath, opts.password ?? "");
   const existing = await readIfExists(certPath);
@@ -299,7 +308,7 @@ export async function loadOrCreateMtls(
     }
     opts.warn?.(`${certPath} does not belong to ${keyPath}; making a new self-signed certificate`);
   }
-  const certPem = await selfSignedCertificate(key, opts.uuid, opts.contactIp);
+  const certPem = await (opts.makeCertificate ?? selfSignedCertificate)(key, opts.uuid, opts.contactIp);
   await writeFileAtomic(certPath, certPem);
   return { key, certPem, certCreated: true };
 }

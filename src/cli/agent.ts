@@ -8,6 +8,7 @@ import { exampleAgentConf } from "../agent/config_example.ts";
 import { AGENT_KEY_NAMES, AGENT_KEYS, envName } from "../agent/config_keys.ts";
 import type { AgentLog } from "../agent/messages.ts";
 import { openAndRegister } from "../agent/registration.ts";
+import { agentMtlsCertCommand } from "./agent_mtls_cert.ts";
 import { agentRunCommand } from "./agent_run.ts";
 import { positiveInt } from "./options.ts";
 import { print, printJson } from "./output.ts";
@@ -44,6 +45,7 @@ export function agentCommand(program: Command): void {
     "the Keylime agent: register, then serve (the default), or show its configuration, or only register",
   );
   agentRunCommand(agent);
+  agentMtlsCertCommand(agent);
 
   agent.command("config")
     .description("print the effective [agent] configuration and where each value came from")

@@ -6,11 +6,13 @@
 import type { Command } from "commander";
 import { loadAgentConfig } from "../agent/config.ts";
 import { MSG } from "../agent/messages.ts";
+import { certificateInChildProcess } from "../agent/mtls_cert_process.ts";
 import { type ServiceLog, startAgentService } from "../agent/service.ts";
 import { CONFIG_ROOT_ENV } from "./agent.ts";
 import { stderrServiceLog } from "./agent_log.ts";
 import { openTpm } from "./select_tpm.ts";
 import { installFetchSubset } from "../util/fetch_subset.ts";
+import { collectStartupGarbage } from "../util/v8_memory.ts";
 
 /** Without a resource manager: ms without a request before the TPM connection is released (default 200). */
 export const TPM_IDLE_ENV = "KEYLIME_TS_TPM_IDLE_MS";
@@ -41,11 +43,17 @@ export async function runAgent(o: RunOptions = {}): Promise<void> {
     if (idle !== undefined && !/^[0-9]{1,7}$/.test(idle)) {
       throw new Error(`${TPM_IDLE_ENV}=${JSON.stringify(idle)} is not a number of milliseconds`);
     }
-    agent = await startAgentService(opened.tpm, { config, log, ...(idle ? { tpmIdleMs: Number(idle) } : {}) });
+    agent = await startAgentService(opened.tpm, {
+      config,
+      log,
+      ...(idle ? { tpmIdleMs: Number(idle) } : {}),
+      makeCertificate: certificateInChildProcess,
+    });
   } catch (e) {
     await opened.close().catch(() => {});
     throw e;
   }
+  collectStartupGarbage();
   // A signal while starting (before or just after "Listening on") is handled here once the service is up.
   await shutdown;
   await agent.close(SHUTDOWN_MS - 2_000)

@@ -8,7 +8,7 @@
  * Upstream extracts with libarchive (rust-keylime keylime-agent/src/payloads.rs, compress_tools); the zip
  * layout is PKWARE's APPNOTE.TXT (4.3.7 local header, 4.3.12 central directory, 4.3.16 end record).
  */
-import { Inflate, zipSync } from "fflate";
+import { inflateRawSync } from "node:zlib";
 
 export interface ZipLimits {
   /** Entries in the central directory, directories included. */
@@ -38,15 +38,13 @@ const SIG_LOCAL = 0x04034b50;
 const SIG_CENTRAL = 0x02014b50;
 const SIG_END = 0x06054b50;
 const END_SIZE = 22;
-const HOST_UNIX = 3;
+export const HOST_UNIX = 3;
 const HOST_MACOS = 19;
 const S_IFMT = 0o170000;
-const S_IFREG = 0o100000;
+export const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;
 const S_IFLNK = 0o120000;
 const DOS_DIRECTORY = 0x10;
-/** Compressed bytes fed to the inflater at a time: deflate expands at most ~1032x, so ~1 MiB per step. */
-const INFLATE_STEP = 1024;
 
 /** Does this look like a zip (local header, or the end record of an empty archive)? */
 export function isZip(bytes: Uint8Array): boolean {
@@ -164,25 +162,23 @@ function entryData(bytes: Uint8Array, e: CentralEntry): Uint8Array {
   return bytes.subarray(start, start + e.compressedSize);
 }
 
-/** Inflate, refusing as soon as the output passes `declared` bytes. */
+/**
+ * Inflate with the runtime's zlib, which stops with ERR_BUFFER_TOO_LARGE as soon as the output would pass
+ * `declared` bytes: a bomb costs at most its declared size, and the limits have already bounded that.
+ */
 function inflateBounded(data: Uint8Array, declared: number, name: string): Uint8Array {
-  const out = new Uint8Array(declared);
-  let n = 0;
-  const inflater = new Inflate((chunk) => {
-    if (n + chunk.length > declared) throw new ZipError(`inflates to more than its declared ${declared} bytes`, name);
-    out.set(chunk, n);
-    n += chunk.length;
-  });
+  let out: Uint8Array;
   try {
-    for (let i = 0; i < data.length || i === 0; i += INFLATE_STEP) {
-      const end = Math.min(i + INFLATE_STEP, data.length);
-      inflater.push(data.subarray(i, end), end === data.length);
-    }
+    out = inflateRawSync(data, { maxOutputLength: Math.max(declared, 1) });
   } catch (e) {
-    if (e instanceof ZipError) throw e;
+    if ((e as { code?: unknown }).code === "ERR_BUFFER_TOO_LARGE") {
+      throw new ZipError(`inflates to more than its declared ${declared} bytes`, name);
+    }
     throw new ZipError(`does not inflate (${e instanceof Error ? e.message : String(e)})`, name);
   }
-  if (n !== declared) throw new ZipError(`inflates to ${n} bytes, not its declared ${declared}`, name);
+  if (out.length !== declared) {
+    throw new ZipError(`inflates to ${out.length} bytes, not its declared ${declared}`, name);
+  }
   return out;
 }
 
@@ -250,19 +246,4 @@ export function planZipExtraction(bytes: Uint8Array, limits: ZipLimits = DEFAULT
     plan.push({ kind: "file", path, data, executable: e.executable });
   }
   return plan;
-}
-
-/**
- * The tenant's side: a payload zip of these files (path → bytes, or bytes and whether executable), with Unix
- * modes 0644/0755 so the agent's extraction keeps scripts runnable.
- */
-export function buildPayloadZip(
-  files: Record<string, Uint8Array | { data: Uint8Array; executable: boolean }>,
-): Uint8Array {
-  const input: Record<string, [Uint8Array, { os: number; attrs: number }]> = {};
-  for (const [path, f] of Object.entries(files)) {
-    const { data, executable } = f instanceof Uint8Array ? { data: f, executable: false } : f;
-    input[path] = [data, { os: HOST_UNIX, attrs: (S_IFREG | (executable ? 0o755 : 0o644)) << 16 }];
-  }
-  return zipSync(input);
 }

@@ -3,8 +3,7 @@
  * and KDFe (SP 800-56A concatenation KDF), and the AES-CFB mode the TPM uses for parameter
  * encryption, credential and private-area protection (Part 1 §11.4.6; WebCrypto has no CFB).
  */
-import { cfb } from "@noble/ciphers/aes";
-import { createCipheriv, createDecipheriv } from "node:crypto";
+import { type Cipher, createCipheriv } from "node:crypto";
 import { concat, hashFor, hmacOf } from "./crypto.ts";
 import { DIGEST_SIZE } from "./constants.ts";
 import { MarshalError } from "./errors.ts";
@@ -74,35 +73,50 @@ export function kdfe(
   return counterKdf(hashAlg, bits, (i) => hash(concat(i, z, other)));
 }
 
-/**
- * Whether node:crypto does AES-CFB128 here: OpenSSL (Node) does, in a tenth of @noble/ciphers' time for a
- * credential (the registrar makes one per registration); Deno's node:crypto has no CFB.
- */
-const NODE_CFB = (() => {
-  try {
-    createCipheriv("aes-128-cfb", new Uint8Array(16), new Uint8Array(16));
-    return true;
-  } catch {
-    return false;
-  }
-})();
-
-/** Key and IV sizes node:crypto is given; anything else goes to @noble/ciphers, which names the error. */
+const AES_BLOCK = 16;
 const AES_KEY_BYTES = new Set([16, 24, 32]);
-const viaNode = (key: Uint8Array, iv: Uint8Array) => NODE_CFB && AES_KEY_BYTES.has(key.length) && iv.length === 16;
 
-function nodeCfb(encrypt: boolean, key: Uint8Array, iv: Uint8Array, data: Uint8Array): Uint8Array {
-  const name = `aes-${key.length * 8}-cfb`;
-  const c = encrypt ? createCipheriv(name, key, iv) : createDecipheriv(name, key, iv);
-  const out = Buffer.concat([c.update(data), c.final()]);
-  return new Uint8Array(out.buffer, out.byteOffset, out.length);
+/**
+ * The AES block function E(key, ·) as node:crypto's ECB with no padding: every runtime has it (Deno's
+ * node:crypto has no CFB), and CFB needs nothing more.
+ */
+function blockCipher(key: Uint8Array, iv: Uint8Array): Cipher {
+  if (!AES_KEY_BYTES.has(key.length)) {
+    throw new MarshalError(`AES-CFB: a key of ${key.length} bytes (AES takes 16, 24 or 32)`, "value", "encode");
+  }
+  if (iv.length !== AES_BLOCK) {
+    throw new MarshalError(`AES-CFB: an IV of ${iv.length} bytes (it takes 16)`, "value", "encode");
+  }
+  return createCipheriv(`aes-${key.length * 8}-ecb`, key, null).setAutoPadding(false);
 }
 
-/** AES-CFB128 encryption with no padding (AES-128/192/256 by key length). */
+/**
+ * AES-CFB128 encryption with no padding (SP 800-38A §6.3; AES-128/192/256 by key length): each ciphertext
+ * block is the next block's input, so the blocks go through E one at a time.
+ */
 export function aesCfbEncrypt(key: Uint8Array, iv: Uint8Array, data: Uint8Array): Uint8Array {
-  return viaNode(key, iv) ? nodeCfb(true, key, iv, data) : cfb(key, iv).encrypt(data);
+  const e = blockCipher(key, iv);
+  const out = new Uint8Array(data.length);
+  let input: Uint8Array = iv;
+  for (let at = 0; at < data.length; at += AES_BLOCK) {
+    const stream = e.update(input);
+    const end = Math.min(at + AES_BLOCK, data.length);
+    for (let i = at; i < end; i++) out[i] = data[i]! ^ stream[i - at]!;
+    input = out.subarray(at, end);
+  }
+  return out;
 }
 
+/** AES-CFB128 decryption: the inputs to E are the IV and the ciphertext, all known, so one call does them. */
 export function aesCfbDecrypt(key: Uint8Array, iv: Uint8Array, data: Uint8Array): Uint8Array {
-  return viaNode(key, iv) ? nodeCfb(false, key, iv, data) : cfb(key, iv).decrypt(data);
+  const e = blockCipher(key, iv);
+  if (data.length === 0) return new Uint8Array(0);
+  const blocks = Math.ceil(data.length / AES_BLOCK);
+  const inputs = new Uint8Array(blocks * AES_BLOCK);
+  inputs.set(iv);
+  inputs.set(data.subarray(0, (blocks - 1) * AES_BLOCK), AES_BLOCK);
+  const stream = e.update(inputs);
+  const out = new Uint8Array(data.length);
+  for (let i = 0; i < data.length; i++) out[i] = data[i]! ^ stream[i]!;
+  return out;
 }

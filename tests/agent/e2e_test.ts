@@ -16,7 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { agentRoutePath, agentRoutes } from "../../src/protocol/agent_api.ts";
 import { generateBootstrapKey, importNkPublicKey, tenantKeyRequests, verifyHmac } from "../../src/protocol/payload.ts";
-import { buildPayloadZip } from "../../src/protocol/payload_zip.ts";
+import { buildPayloadZip } from "../../src/protocol/payload_zip_build.ts";
 import { verifyQuote } from "../../src/protocol/quote.ts";
 import { TPM_ALG } from "../../src/tpm/constants.ts";
 import type { AgentClient } from "../helpers/agent_client.ts";

@@ -12,7 +12,7 @@ import { zipSync } from "fflate";
 import { BootstrapKeys, type BootstrapKeysOptions } from "../../src/agent/keys.ts";
 import { prepareSecureDir, type StoredPayload } from "../../src/agent/payload_store.ts";
 import { importNkPrivateKey, importNkPublicKey, PayloadError, tenantKeyRequests } from "../../src/protocol/payload.ts";
-import { buildPayloadZip } from "../../src/protocol/payload_zip.ts";
+import { buildPayloadZip } from "../../src/protocol/payload_zip_build.ts";
 import { recordingLog } from "../helpers/agent_log.ts";
 import { defaultStoreOptions, deliverKeys } from "../helpers/payload_delivery.ts";
 

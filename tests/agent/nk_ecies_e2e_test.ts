@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { agentRoutePath, agentRoutes } from "../../src/protocol/agent_api.ts";
 import { identityNonceBytes, verifyNkCertification } from "../../src/protocol/nk_certify.ts";
 import { importNkPublicKey, tenantKeyRequests, verifyHmac } from "../../src/protocol/payload.ts";
-import { buildPayloadZip } from "../../src/protocol/payload_zip.ts";
+import { buildPayloadZip } from "../../src/protocol/payload_zip_build.ts";
 import { fromBase64 } from "../../src/util/encoding.ts";
 import type { AgentClient } from "../helpers/agent_client.ts";
 import { type AgentProcess, startAgentProcess, until } from "../helpers/agent_process.ts";

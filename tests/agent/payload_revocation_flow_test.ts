@@ -14,7 +14,7 @@ import { BootstrapKeys } from "../../src/agent/keys.ts";
 import { prepareSecureDir, type StoredPayload } from "../../src/agent/payload_store.ts";
 import { RevocationWorker } from "../../src/agent/revocation.ts";
 import { importNkPrivateKey, importNkPublicKey, tenantKeyRequests } from "../../src/protocol/payload.ts";
-import { buildPayloadZip } from "../../src/protocol/payload_zip.ts";
+import { buildPayloadZip } from "../../src/protocol/payload_zip_build.ts";
 import { recordingLog } from "../helpers/agent_log.ts";
 import { defaultStoreOptions, deliverKeys } from "../helpers/payload_delivery.ts";
 import { makeRevocationSigner, sampleRevocationMessage } from "../helpers/revocation_ca.ts";

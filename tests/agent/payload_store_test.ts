@@ -29,7 +29,8 @@ import {
   parseAuthTag,
   tenantKeyRequests,
 } from "../../src/protocol/payload.ts";
-import { buildPayloadZip, ZipError } from "../../src/protocol/payload_zip.ts";
+import { ZipError } from "../../src/protocol/payload_zip.ts";
+import { buildPayloadZip } from "../../src/protocol/payload_zip_build.ts";
 import {
   mountTypeOf,
   PayloadStoreError,

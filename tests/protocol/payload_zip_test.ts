@@ -10,14 +10,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { zipSync } from "fflate";
-import {
-  buildPayloadZip,
-  crc32,
-  isZip,
-  planZipExtraction,
-  safeEntryPath,
-  ZipError,
-} from "../../src/protocol/payload_zip.ts";
+import { crc32, isZip, planZipExtraction, safeEntryPath, ZipError } from "../../src/protocol/payload_zip.ts";
+import { buildPayloadZip } from "../../src/protocol/payload_zip_build.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const refused = (pattern: RegExp) => (e: unknown) => e instanceof ZipError && pattern.test(e.message);

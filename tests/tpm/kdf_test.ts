@@ -179,4 +179,16 @@ describe("AES-CFB128", () => {
       }
     });
   }
+
+  test("a key or IV of the wrong size is refused, naming its size", () => {
+    const block = new Uint8Array(16);
+    assert.throws(() => aesCfbEncrypt(new Uint8Array(20), block, block), /a key of 20 bytes/);
+    assert.throws(() => aesCfbDecrypt(block, new Uint8Array(12), block), /an IV of 12 bytes/);
+  });
+
+  test("empty data encrypts and decrypts to empty data", () => {
+    const block = new Uint8Array(16);
+    assert.equal(aesCfbEncrypt(block, block, new Uint8Array(0)).length, 0);
+    assert.equal(aesCfbDecrypt(block, block, new Uint8Array(0)).length, 0);
+  });
 });
