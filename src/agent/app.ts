@@ -34,6 +34,7 @@ import { keyHandlers, type KeyRouteDeps } from "./routes/keys.ts";
 import { notificationHandlers, type NotificationRouteDeps } from "./routes/notifications.ts";
 import { quoteHandlers, type QuoteRouteDeps } from "./routes/quotes.ts";
 import { streamIntoText, WithStreamedText } from "./routes/streamed_text.ts";
+import { monotonicMs } from "../util/clock.ts";
 
 /** Log lines of the app: one per request at debug, refusals at warn, failures at error. */
 export interface AppLog {
@@ -114,10 +115,10 @@ export function createAgentApp(deps: AgentAppDeps): Hono<Env> {
 
   const app = new Hono<Env>({ strict: false });
   app.use("*", async (c, next) => {
-    const start = performance.now();
+    const start = monotonicMs();
     await next();
     deps.log.debug(
-      `${c.req.method} ${c.req.path} ${c.res.status} ${(performance.now() - start).toFixed(1)} ms`,
+      `${c.req.method} ${c.req.path} ${c.res.status} ${(monotonicMs() - start).toFixed(1)} ms`,
     );
   });
   app.use("*", limitBody(MAX_BODY_BYTES, bodyTooLarge));

@@ -6,6 +6,7 @@ import * as net from "node:net";
 import { Buffer } from "node:buffer";
 import { TransportError, TransportTimeoutError } from "../errors.ts";
 import { MAX_RESPONSE_BYTES, RESPONSE_HEADER_BYTES } from "./transport.ts";
+import { monotonicMs } from "../../util/clock.ts";
 
 export type SocketAddress = { host: string; port: number } | { path: string };
 
@@ -191,7 +192,7 @@ export interface Deadline {
  */
 export class Watchdog {
   private timer: ReturnType<typeof setTimeout> | undefined;
-  /** When the running exchange expires (performance.now() ms); 0 while idle. */
+  /** When the running exchange expires (monotonicMs() ms); 0 while idle. */
   private due = 0;
   private onExpire: (() => void) | undefined;
 
@@ -204,7 +205,7 @@ export class Watchdog {
   guard<T>(onExpire: () => Error, work: (d: Deadline) => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const deadline = { expired: false };
-      this.due = performance.now() + this.ms;
+      this.due = monotonicMs() + this.ms;
       this.onExpire = () => {
         deadline.expired = true;
         reject(onExpire());
@@ -245,7 +246,7 @@ export class Watchdog {
   private check(): void {
     this.timer = undefined;
     if (this.due === 0) return; // idle: the next guard() arms a new timer
-    const left = this.due - performance.now();
+    const left = this.due - monotonicMs();
     if (left > 1) return this.arm(left);
     const fire = this.onExpire;
     this.idle();
