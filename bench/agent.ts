@@ -9,8 +9,8 @@
  *   time + 2 ms; the same work through our TPM client, and TPM2_Quote alone, beside it;
  * - throughput with 1, 4 and 16 concurrent clients (requests per second);
  * - the idle-disconnect cost: a request after the connection was released against a back-to-back one;
- * - the agent's RSS when idle after start and after 1000+ requests (its executable dropped from the page cache
- *   first: dropFromPageCache).
+ * - the agent's RSS after start, idle once settled (SETTLE_MS) and after 1000+ requests (its executable dropped
+ *   from the page cache first: dropFromPageCache).
  * From source under Deno, or the Node executable given as `exe` (bench/main.ts runs both).
  *
  *   scripts/deno run -A bench/agent.ts [--json] [--quick]     (or bench/main.ts --only agent)
