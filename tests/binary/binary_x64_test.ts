@@ -77,19 +77,25 @@ test("registrar from the executable; agent register on swtpm; keylime_agent is t
     assert.equal(record.status, 200, JSON.stringify(record.json)); // the tenant view shows active agents only
     assert.equal((record.json as { results: { regcount: number } }).results.regcount, 1);
 
-    // The same file under the name keylime_agent: the agent service, no arguments.
+    // The same file under the name keylime_agent: the agent service, no arguments. Its certificate removed, it
+    // makes a new one in a process of its own (`agent mtls-cert`, the executable run again) and registers it.
     mkdirSync(join(dir, "bin"));
     symlinkSync(exe, join(dir, "bin", "keylime_agent"));
+    rmSync(join(agentDir, "server-cert.crt"));
     const { started: agent, match: listening } = await startClean(join(dir, "bin", "keylime_agent"), [], {
       home,
       env,
       ready: /Listening on (https:\/\/127\.0\.0\.1:\d+)/,
     });
     running.push(agent);
+    assert.match(agent.output(), new RegExp(MSG.mtlsCreated(join(agentDir, "server-cert.crt"))));
+    const again = await tenantRequest(tlsPort, join(dir, "tls"), `/v2.1/agents/${uuid}`, tenantCert(join(dir, "tls")));
+    const mtlsCert = (again.json as { results: { mtls_cert: string } }).results.mtls_cert;
+    assert.equal(mtlsCert.trim(), readFileSync(join(agentDir, "server-cert.crt"), "utf8").trim());
     // As the verifier: mTLS with a client certificate of the agent's trusted_client_ca.
     const tenant = tenantCert(join(dir, "tls"));
     const client = agentClient(listening[1]!, {
-      agentCert: (record.json as { results: { mtls_cert: string } }).results.mtls_cert,
+      agentCert: mtlsCert,
       clientCert: tenant.cert!,
       clientKey: tenant.key!,
     });
