@@ -22,8 +22,21 @@ export class MtlsCertProcessError extends Error {
   }
 }
 
-export function certificateInChildProcess(key: KeyFile, uuid: string, contactIp: string): Promise<string> {
-  const { command, args } = selfCommand(["agent", "mtls-cert", "--uuid", uuid, "--contact-ip", contactIp]);
+/** `run`: the process to start; by default this program again (selfCommand), tests give another. */
+export function certificateInChildProcess(
+  key: KeyFile,
+  uuid: string,
+  contactIp: string,
+  run: { command: string; args: string[] } = selfCommand([
+    "agent",
+    "mtls-cert",
+    "--uuid",
+    uuid,
+    "--contact-ip",
+    contactIp,
+  ]),
+): Promise<string> {
+  const { command, args } = run;
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { stdio: ["pipe", "pipe", "pipe"] });
     const out: Buffer[] = [];
