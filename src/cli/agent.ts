@@ -42,7 +42,7 @@ const shown = (key: keyof AgentConfig, v: unknown) =>
 
 export function agentCommand(program: Command): void {
   const agent = program.command("agent").description(
-    "the Keylime agent: register, then serve (the default), or show its configuration, or only register",
+    "the Keylime agent: register, then serve (the default); or show its configuration, only register, or make its mTLS certificate",
   );
   agentRunCommand(agent);
   agentMtlsCertCommand(agent);
