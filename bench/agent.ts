@@ -24,11 +24,11 @@ import { flush } from "../src/tpm/objects.ts";
 import { ContextLoad, ContextSave } from "../src/tpm/commands.ts";
 import { quote } from "../src/tpm/quote.ts";
 import { EMPTY_PASSWORD } from "../src/tpm/sessions.ts";
-import type { Transport } from "../src/tpm/transport/transport.ts";
 import { openTransport } from "../src/tpm/transport/uri.ts";
 import { type AgentProcess, startAgentProcess } from "../tests/helpers/agent_process.ts";
 import { dropFromPageCache, formatMs, formatRatio, rotateBlocks, rssMiB, SETTLE_MS, table } from "./common.ts";
 import { basename } from "node:path";
+import { TimedTransport } from "./flow_steps.ts";
 import { connectWireTls, requestHead, type WireConnection } from "./http_wire.ts";
 import { type LatencySummary, summarize } from "./stats.ts";
 
@@ -63,42 +63,6 @@ async function timedQuote(c: WireConnection): Promise<number> {
   }
   requests++;
   return ms;
-}
-
-/**
- * A transport that times the TPM: each command from sent to answered (the transport's round trip: swtpm's
- * work and the socket, none of the client's marshalling), added up since reset() and kept by command code.
- */
-class TimedTransport implements Transport {
-  total = 0;
-  readonly #byCode = new Map<number, number>();
-  constructor(private readonly inner: Transport) {}
-  get uri(): string {
-    return this.inner.uri;
-  }
-  get resourceManaged(): boolean {
-    return this.inner.resourceManaged;
-  }
-  reset(): void {
-    this.total = 0;
-    this.#byCode.clear();
-  }
-  /** Time spent on commands with this code since reset(). */
-  of(code: number): number {
-    return this.#byCode.get(code) ?? 0;
-  }
-  async send(command: Uint8Array): Promise<Uint8Array> {
-    const t = performance.now();
-    const response = await this.inner.send(command);
-    const ms = performance.now() - t;
-    const code = new DataView(command.buffer, command.byteOffset, command.length).getUint32(6);
-    this.total += ms;
-    this.#byCode.set(code, this.of(code) + ms);
-    return response;
-  }
-  close(): Promise<void> {
-    return this.inner.close();
-  }
 }
 
 let tpmNonceSeq = 0;
@@ -185,14 +149,14 @@ export async function runAgentBench(
       try {
         const request = { pcrs: [16], hashAlg: TPM_ALG.SHA256, session: EMPTY_PASSWORD }; // as quoter.ts
         for (let i = 0; i < n; i++) {
-          transport.reset();
+          transport.log.length = 0;
           const t = performance.now();
           const { loadedHandle } = await direct.execute(ContextLoad, { context });
           await quote(direct, { ...ak, handle: loadedHandle }, { nonce: nonce(), ...request });
           await flush(direct, loadedHandle);
           same.push(performance.now() - t);
-          tpmTime.push(transport.total);
-          quoteTime.push(transport.of(TPM_CC.Quote));
+          tpmTime.push(transport.log.reduce((sum, c) => sum + c.ms, 0));
+          quoteTime.push(transport.log.reduce((sum, c) => sum + (c.code === TPM_CC.Quote ? c.ms : 0), 0));
         }
       } finally {
         await direct.close();

@@ -65,6 +65,34 @@ function parseHead(text: string): { status: number; headers: Map<string, string>
   return { status: Number(m[1]), headers, length: Number(length) };
 }
 
+/**
+ * One reply read from the bytes as they arrive: push() answers the whole reply once it is in, undefined
+ * until then, and throws naming anything else (a head too long or malformed, bytes past the body).
+ */
+class ReplyReader {
+  private received: Buffer = Buffer.alloc(0);
+  private head: ReturnType<typeof parseHead> | undefined;
+  private bodyAt = 0;
+
+  push(chunk: Uint8Array): WireReply | undefined {
+    this.received = Buffer.concat([this.received, chunk]);
+    if (!this.head) {
+      const end = this.received.indexOf(HEAD_END);
+      if (end < 0) {
+        if (this.received.length > MAX_HEAD) throw new Error(`no end of the head in ${this.received.length} bytes`);
+        return undefined;
+      }
+      this.head = parseHead(this.received.toString("latin1", 0, end));
+      this.bodyAt = end + HEAD_END.length;
+    }
+    const { status, headers, length } = this.head;
+    const have = this.received.length - this.bodyAt;
+    if (have < length) return undefined;
+    if (have > length) throw new Error(`${have - length} bytes after a ${length}-byte body`);
+    return { status, headers, body: this.received.subarray(this.bodyAt) };
+  }
+}
+
 export interface WireConnection {
   /** The server's port (a request's Host header names it). */
   readonly port: number;
@@ -77,16 +105,11 @@ export interface WireConnection {
 export function connectWire(port: number): Promise<WireConnection> {
   return new Promise((ready, fail) => {
     const socket: Socket = connect({ host: "127.0.0.1", port, noDelay: true });
-    let received: Buffer = Buffer.alloc(0);
-    let head: ReturnType<typeof parseHead> | undefined;
-    let bodyAt = 0;
-    let waiting: { ok: (r: WireReply) => void; fail: (e: Error) => void } | undefined;
+    let waiting: { ok: (r: WireReply) => void; fail: (e: Error) => void; reader: ReplyReader } | undefined;
 
     const settle = (e: Error | null, reply?: WireReply) => {
       const w = waiting;
       waiting = undefined;
-      head = undefined;
-      received = Buffer.alloc(0);
       if (!w) return;
       if (e) w.fail(e);
       else w.ok(reply!);
@@ -96,21 +119,9 @@ export function connectWire(port: number): Promise<WireConnection> {
         socket.destroy(new Error(`${chunk.length} bytes arrived with no request outstanding`));
         return;
       }
-      received = received.length ? Buffer.concat([received, chunk]) : chunk;
       try {
-        if (!head) {
-          const end = received.indexOf(HEAD_END);
-          if (end < 0) {
-            if (received.length > MAX_HEAD) throw new Error(`no end of the head in ${received.length} bytes`);
-            return;
-          }
-          head = parseHead(received.toString("latin1", 0, end));
-          bodyAt = end + HEAD_END.length;
-        }
-        const have = received.length - bodyAt;
-        if (have < head.length) return;
-        if (have > head.length) throw new Error(`${have - head.length} bytes after a ${head.length}-byte body`);
-        settle(null, { status: head.status, headers: head.headers, body: received.subarray(bodyAt) });
+        const reply = waiting.reader.push(chunk);
+        if (reply) settle(null, reply);
       } catch (e) {
         settle(e as Error);
         socket.destroy();
@@ -127,7 +138,7 @@ export function connectWire(port: number): Promise<WireConnection> {
           new Promise((ok, failExchange) => {
             if (waiting) return failExchange(new Error("one request at a time on a connection"));
             if (socket.destroyed) return failExchange(new Error("the connection is closed"));
-            waiting = { ok, fail: failExchange };
+            waiting = { ok, fail: failExchange, reader: new ReplyReader() };
             socket.write(request);
           }),
         close: () => socket.destroy(),
@@ -151,7 +162,7 @@ export interface WireTls {
 export async function connectWireTls(port: number, tls: WireTls): Promise<WireConnection> {
   const conn = await Deno.connectTls({ hostname: "127.0.0.1", port, caCerts: [tls.ca], cert: tls.cert, key: tls.key });
   await conn.handshake();
-  let buffer = new Uint8Array(64 * 1024);
+  const buffer = new Uint8Array(64 * 1024);
   let busy = false;
   return {
     port,
@@ -160,27 +171,12 @@ export async function connectWireTls(port: number, tls: WireTls): Promise<WireCo
       busy = true;
       try {
         await conn.write(request);
-        let have = 0;
-        let head: ReturnType<typeof parseHead> | undefined;
-        let bodyAt = 0;
+        const reader = new ReplyReader();
         for (;;) {
-          if (have === buffer.length) buffer = growTo(buffer, buffer.length * 2);
-          const n = await conn.read(buffer.subarray(have));
+          const n = await conn.read(buffer);
           if (n === null) throw new Error("the connection closed before the whole reply");
-          have += n;
-          if (!head) {
-            const end = Buffer.from(buffer.buffer, 0, have).indexOf(HEAD_END);
-            if (end < 0) {
-              if (have > MAX_HEAD) throw new Error(`no end of the head in ${have} bytes`);
-              continue;
-            }
-            head = parseHead(Buffer.from(buffer.buffer, 0, end).toString("latin1"));
-            bodyAt = end + HEAD_END.length;
-          }
-          if (have - bodyAt < head.length) continue;
-          if (have - bodyAt > head.length) throw new Error(`${have - bodyAt - head.length} bytes after the body`);
-          const body = Buffer.from(buffer.slice(bodyAt, have));
-          return { status: head.status, headers: head.headers, body };
+          const reply = reader.push(buffer.subarray(0, n));
+          if (reply) return reply;
         }
       } catch (e) {
         conn.close();
@@ -197,10 +193,4 @@ export async function connectWireTls(port: number, tls: WireTls): Promise<WireCo
       }
     },
   };
-}
-
-function growTo(old: Uint8Array<ArrayBuffer>, size: number): Uint8Array<ArrayBuffer> {
-  const grown = new Uint8Array(size);
-  grown.set(old);
-  return grown;
 }

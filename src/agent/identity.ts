@@ -253,7 +253,7 @@ export async function openIdentity(
   c: AgentConfig,
   paths: AgentPaths,
   log: AgentLog,
-  o: { makeCertificate?: CertificateMaker } = {},
+  o: { makeCertificate?: CertificateMaker | undefined } = {},
 ): Promise<AgentIdentity> {
   const persistent = c.ek_handle !== "" && c.ek_handle !== "generate";
   const ekAlg = persistent ? undefined : ekAlgOf(c);
@@ -280,7 +280,7 @@ export async function openIdentity(
         uuid,
         contactIp: c.contact_ip,
         warn: (m) => log.warn(m),
-        ...(o.makeCertificate ? { makeCertificate: o.makeCertificate } : {}),
+        makeCertificate: o.makeCertificate,
       })
       : Promise.resolve(null);
     mtlsFiles.catch(() => {});

@@ -128,7 +128,7 @@ export async function startAgentService(tpm: Tpm, o: AgentServiceOptions): Promi
   // The registrar's /version is asked while the TPM makes the EK and loads the AK (as openAndRegister does).
   const client = o.registration?.client ?? registrarClient(c, log, o.registration?.retry);
   client.negotiate().catch(() => {}); // its error, if any, comes again from register()
-  const id = await openIdentity(tpm, c, paths, log, o.makeCertificate ? { makeCertificate: o.makeCertificate } : {});
+  const id = await openIdentity(tpm, c, paths, log, { makeCertificate: o.makeCertificate });
   try {
     await registerAgent(tpm, id, c, log, { ...o.registration, client });
     const nkPem = id.nk.publicKey.export({ format: "pem", type: "spki" }).toString();

@@ -289,7 +289,8 @@ export async function loadOrCreateMtls(
     uuid: string;
     contactIp: string;
     warn?: (m: string) => void;
-    makeCertificate?: CertificateMaker;
+    /** Default: selfSignedCertificate, in this process. */
+    makeCertificate?: CertificateMaker | undefined;
   },
 ): Promise<MtlsIdentity> {
   const key = await loadOrCreateMtlsKey(keyPath, opts.password ?? "");

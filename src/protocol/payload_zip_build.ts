@@ -6,7 +6,7 @@ import { zipSync } from "fflate";
 import { HOST_UNIX, S_IFREG } from "./payload_zip.ts";
 
 /**
- * The tenant's side: a payload zip of these files (path → bytes, or bytes and whether executable), with Unix
+ * A payload zip of these files (path → bytes, or bytes and whether executable), with Unix
  * modes 0644/0755 so the agent's extraction keeps scripts runnable.
  */
 export function buildPayloadZip(
